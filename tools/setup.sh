@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One-shot, idempotent install of every system package sdpo needs to build and test.
+# Usage: tools/setup.sh   (as root, or with sudo available)
+set -euo pipefail
+
+PACKAGES=(
+  bazel-bootstrap      # Bazel 4.2.3 (pulls in a JDK)
+  g++ clang            # compilers (clang for the libFuzzer targets)
+  libeigen3-dev        # CPU GEMM and vector kernels
+  libabsl-dev          # flags, strings, status (linked statically)
+  libgtest-dev         # tests
+  libbenchmark-dev     # micro-benchmarks
+  libopenmpi-dev openmpi-bin  # data-parallel CPU ranks
+)
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [[ ${#missing[@]} -gt 0 ]]; then
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all packages present"
+fi
