@@ -1,0 +1,315 @@
+// weight_profile: sweep t over a schedule and write the importance-weight profile
+// (mean and spread of log w per t-bucket, winners and losers) as CSV and SVG.
+//
+//   bazel run //sdpo:weight_profile -- --family=ddpm --out=/tmp/wp
+//
+// Demo mode (the only mode for now): a synthetic predictor-error model instead of a network.
+// At every grid point t and for each of --pairs_per_step pairs, the policy's per-element
+// epsilon-MSE is drawn as
+//   e_winner = demo_mse * exp(demo_spread * z - demo_spread^2 / 2),   z ~ N(0, 1)
+//   e_loser  = demo_loser_ratio * demo_mse * exp(demo_spread * z' - demo_spread^2 / 2)
+// (log-normal around a level that does not depend on t: the "comparable eps-errors across t"
+// assumption of paper.md section 3.3; losers are worse fitted, like off-policy samples), and
+// log w = -D_eff * k_eps(t) * e (sdpo::LogImportanceWeight with epsilon errors).
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "sdpo/importance.h"
+#include "sdpo/metrics.h"
+#include "sdpo/plot/svg.h"
+#include "sdpo/schedules.h"
+#include "tensor/error.h"
+
+namespace sdpo {
+namespace {
+
+constexpr char kUsage[] = R"(weight_profile: importance-weight profile over the diffusion schedule.
+
+Usage: bazel run //sdpo:weight_profile -- --family=flow|ddpm --out=DIR [flags]
+
+Writes DIR/weight_profile.csv (per t-bucket: mean, std, q10/q50/q90 of log w, mean w, mask rate,
+for winners and losers), DIR/weight_profile_points.csv (per grid point: KL coefficient and log w
+of the median error) and DIR/weight_profile.svg (mean log w per bucket, band = +- 1 std) and
+DIR/weight_profile_w.svg (mean w per bucket, band = q10..q90, with the threshold tau).
+
+Flags:
+  --family=flow|ddpm        schedule family (required)
+  --out=DIR                 output directory (required; created; relative to the cwd of bazel run)
+  --ddpm_preset=cogvideox-2b|cogvideox-5b   DDPM schedule (default cogvideox-2b: snr shift 3, ZTSNR)
+  --flow_shift=S            flow training-grid shift (default 5, Wan2.1)
+  --buckets=N               number of t-buckets over [0, 1000] (default 20)
+  --pairs_per_step=K        demo pairs drawn at every grid point (default 8)
+  --demo_mse=E              demo winner per-element eps-MSE level (default 1.0)
+  --demo_loser_ratio=R      loser error level / winner error level (default 1.25)
+  --demo_spread=S           log-normal spread of the demo errors (default 0.25)
+  --effective_elements=D    normalisation D_eff of log w (default 1: per-element weight)
+  --calibrate_timestep=T    instead of --effective_elements: choose D_eff so that a winner with
+                            the median demo error has weight tau at grid timestep T (e.g. 63)
+  --tau=X                   DPO-C&M threshold for the mask-rate columns (default 0.9)
+  --seed=N                  RNG seed of the demo errors (default 0)
+
+Modes:
+  demo (default)            the synthetic predictor-error model above.
+  --checkpoint=PATH         TODO (not implemented yet): measure the profile of a real policy
+                            from a model checkpoint and preference pairs. It needs the model
+                            families in models/ (Wan2.1, CogVideoX); until they exist this flag
+                            exits with an error.
+)";
+
+struct Flags {
+  std::string family, out, ddpm_preset = "cogvideox-2b", checkpoint;
+  double flow_shift = 5.0, demo_mse = 1.0, demo_loser_ratio = 1.25, demo_spread = 0.25;
+  double effective_elements = 1.0, tau = 0.9, calibrate_timestep = -1.0;
+  int buckets = 20, pairs_per_step = 8;
+  uint64_t seed = 0;
+};
+
+double ToDouble(const std::string& key, const std::string& v) {
+  double d;
+  SDPO_CHECK(absl::SimpleAtod(v, &d), "--", key, "=", v, ": not a number");
+  return d;
+}
+
+int ToInt(const std::string& key, const std::string& v) {
+  int i;
+  SDPO_CHECK(absl::SimpleAtoi(v, &i), "--", key, "=", v, ": not an integer");
+  return i;
+}
+
+Flags ParseFlags(int argc, char** argv) {
+  Flags f;
+  for (int a = 1; a < argc; ++a) {
+    std::string arg = argv[a];
+    if (arg == "--help" || arg == "-h") {
+      std::cout << kUsage;
+      std::exit(0);
+    }
+    SDPO_CHECK(arg.rfind("--", 0) == 0 && arg.find('=') != std::string::npos,
+               "unexpected argument '", arg, "' (flags are --name=value; see --help)");
+    const std::string key = arg.substr(2, arg.find('=') - 2);
+    const std::string val = arg.substr(arg.find('=') + 1);
+    if (key == "family") {
+      f.family = val;
+    } else if (key == "out") {
+      f.out = val;
+    } else if (key == "ddpm_preset") {
+      f.ddpm_preset = val;
+    } else if (key == "checkpoint") {
+      f.checkpoint = val;
+    } else if (key == "flow_shift") {
+      f.flow_shift = ToDouble(key, val);
+    } else if (key == "demo_mse") {
+      f.demo_mse = ToDouble(key, val);
+    } else if (key == "demo_loser_ratio") {
+      f.demo_loser_ratio = ToDouble(key, val);
+    } else if (key == "demo_spread") {
+      f.demo_spread = ToDouble(key, val);
+    } else if (key == "effective_elements") {
+      f.effective_elements = ToDouble(key, val);
+    } else if (key == "calibrate_timestep") {
+      f.calibrate_timestep = ToDouble(key, val);
+    } else if (key == "tau") {
+      f.tau = ToDouble(key, val);
+    } else if (key == "buckets") {
+      f.buckets = ToInt(key, val);
+    } else if (key == "pairs_per_step") {
+      f.pairs_per_step = ToInt(key, val);
+    } else if (key == "seed") {
+      f.seed = static_cast<uint64_t>(ToInt(key, val));
+    } else {
+      SDPO_FAIL("unknown flag --", key, " (see --help)");
+    }
+  }
+  SDPO_CHECK(f.checkpoint.empty(),
+             "--checkpoint: TODO, the model-checkpoint mode is not implemented yet (it needs the "
+             "model families in models/); run without it for the synthetic demo");
+  SDPO_CHECK(!f.family.empty(), "--family=flow|ddpm is required (see --help)");
+  SDPO_CHECK(!f.out.empty(), "--out=DIR is required (see --help)");
+  SDPO_CHECK(f.buckets >= 1 && f.buckets <= 1000, "--buckets must be in [1, 1000], got ",
+             f.buckets);
+  SDPO_CHECK(f.pairs_per_step >= 1, "--pairs_per_step must be >= 1, got ", f.pairs_per_step);
+  SDPO_CHECK(f.demo_mse > 0.0 && f.demo_loser_ratio > 0.0 && f.demo_spread >= 0.0,
+             "--demo_mse and --demo_loser_ratio must be > 0 and --demo_spread >= 0");
+  SDPO_CHECK(f.tau >= 0.0 && f.tau <= 1.0, "--tau must lie in [0, 1], got ", f.tau);
+  return f;
+}
+
+std::string Fmt(double v) { return std::isfinite(v) ? absl::StrFormat("%.9g", v) : (v < 0 ? "-inf" : (v > 0 ? "inf" : "nan")); }
+
+void WriteText(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    SDPO_CHECK(out.good(), "cannot open ", tmp, " for writing");
+    out << text;
+    SDPO_CHECK(out.good(), "failed writing ", tmp);
+  }
+  SDPO_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename ", tmp, " to ", path);
+}
+
+int Run(int argc, char** argv) {
+  const Flags f = ParseFlags(argc, argv);
+  const ScheduleFamily family = ParseScheduleFamily(f.family);
+  NoiseSchedule schedule = NoiseSchedule::Flow(FlowScheduleConfig{});
+  if (family == ScheduleFamily::kFlow) {
+    FlowScheduleConfig fc;
+    fc.shift = f.flow_shift;
+    schedule = NoiseSchedule::Flow(fc);
+  } else if (f.ddpm_preset == "cogvideox-2b") {
+    schedule = NoiseSchedule::Ddpm(DdpmScheduleConfig::CogVideoX2B());
+  } else if (f.ddpm_preset == "cogvideox-5b") {
+    schedule = NoiseSchedule::Ddpm(DdpmScheduleConfig::CogVideoX5B());
+  } else {
+    SDPO_FAIL("unknown --ddpm_preset=", f.ddpm_preset, " (expected cogvideox-2b | cogvideox-5b)");
+  }
+
+  double d_eff = f.effective_elements;
+  if (f.calibrate_timestep >= 0.0) {
+    int best = 0;
+    for (int i = 0; i < schedule.num_steps(); ++i) {
+      if (std::abs(schedule.At(i).timestep - f.calibrate_timestep) <
+          std::abs(schedule.At(best).timestep - f.calibrate_timestep)) {
+        best = i;
+      }
+    }
+    SDPO_CHECK(f.tau > 0.0 && f.tau < 1.0, "--calibrate_timestep needs --tau in (0, 1)");
+    const double median = f.demo_mse * std::exp(-0.5 * f.demo_spread * f.demo_spread);
+    d_eff = CalibrateEffectiveElements(schedule.At(best), PredictionType::kEpsilon, median, f.tau);
+  }
+  SDPO_CHECK(d_eff > 0.0, "--effective_elements must be > 0, got ", d_eff);
+
+  std::filesystem::path out_dir(f.out);
+  if (out_dir.is_relative()) {
+    if (const char* wd = std::getenv("BUILD_WORKING_DIRECTORY")) out_dir = std::filesystem::path(wd) / out_dir;
+  }
+  std::filesystem::create_directories(out_dir);
+
+  std::mt19937_64 rng(f.seed);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  const double s = f.demo_spread;
+  WeightProfile profile(f.buckets, 1000.0);
+  std::string points = "index,timestep,alpha,sigma,snr,snr_prev,kl_coef_eps,kl_coef_x0,log_w_median_winner,log_w_median_loser\n";
+  const double med_w = f.demo_mse * std::exp(-0.5 * s * s);
+  const double med_l = f.demo_loser_ratio * med_w;
+  for (int i = 0; i < schedule.num_steps(); ++i) {
+    const TimePoint tp = schedule.At(i);
+    absl::StrAppend(&points, i, ",", Fmt(tp.timestep), ",", Fmt(tp.alpha), ",", Fmt(tp.sigma), ",",
+                    Fmt(tp.Snr()), ",", Fmt(tp.SnrPrev()), ",",
+                    Fmt(KlCoefficient(tp, PredictionType::kEpsilon)), ",",
+                    Fmt(KlCoefficientX0(tp)), ",",
+                    Fmt(LogImportanceWeight(tp, PredictionType::kEpsilon, med_w, d_eff)), ",",
+                    Fmt(LogImportanceWeight(tp, PredictionType::kEpsilon, med_l, d_eff)), "\n");
+    for (int k = 0; k < f.pairs_per_step; ++k) {
+      const double e_w = f.demo_mse * std::exp(s * normal(rng) - 0.5 * s * s);
+      const double e_l = f.demo_loser_ratio * f.demo_mse * std::exp(s * normal(rng) - 0.5 * s * s);
+      const double lw = LogImportanceWeight(tp, PredictionType::kEpsilon, e_w, d_eff);
+      const double ll = LogImportanceWeight(tp, PredictionType::kEpsilon, e_l, d_eff);
+      const bool active = std::exp(lw) >= f.tau && std::exp(ll) >= f.tau;
+      profile.Add(tp.timestep, lw, ll, active);
+    }
+  }
+  const std::vector<BucketStats> buckets = profile.Buckets();
+
+  std::string csv =
+      "bucket,t_lo,t_hi,pairs,mask_rate,"
+      "winner_mean,winner_std,winner_q10,winner_q50,winner_q90,winner_non_finite,winner_w_mean,"
+      "loser_mean,loser_std,loser_q10,loser_q50,loser_q90,loser_non_finite,loser_w_mean\n";
+  plot::Series mw{"winner mean log w"}, ml{"loser mean log w"};
+  plot::Series ww{"winner mean w"}, wl{"loser mean w"}, tau_line{absl::StrCat("tau = ", f.tau)};
+  tau_line.color = "#555555";
+  tau_line.dashed = true;
+  for (size_t b = 0; b < buckets.size(); ++b) {
+    const BucketStats& bs = buckets[b];
+    const double mask_rate = bs.pairs > 0 ? static_cast<double>(bs.masked) / bs.pairs : NAN;
+    absl::StrAppend(&csv, b, ",", Fmt(bs.t_lo), ",", Fmt(bs.t_hi), ",", bs.pairs, ",",
+                    Fmt(mask_rate));
+    for (const LogWeightStats* st : {&bs.winner, &bs.loser}) {
+      absl::StrAppend(&csv, ",", Fmt(st->mean), ",", Fmt(st->stddev), ",", Fmt(st->q10), ",",
+                      Fmt(st->q50), ",", Fmt(st->q90), ",", st->non_finite, ",",
+                      Fmt(st->mean_weight));
+    }
+    absl::StrAppend(&csv, "\n");
+    if (bs.pairs == 0) continue;
+    const double x = 0.5 * (bs.t_lo + bs.t_hi);
+    for (auto [series, st] : {std::pair{&mw, &bs.winner}, std::pair{&ml, &bs.loser}}) {
+      series->x.push_back(x);
+      series->y.push_back(st->mean);
+      series->band_lo.push_back(st->mean - st->stddev);
+      series->band_hi.push_back(st->mean + st->stddev);
+    }
+    for (auto [series, st] : {std::pair{&ww, &bs.winner}, std::pair{&wl, &bs.loser}}) {
+      series->x.push_back(x);
+      series->y.push_back(st->mean_weight);
+      series->band_lo.push_back(std::exp(st->q10));
+      series->band_hi.push_back(std::exp(st->q90));
+    }
+    tau_line.x.push_back(x);
+    tau_line.y.push_back(f.tau);
+  }
+  const std::string subtitle =
+      absl::StrCat(schedule.Describe(), ", demo eps-MSE ", f.demo_mse, " (loser x",
+                   f.demo_loser_ratio, "), D_eff ", absl::StrFormat("%.4g", d_eff));
+  plot::LinePlot log_plot;
+  log_plot.title = "log importance weight per t-bucket (synthetic demo errors)";
+  log_plot.subtitle = subtitle;
+  log_plot.legend = plot::LegendPosition::kBottomLeft;
+  log_plot.x_label = family == ScheduleFamily::kFlow ? "timestep t = 1000 sigma" : "timestep t";
+  log_plot.y_label = "mean log w (band: +- 1 std; -inf excluded)";
+  log_plot.width = 960;
+  log_plot.series = {mw, ml};
+  plot::LinePlot w_plot = log_plot;
+  w_plot.title = "importance weight per t-bucket (synthetic demo errors)";
+  w_plot.y_label = "mean w (band: q10..q90)";
+  w_plot.series = {ww, wl, tau_line};
+
+  WriteText((out_dir / "weight_profile.csv").string(), csv);
+  WriteText((out_dir / "weight_profile_points.csv").string(), points);
+  plot::WriteSvg(log_plot, (out_dir / "weight_profile.svg").string());
+  plot::WriteSvg(w_plot, (out_dir / "weight_profile_w.svg").string());
+
+  // Console summary: where the profile peaks and how much the threshold masks.
+  int peak = -1;
+  int64_t pairs = 0, masked = 0;
+  for (size_t b = 0; b < buckets.size(); ++b) {
+    pairs += buckets[b].pairs;
+    masked += buckets[b].masked;
+    if (buckets[b].pairs > 0 &&
+        (peak < 0 || buckets[b].winner.mean_weight > buckets[peak].winner.mean_weight)) {
+      peak = static_cast<int>(b);
+    }
+  }
+  std::printf("weight_profile (demo): %s\n", subtitle.c_str());
+  if (peak >= 0) {
+    std::printf("  highest mean winner weight %.6f in bucket t in [%g, %g)\n",
+                buckets[peak].winner.mean_weight, buckets[peak].t_lo, buckets[peak].t_hi);
+  }
+  std::printf("  mask rate at tau %.3g: %.2f%% of %lld pairs\n", f.tau,
+              pairs > 0 ? 100.0 * masked / pairs : 0.0, static_cast<long long>(pairs));
+  std::printf("  wrote %s/{weight_profile.csv, weight_profile_points.csv, weight_profile.svg, "
+              "weight_profile_w.svg}\n",
+              out_dir.string().c_str());
+  return 0;
+}
+
+}  // namespace
+}  // namespace sdpo
+
+int main(int argc, char** argv) {
+  try {
+    return sdpo::Run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "weight_profile: %s\n", e.what());
+    return 1;
+  }
+}

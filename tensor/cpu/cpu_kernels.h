@@ -1,0 +1,38 @@
+// CPU kernels (the oracle). Each function implements the Kernels method of the same name;
+// argument layouts are documented in tensor/kernels.h.
+#pragma once
+
+#include "tensor/kernels.h"
+
+namespace sdpo::cpu {
+
+void Fill(const Tensor& out, double value);
+void Copy(const Tensor& dst, const Tensor& src);
+void Unary(ops::UnaryOp op, const Tensor& out, const Tensor& x);
+void Binary(ops::BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b);
+void Compare(ops::CompareOp op, const Tensor& out, const Tensor& a, const Tensor& b);
+void Where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b);
+void Clamp(const Tensor& out, const Tensor& x, double lo, double hi);
+void ReduceRows(ReduceKind kind, const Tensor& out, const Tensor& x, int64_t correction);
+void SoftmaxRows(const Tensor& out, const Tensor& x, bool log);
+void Gemm(const Tensor& out, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b);
+ops::NormResult LayerNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps);
+ops::NormGrads LayerNormBackward(const Tensor& dy, const Tensor& x, const Tensor& weight,
+                                 const Tensor& mean, const Tensor& rstd, bool need_bias_grad);
+ops::NormResult RmsNorm(const Tensor& x, const Tensor& weight, double eps);
+ops::NormGrads RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& weight,
+                               const Tensor& rstd);
+ops::AttentionResult Attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                               const Tensor& mask, double scale);
+ops::AttentionGrads AttentionBackward(const Tensor& dout, const Tensor& q, const Tensor& k,
+                                      const Tensor& v, const Tensor& mask, double scale,
+                                      const Tensor& out, const Tensor& lse);
+Tensor Rope(const Tensor& x, const Tensor& cos, const Tensor& sin, ops::RopeLayout layout,
+            bool inverse);
+void IndexRows(const Tensor& out, const Tensor& x, const Tensor& index);
+void IndexAddRows(const Tensor& out, const Tensor& index, const Tensor& src);
+void Gather(const Tensor& out, const Tensor& x, const Tensor& index);
+void ScatterAdd(const Tensor& out, const Tensor& index, const Tensor& src);
+void Philox(const Tensor& out, uint64_t seed, uint64_t offset, bool normal);
+
+}  // namespace sdpo::cpu

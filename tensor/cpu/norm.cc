@@ -1,0 +1,233 @@
+// LayerNorm / RMSNorm forward and backward over rows [rows, D]. Statistics in double.
+#include <cmath>
+
+#include "tensor/cpu/cpu_kernels.h"
+#include "tensor/ops.h"
+#include "tensor/thread_pool.h"
+
+namespace sdpo::cpu {
+namespace {
+
+template <typename T>
+const T* OptPtr(const Tensor& t) {
+  return t.defined() ? static_cast<const T*>(ops::Contiguous(t).raw_data()) : nullptr;
+}
+
+// Sums per-thread partial column sums (deterministic order over chunk index).
+struct ColumnSums {
+  ColumnSums(int chunks, int64_t d) : parts(chunks, std::vector<double>(d, 0.0)) {}
+  std::vector<std::vector<double>> parts;
+  std::vector<double> Total() const {
+    std::vector<double> t(parts[0].size(), 0.0);
+    for (const auto& p : parts)
+      for (size_t i = 0; i < t.size(); ++i) t[i] += p[i];
+    return t;
+  }
+};
+
+template <typename T>
+Tensor VectorToTensor(const std::vector<double>& v, DType dtype) {
+  return Tensor::FromVector(v, {static_cast<int64_t>(v.size())}, dtype);
+}
+
+// Runs fn(chunk, begin, end) over row chunks with a fixed chunking (independent of threads).
+template <typename Fn>
+int ForRowChunks(int64_t rows, Fn fn) {
+  const int64_t chunk = 64;
+  int64_t chunks = (rows + chunk - 1) / chunk;
+  ParallelFor(chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) fn(static_cast<int>(c), c * chunk, std::min(rows, (c + 1) * chunk));
+  });
+  return static_cast<int>(chunks);
+}
+
+template <typename T>
+ops::NormResult LayerNormTyped(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                               double eps) {
+  const int64_t rows = x.size(0), d = x.size(1);
+  Tensor out = Tensor::Empty(x.shape(), x.dtype());
+  DType stat = x.dtype() == kF64 ? kF64 : kF32;
+  Tensor mean = Tensor::Empty({rows}, stat), rstd = Tensor::Empty({rows}, stat);
+  const T* px = static_cast<const T*>(x.raw_data());
+  const T* w = OptPtr<T>(weight);
+  const T* b = OptPtr<T>(bias);
+  T* po = static_cast<T*>(out.raw_data());
+  ForRowChunks(rows, [&](int, int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* row = px + r * d;
+      double mu = 0;
+      for (int64_t i = 0; i < d; ++i) mu += row[i];
+      mu /= d;
+      double var = 0;
+      for (int64_t i = 0; i < d; ++i) var += (row[i] - mu) * (row[i] - mu);
+      var /= d;
+      double rs = 1.0 / std::sqrt(var + eps);
+      for (int64_t i = 0; i < d; ++i) {
+        double y = (row[i] - mu) * rs;
+        if (w) y *= w[i];
+        if (b) y += b[i];
+        po[r * d + i] = static_cast<T>(y);
+      }
+      if (stat == kF64) {
+        mean.data<double>()[r] = mu;
+        rstd.data<double>()[r] = rs;
+      } else {
+        mean.data<float>()[r] = static_cast<float>(mu);
+        rstd.data<float>()[r] = static_cast<float>(rs);
+      }
+    }
+  });
+  return {out, mean, rstd};
+}
+
+template <typename T>
+ops::NormGrads LayerNormBackwardTyped(const Tensor& dy, const Tensor& x, const Tensor& weight,
+                                      const Tensor& mean, const Tensor& rstd, bool need_bias) {
+  const int64_t rows = x.size(0), d = x.size(1);
+  Tensor dx = Tensor::Empty(x.shape(), x.dtype());
+  std::vector<double> mu = ops::Cast(mean, kF64).ToVector();  // small: one value per row
+  std::vector<double> rs = ops::Cast(rstd, kF64).ToVector();
+  const T* px = static_cast<const T*>(x.raw_data());
+  const T* pdy = static_cast<const T*>(dy.raw_data());
+  const T* w = OptPtr<T>(weight);
+  T* pdx = static_cast<T*>(dx.raw_data());
+  int64_t chunks = (rows + 63) / 64;
+  ColumnSums dw(static_cast<int>(std::max<int64_t>(chunks, 1)), d);
+  ColumnSums db(static_cast<int>(std::max<int64_t>(chunks, 1)), d);
+  ForRowChunks(rows, [&](int c, int64_t r0, int64_t r1) {
+    std::vector<double>& dwc = dw.parts[c];
+    std::vector<double>& dbc = db.parts[c];
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* xr = px + r * d;
+      const T* gr = pdy + r * d;
+      double sum_g = 0, sum_gx = 0;
+      for (int64_t i = 0; i < d; ++i) {
+        double xhat = (xr[i] - mu[r]) * rs[r];
+        double g = w ? gr[i] * static_cast<double>(w[i]) : gr[i];
+        sum_g += g;
+        sum_gx += g * xhat;
+        dwc[i] += gr[i] * xhat;
+        dbc[i] += gr[i];
+      }
+      sum_g /= d;
+      sum_gx /= d;
+      for (int64_t i = 0; i < d; ++i) {
+        double xhat = (xr[i] - mu[r]) * rs[r];
+        double g = w ? gr[i] * static_cast<double>(w[i]) : gr[i];
+        pdx[r * d + i] = static_cast<T>(rs[r] * (g - sum_g - xhat * sum_gx));
+      }
+    }
+  });
+  ops::NormGrads grads;
+  grads.dx = dx;
+  if (weight.defined()) grads.dweight = VectorToTensor<T>(dw.Total(), x.dtype());
+  if (need_bias) grads.dbias = VectorToTensor<T>(db.Total(), x.dtype());
+  return grads;
+}
+
+template <typename T>
+ops::NormResult RmsNormTyped(const Tensor& x, const Tensor& weight, double eps) {
+  const int64_t rows = x.size(0), d = x.size(1);
+  Tensor out = Tensor::Empty(x.shape(), x.dtype());
+  DType stat = x.dtype() == kF64 ? kF64 : kF32;
+  Tensor rstd = Tensor::Empty({rows}, stat);
+  const T* px = static_cast<const T*>(x.raw_data());
+  const T* w = OptPtr<T>(weight);
+  T* po = static_cast<T*>(out.raw_data());
+  ForRowChunks(rows, [&](int, int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* row = px + r * d;
+      double ss = 0;
+      for (int64_t i = 0; i < d; ++i) ss += static_cast<double>(row[i]) * row[i];
+      double rs = 1.0 / std::sqrt(ss / d + eps);
+      for (int64_t i = 0; i < d; ++i) {
+        double y = row[i] * rs;
+        if (w) y *= w[i];
+        po[r * d + i] = static_cast<T>(y);
+      }
+      if (stat == kF64) {
+        rstd.data<double>()[r] = rs;
+      } else {
+        rstd.data<float>()[r] = static_cast<float>(rs);
+      }
+    }
+  });
+  return {out, Tensor(), rstd};
+}
+
+template <typename T>
+ops::NormGrads RmsNormBackwardTyped(const Tensor& dy, const Tensor& x, const Tensor& weight,
+                                    const Tensor& rstd) {
+  const int64_t rows = x.size(0), d = x.size(1);
+  Tensor dx = Tensor::Empty(x.shape(), x.dtype());
+  std::vector<double> rs = ops::Cast(rstd, kF64).ToVector();
+  const T* px = static_cast<const T*>(x.raw_data());
+  const T* pdy = static_cast<const T*>(dy.raw_data());
+  const T* w = OptPtr<T>(weight);
+  T* pdx = static_cast<T*>(dx.raw_data());
+  int64_t chunks = std::max<int64_t>((rows + 63) / 64, 1);
+  ColumnSums dw(static_cast<int>(chunks), d);
+  ForRowChunks(rows, [&](int c, int64_t r0, int64_t r1) {
+    std::vector<double>& dwc = dw.parts[c];
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* xr = px + r * d;
+      const T* gr = pdy + r * d;
+      double sum_gx = 0;
+      for (int64_t i = 0; i < d; ++i) {
+        double xhat = xr[i] * rs[r];
+        double g = w ? gr[i] * static_cast<double>(w[i]) : gr[i];
+        sum_gx += g * xhat;
+        dwc[i] += gr[i] * xhat;
+      }
+      sum_gx /= d;
+      for (int64_t i = 0; i < d; ++i) {
+        double xhat = xr[i] * rs[r];
+        double g = w ? gr[i] * static_cast<double>(w[i]) : gr[i];
+        pdx[r * d + i] = static_cast<T>(rs[r] * (g - xhat * sum_gx));
+      }
+    }
+  });
+  ops::NormGrads grads;
+  grads.dx = dx;
+  if (weight.defined()) grads.dweight = VectorToTensor<T>(dw.Total(), x.dtype());
+  return grads;
+}
+
+// bf16/f16 run in f32 and are cast back.
+Tensor F32(const Tensor& t) { return t.defined() ? ops::Contiguous(ops::Cast(t, kF32)) : t; }
+Tensor Back(const Tensor& t, DType dtype) { return t.defined() ? ops::Cast(t, dtype) : t; }
+
+}  // namespace
+
+ops::NormResult LayerNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
+  if (x.dtype() == kF64) return LayerNormTyped<double>(x, weight, bias, eps);
+  ops::NormResult r = LayerNormTyped<float>(F32(x), F32(weight), F32(bias), eps);
+  r.out = Back(r.out, x.dtype());
+  return r;
+}
+
+ops::NormGrads LayerNormBackward(const Tensor& dy, const Tensor& x, const Tensor& weight,
+                                 const Tensor& mean, const Tensor& rstd, bool need_bias_grad) {
+  if (x.dtype() == kF64) {
+    return LayerNormBackwardTyped<double>(dy, x, weight, mean, rstd, need_bias_grad);
+  }
+  ops::NormGrads g =
+      LayerNormBackwardTyped<float>(F32(dy), F32(x), F32(weight), mean, rstd, need_bias_grad);
+  return {Back(g.dx, x.dtype()), Back(g.dweight, x.dtype()), Back(g.dbias, x.dtype())};
+}
+
+ops::NormResult RmsNorm(const Tensor& x, const Tensor& weight, double eps) {
+  if (x.dtype() == kF64) return RmsNormTyped<double>(x, weight, eps);
+  ops::NormResult r = RmsNormTyped<float>(F32(x), F32(weight), eps);
+  r.out = Back(r.out, x.dtype());
+  return r;
+}
+
+ops::NormGrads RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& weight,
+                               const Tensor& rstd) {
+  if (x.dtype() == kF64) return RmsNormBackwardTyped<double>(dy, x, weight, rstd);
+  ops::NormGrads g = RmsNormBackwardTyped<float>(F32(dy), F32(x), F32(weight), rstd);
+  return {Back(g.dx, x.dtype()), Back(g.dweight, x.dtype()), Tensor()};
+}
+
+}  // namespace sdpo::cpu
