@@ -19,6 +19,18 @@ Node::Node(std::string name, std::vector<std::shared_ptr<Node>> next,
            std::vector<Shape> input_shapes)
     : name_(std::move(name)), next_(std::move(next)), input_shapes_(std::move(input_shapes)) {}
 
+Node::~Node() {
+  std::vector<std::shared_ptr<Node>> stack = std::move(next_);
+  while (!stack.empty()) {
+    std::shared_ptr<Node> n = std::move(stack.back());
+    stack.pop_back();
+    if (n && n.use_count() == 1) {
+      for (auto& child : n->next_) stack.push_back(std::move(child));
+      n->next_.clear();
+    }
+  }
+}
+
 FunctionNode::FunctionNode(std::string name, std::vector<std::shared_ptr<Node>> next,
                            std::vector<Shape> input_shapes, BackwardFn backward)
     : Node(std::move(name), std::move(next), std::move(input_shapes)),

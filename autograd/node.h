@@ -14,7 +14,8 @@ namespace sdpo {
 class Node {
  public:
   Node(std::string name, std::vector<std::shared_ptr<Node>> next, std::vector<Shape> input_shapes);
-  virtual ~Node() = default;
+  // Tears down long chains iteratively (a recursive destructor would overflow the stack).
+  virtual ~Node();
 
   // Gradients for each input (undefined where an input needs none).
   virtual std::vector<Tensor> Apply(const Tensor& grad_output) = 0;

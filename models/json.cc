@@ -240,7 +240,8 @@ class Parser {
   }
 
   void ParseLiteral(std::string_view word) {
-    if (text_.substr(pos_, word.size()) != word) Fail(absl::StrCat("expected '", std::string(word), "'"));
+    if (text_.substr(pos_, word.size()) != word)
+      Fail(absl::StrCat("expected '", std::string(word), "'"));
     pos_ += word.size();
   }
 
@@ -387,8 +388,7 @@ class Parser {
       FailAt(start, "malformed number");
     }
     if (r.ec == std::errc::result_out_of_range && std::fabs(d) > 1.0) {
-      FailAt(start, absl::StrCat("number ", std::string(first, last),
-                                 " overflows a double"));
+      FailAt(start, absl::StrCat("number ", std::string(first, last), " overflows a double"));
     }
     // Underflow keeps the nearest representable value (0 or a subnormal).
     return Value::Double(d);
@@ -519,9 +519,8 @@ Value Value::MakeObject(Object members) {
   return v;
 }
 
-#define SDPO_JSON_EXPECT(want)                                                             \
-  SDPO_CHECK(type_ == (want), "JSON value: expected ", TypeName(want), ", found ", \
-             TypeName(type_))
+#define SDPO_JSON_EXPECT(want) \
+  SDPO_CHECK(type_ == (want), "JSON value: expected ", TypeName(want), ", found ", TypeName(type_))
 
 bool Value::as_bool() const {
   SDPO_JSON_EXPECT(Type::kBool);
@@ -558,8 +557,9 @@ const Value::Object& Value::as_object() const {
 
 const Value* Value::find(std::string_view key) const {
   if (type_ != Type::kObject) return nullptr;
-  auto it = std::lower_bound(object_.begin(), object_.end(), key,
-                             [](const auto& member, std::string_view k) { return member.first < k; });
+  auto it =
+      std::lower_bound(object_.begin(), object_.end(), key,
+                       [](const auto& member, std::string_view k) { return member.first < k; });
   if (it == object_.end() || it->first != key) return nullptr;
   return &it->second;
 }

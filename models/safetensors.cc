@@ -25,10 +25,9 @@ namespace sdpo {
 namespace {
 
 constexpr SafetensorsDType kAllDTypes[] = {
-    SafetensorsDType::kF64, SafetensorsDType::kF32, SafetensorsDType::kF16,
-    SafetensorsDType::kBF16, SafetensorsDType::kI64, SafetensorsDType::kI32,
-    SafetensorsDType::kI16, SafetensorsDType::kI8, SafetensorsDType::kU8,
-    SafetensorsDType::kBool};
+    SafetensorsDType::kF64, SafetensorsDType::kF32, SafetensorsDType::kF16, SafetensorsDType::kBF16,
+    SafetensorsDType::kI64, SafetensorsDType::kI32, SafetensorsDType::kI16, SafetensorsDType::kI8,
+    SafetensorsDType::kU8,  SafetensorsDType::kBool};
 
 // Header nesting is 3 levels ({name: {"shape": [..]}}); anything much deeper is hostile.
 constexpr int kHeaderMaxDepth = 16;
@@ -99,16 +98,16 @@ TensorEntry ParseEntry(const std::string& key, const json::Value& v, const uint8
     e.shape.push_back(dim);
   }
   for (int64_t dim : e.shape) {
-    SDPO_CHECK(!__builtin_mul_overflow(numel, dim, &numel), file, ": tensor ", Key(key),
-               ": shape ", ShapeString(e.shape), " has more elements than fit in int64");
+    SDPO_CHECK(!__builtin_mul_overflow(numel, dim, &numel), file, ": tensor ", Key(key), ": shape ",
+               ShapeString(e.shape), " has more elements than fit in int64");
   }
   e.numel = numel;
   uint64_t nbytes = 0;
-  SDPO_CHECK(!__builtin_mul_overflow(static_cast<uint64_t>(numel),
-                                     static_cast<uint64_t>(SafetensorsElementSize(e.dtype)),
-                                     &nbytes),
-             file, ": tensor ", Key(key), ": shape ", ShapeString(e.shape), " of ",
-             SafetensorsDTypeName(e.dtype), " overflows the byte count");
+  SDPO_CHECK(
+      !__builtin_mul_overflow(static_cast<uint64_t>(numel),
+                              static_cast<uint64_t>(SafetensorsElementSize(e.dtype)), &nbytes),
+      file, ": tensor ", Key(key), ": shape ", ShapeString(e.shape), " of ",
+      SafetensorsDTypeName(e.dtype), " overflows the byte count");
 
   const json::Value* offsets = v.find("data_offsets");
   SDPO_CHECK(offsets != nullptr, file, ": tensor ", Key(key), ": missing \"data_offsets\"");
@@ -248,9 +247,8 @@ SafetensorsContents ParseSafetensors(const uint8_t* bytes, size_t size, const st
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | bytes[i];
   SDPO_CHECK(n > 0, name, ": header length is 0; expected a JSON object");
-  SDPO_CHECK(n <= kMaxSafetensorsHeaderBytes, name, ": header length ", n,
-             " exceeds the limit of ", kMaxSafetensorsHeaderBytes,
-             " bytes (corrupt or not a safetensors file)");
+  SDPO_CHECK(n <= kMaxSafetensorsHeaderBytes, name, ": header length ", n, " exceeds the limit of ",
+             kMaxSafetensorsHeaderBytes, " bytes (corrupt or not a safetensors file)");
   SDPO_CHECK(n <= size - 8, name, ": header length ", n, " exceeds the ", size - 8,
              " bytes that follow the length field (truncated file?)");
 
@@ -261,8 +259,8 @@ SafetensorsContents ParseSafetensors(const uint8_t* bytes, size_t size, const st
   const uint8_t* data = bytes + data_start;
 
   std::string_view header(reinterpret_cast<const char*>(bytes + 8), out.header_size);
-  json::Value root = json::Parse(header, absl::StrCat(name, " (safetensors header)"),
-                                 kHeaderMaxDepth);
+  json::Value root =
+      json::Parse(header, absl::StrCat(name, " (safetensors header)"), kHeaderMaxDepth);
   SDPO_CHECK(root.is_object(), name, ": safetensors header must be a JSON object, found a JSON ",
              json::TypeName(root.type()));
 
@@ -420,8 +418,9 @@ std::unique_ptr<ShardedCheckpoint> ShardedCheckpoint::Open(const std::string& pa
     auto it = opened.find(shard_name);
     if (it == opened.end()) {
       fs::path rel(shard_name);
-      bool escapes = shard_name.empty() || rel.is_absolute() ||
-                     std::any_of(rel.begin(), rel.end(), [](const fs::path& p) { return p == ".."; });
+      bool escapes =
+          shard_name.empty() || rel.is_absolute() ||
+          std::any_of(rel.begin(), rel.end(), [](const fs::path& p) { return p == ".."; });
       SDPO_CHECK(!escapes, path, ": weight_map entry ", Key(name), ": shard ", Key(shard_name),
                  " must be a relative path inside the index's directory");
       try {
@@ -601,13 +600,13 @@ void WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>&
                  ": shape ", ShapeString(t.shape), " overflows int64");
     }
     uint64_t nbytes = 0;
-    SDPO_CHECK(!__builtin_mul_overflow(static_cast<uint64_t>(numel),
-                                       static_cast<uint64_t>(SafetensorsElementSize(t.dtype)),
-                                       &nbytes),
-               path, ": tensor ", Key(t.name), ": byte count overflows");
-    SDPO_CHECK(nbytes == t.nbytes, path, ": tensor ", Key(t.name), ": shape ",
-               ShapeString(t.shape), " of ", SafetensorsDTypeName(t.dtype), " needs ", nbytes,
-               " bytes, but ", t.nbytes, " were given");
+    SDPO_CHECK(
+        !__builtin_mul_overflow(static_cast<uint64_t>(numel),
+                                static_cast<uint64_t>(SafetensorsElementSize(t.dtype)), &nbytes),
+        path, ": tensor ", Key(t.name), ": byte count overflows");
+    SDPO_CHECK(nbytes == t.nbytes, path, ": tensor ", Key(t.name), ": shape ", ShapeString(t.shape),
+               " of ", SafetensorsDTypeName(t.dtype), " needs ", nbytes, " bytes, but ", t.nbytes,
+               " were given");
     SDPO_CHECK(t.data != nullptr || t.nbytes == 0, path, ": tensor ", Key(t.name),
                ": data is null");
   }
@@ -648,9 +647,9 @@ void WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>&
     if (!first) header.push_back(',');
     first = false;
     auto [begin, end] = offsets[t->name];
-    absl::StrAppend(&header, json::Quote(t->name), ":{\"dtype\":\"",
-                    SafetensorsDTypeName(t->dtype), "\",\"shape\":[", absl::StrJoin(t->shape, ","),
-                    "],\"data_offsets\":[", begin, ",", end, "]}");
+    absl::StrAppend(&header, json::Quote(t->name), ":{\"dtype\":\"", SafetensorsDTypeName(t->dtype),
+                    "\",\"shape\":[", absl::StrJoin(t->shape, ","), "],\"data_offsets\":[", begin,
+                    ",", end, "]}");
   }
   header.push_back('}');
   header.append((8 - (8 + header.size()) % 8) % 8, ' ');

@@ -21,7 +21,18 @@
 namespace sdpo {
 
 // Element types a safetensors file may hold (a superset of sdpo::DType).
-enum class SafetensorsDType : uint8_t { kF64, kF32, kF16, kBF16, kI64, kI32, kI16, kI8, kU8, kBool };
+enum class SafetensorsDType : uint8_t {
+  kF64,
+  kF32,
+  kF16,
+  kBF16,
+  kI64,
+  kI32,
+  kI16,
+  kI8,
+  kU8,
+  kBool
+};
 
 const char* SafetensorsDTypeName(SafetensorsDType dtype);  // "F64", "BF16", "BOOL", ...
 size_t SafetensorsElementSize(SafetensorsDType dtype);
@@ -68,7 +79,7 @@ class SafetensorsFile {
   const std::string& path() const { return path_; }
   const std::map<std::string, std::string>& metadata() const { return contents_.metadata; }
   const std::vector<TensorEntry>& tensors() const { return contents_.tensors; }  // sorted
-  std::vector<std::string> names() const;                                      // sorted
+  std::vector<std::string> names() const;                                        // sorted
   bool contains(std::string_view name) const { return find(name) != nullptr; }
   const TensorEntry* find(std::string_view name) const;  // nullptr when absent
   const TensorEntry& at(std::string_view name) const;    // throws naming the file and key

@@ -14,12 +14,16 @@ namespace {
 
 thread_local bool in_parallel_region = false;
 
+// Read once: hardware_concurrency() reads /sys on every call.
 int DefaultThreads() {
-  if (const char* env = std::getenv("SDPO_NUM_THREADS")) {
-    int n = std::atoi(env);
-    if (n > 0) return n;
-  }
-  return std::max(1u, std::thread::hardware_concurrency());
+  static const int threads = [] {
+    if (const char* env = std::getenv("SDPO_NUM_THREADS")) {
+      int n = std::atoi(env);
+      if (n > 0) return n;
+    }
+    return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  }();
+  return threads;
 }
 
 // A fixed set of workers; one job (a range split) runs at a time.

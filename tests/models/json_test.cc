@@ -90,20 +90,19 @@ TEST(JsonTest, TypeMismatchThrows) {
   Value v = Parse("[1]");
   EXPECT_NE(ErrorOf([&] { v.as_object(); }).find("expected object, found array"),
             std::string::npos);
-  EXPECT_NE(ErrorOf([&] { v.as_array()[0].as_string(); }).find("found integer"),
-            std::string::npos);
+  EXPECT_NE(ErrorOf([&] { v.as_array()[0].as_string(); }).find("found integer"), std::string::npos);
   EXPECT_THROW(Parse("1.5").as_int(), Error);
   EXPECT_THROW(Parse("\"1\"").as_double(), Error);
 }
 
 TEST(JsonTest, RejectsMalformedInput) {
   const char* bad[] = {
-      "",          "   ",        "nul",         "tru",        "01",         "-",
-      "+1",        ".5",         "1.",          "1e",         "1e+",        "0x10",
-      "NaN",       "Infinity",   "-Infinity",   "[1,]",       "[1 2]",      "{\"a\":1,}",
-      "{\"a\" 1}", "{a:1}",      "{'a':1}",     "{\"a\":}",   "[",          "{",
-      "\"abc",     "\"\\x\"",    "\"\\u12\"",   "\"\\u12G4\"", "{} x",       "[] []",
-      "1e400",     "-1e400",     "\"a\tb\"",    "\"\\",       "{\"a\":1 ,", "[1,2",
+      "",          "   ",      "nul",       "tru",         "01",         "-",
+      "+1",        ".5",       "1.",        "1e",          "1e+",        "0x10",
+      "NaN",       "Infinity", "-Infinity", "[1,]",        "[1 2]",      "{\"a\":1,}",
+      "{\"a\" 1}", "{a:1}",    "{'a':1}",   "{\"a\":}",    "[",          "{",
+      "\"abc",     "\"\\x\"",  "\"\\u12\"", "\"\\u12G4\"", "{} x",       "[] []",
+      "1e400",     "-1e400",   "\"a\tb\"",  "\"\\",        "{\"a\":1 ,", "[1,2",
   };
   for (const char* text : bad) {
     SCOPED_TRACE(text);
@@ -205,7 +204,8 @@ TEST(JsonTest, ParseFileErrorsNameThePath) {
 }
 
 TEST(JsonTest, RandomMutationsNeverCrash) {
-  const std::string seed = R"({"a": [1, -2.5e3, "x\u00e9\ud83d\ude00", true, null], "b": {"c": {}}})";
+  const std::string seed =
+      R"({"a": [1, -2.5e3, "x\u00e9\ud83d\ude00", true, null], "b": {"c": {}}})";
   std::mt19937 rng(11);
   int parsed = 0;
   for (int i = 0; i < 5000; ++i) {

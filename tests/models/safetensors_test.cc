@@ -116,11 +116,11 @@ TEST(SafetensorsDTypeTest, NamesSizesAndMapping) {
     std::optional<DType> sdpo;
   };
   const Row rows[] = {
-      {SafetensorsDType::kF64, "F64", 8, kF64},   {SafetensorsDType::kF32, "F32", 4, kF32},
-      {SafetensorsDType::kF16, "F16", 2, kF16},   {SafetensorsDType::kBF16, "BF16", 2, kBF16},
-      {SafetensorsDType::kI64, "I64", 8, kI64},   {SafetensorsDType::kI32, "I32", 4, kI32},
-      {SafetensorsDType::kI16, "I16", 2, {}},     {SafetensorsDType::kI8, "I8", 1, {}},
-      {SafetensorsDType::kU8, "U8", 1, {}},       {SafetensorsDType::kBool, "BOOL", 1, kBool},
+      {SafetensorsDType::kF64, "F64", 8, kF64}, {SafetensorsDType::kF32, "F32", 4, kF32},
+      {SafetensorsDType::kF16, "F16", 2, kF16}, {SafetensorsDType::kBF16, "BF16", 2, kBF16},
+      {SafetensorsDType::kI64, "I64", 8, kI64}, {SafetensorsDType::kI32, "I32", 4, kI32},
+      {SafetensorsDType::kI16, "I16", 2, {}},   {SafetensorsDType::kI8, "I8", 1, {}},
+      {SafetensorsDType::kU8, "U8", 1, {}},     {SafetensorsDType::kBool, "BOOL", 1, kBool},
   };
   for (const Row& r : rows) {
     EXPECT_STREQ(SafetensorsDTypeName(r.dtype), r.name);
@@ -280,9 +280,8 @@ TEST(SafetensorsTest, ReadsUnalignedAndPaddedFilesFromOtherWriters) {
   const std::string dir = TestDir();
   // Header length 83 (odd): the data is unaligned in memory; trailing spaces are allowed, and
   // tensors need not tile the buffer (a gap) or be listed in offset order.
-  std::string header =
-      R"({"b":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]},)"
-      R"("a":{"dtype":"F32","shape":[1],"data_offsets":[6,10]}}   )";
+  std::string header = R"({"b":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]},)"
+                       R"("a":{"dtype":"F32","shape":[1],"data_offsets":[6,10]}}   )";
   std::string data;
   uint16_t bf[2] = {FloatToBF16Bits(1.5f), FloatToBF16Bits(-3.0f)};
   data.append(reinterpret_cast<const char*>(bf), 4);
@@ -299,7 +298,7 @@ TEST(SafetensorsTest, ReadsUnalignedAndPaddedFilesFromOtherWriters) {
 TEST(SafetensorsTest, ReducedFloatConversion) {
   const std::string dir = TestDir();
   std::vector<uint16_t> half = {0x3C00, 0xC000, 0x3555, 0x7C00, 0x0001};  // 1, -2, ~1/3, inf, min
-  std::vector<uint16_t> bf = {0x3F80, 0xC040, 0x7F80, 0x0000};           // 1, -3, inf, 0
+  std::vector<uint16_t> bf = {0x3F80, 0xC040, 0x7F80, 0x0000};            // 1, -3, inf, 0
   std::string hb = Bytes(half), bb = Bytes(bf);
   WriteSafetensors(dir + "/r.safetensors", {Spec("h", SafetensorsDType::kF16, {5}, hb),
                                             Spec("b", SafetensorsDType::kBF16, {4}, bb)});
@@ -371,8 +370,7 @@ TEST(SafetensorsTest, WriterRejectsBadInputWithoutTouchingTheFile) {
        "given twice"},
       {{Spec("__metadata__", SafetensorsDType::kF32, {1}, four)}, "reserved"},
       {{Spec("", SafetensorsDType::kF32, {1}, four)}, "empty name"},
-      {{Spec("w", SafetensorsDType::kU8, {int64_t{1} << 40, int64_t{1} << 40}, four)},
-       "overflows"},
+      {{Spec("w", SafetensorsDType::kU8, {int64_t{1} << 40, int64_t{1} << 40}, four)}, "overflows"},
       {{Spec("bad \xFF utf8", SafetensorsDType::kF32, {1}, four)}, "invalid UTF-8"},
   };
   for (const Case& c : cases) {
@@ -382,8 +380,7 @@ TEST(SafetensorsTest, WriterRejectsBadInputWithoutTouchingTheFile) {
   }
   TensorToWrite null_data = Spec("w", SafetensorsDType::kF32, {1}, four);
   null_data.data = nullptr;
-  EXPECT_NE(ErrorOf([&] { WriteSafetensors(path, {null_data}); }).find("null"),
-            std::string::npos);
+  EXPECT_NE(ErrorOf([&] { WriteSafetensors(path, {null_data}); }).find("null"), std::string::npos);
   std::string msg = ErrorOf([&] { WriteSafetensors(dir + "/no/such/dir/x.safetensors", {}); });
   EXPECT_NE(msg.find(dir + "/no/such/dir/x.safetensors"), std::string::npos) << msg;
   EXPECT_TRUE(ListDir(dir).empty());
@@ -405,12 +402,11 @@ void WriteTwoShards(const std::string& dir, const std::string& index_name) {
   json::Value index = json::Value::MakeObject({
       {"metadata", json::Value::MakeObject({{"total_size", json::Value::Int(26)},
                                             {"note", json::Value::String("two shards")}})},
-      {"weight_map",
-       json::Value::MakeObject({
-           {"blocks.0.w", json::Value::String("model-00001-of-00002.safetensors")},
-           {"blocks.0.b", json::Value::String("model-00001-of-00002.safetensors")},
-           {"head.w", json::Value::String("model-00002-of-00002.safetensors")},
-       })},
+      {"weight_map", json::Value::MakeObject({
+                         {"blocks.0.w", json::Value::String("model-00001-of-00002.safetensors")},
+                         {"blocks.0.b", json::Value::String("model-00001-of-00002.safetensors")},
+                         {"head.w", json::Value::String("model-00002-of-00002.safetensors")},
+                     })},
   });
   WriteBytes(dir + "/" + index_name, json::Serialize(index));
 }
@@ -525,10 +521,12 @@ std::vector<Malformed> MalformedCases() {
       {"empty_file", "", {"0 bytes", "fewer than the 8-byte"}},
       {"five_bytes", std::string("\x05\x00\x00\x00\x00", 5), {"5 bytes"}},
       {"header_length_zero", LengthPrefix(0) + "{}", {"header length is 0"}},
-      {"huge_header_length", LengthPrefix(~uint64_t{0}) + "{}",
+      {"huge_header_length",
+       LengthPrefix(~uint64_t{0}) + "{}",
        {"header length 18446744073709551615", "exceeds the limit"}},
       {"header_over_100mb", LengthPrefix(100'000'001) + "{}", {"exceeds the limit of 100000000"}},
-      {"truncated_header", LengthPrefix(64) + "{\"w\":{\"dtype\":\"F32\"",
+      {"truncated_header",
+       LengthPrefix(64) + "{\"w\":{\"dtype\":\"F32\"",
        {"header length 64", "exceeds the 19 bytes", "truncated"}},
       {"not_json", Image("hello, world"), {"invalid JSON", "line 1, column 1"}},
       {"json_array", Image("[1, 2, 3]"), {"must be a JSON object", "found a JSON array"}},
@@ -536,13 +534,17 @@ std::vector<Malformed> MalformedCases() {
       {"nul_padding", Image(std::string("{}\0\0\0\0\0\0", 8)), {"invalid JSON", "byte 0x00"}},
       {"trailing_garbage", Image("{} {}"), {"expected end of input"}},
       {"entry_not_object", Image("{\"w\":[1,2]}"), {"\"w\"", "expected an object"}},
-      {"missing_dtype", Image(Entry(R"("shape":[4],"data_offsets":[0,16])"), f32x4),
+      {"missing_dtype",
+       Image(Entry(R"("shape":[4],"data_offsets":[0,16])"), f32x4),
        {"\"w\"", "missing \"dtype\""}},
-      {"missing_shape", Image(Entry(R"("dtype":"F32","data_offsets":[0,16])"), f32x4),
+      {"missing_shape",
+       Image(Entry(R"("dtype":"F32","data_offsets":[0,16])"), f32x4),
        {"\"w\"", "missing \"shape\""}},
-      {"missing_data_offsets", Image(Entry(R"("dtype":"F32","shape":[4])"), f32x4),
+      {"missing_data_offsets",
+       Image(Entry(R"("dtype":"F32","shape":[4])"), f32x4),
        {"\"w\"", "missing \"data_offsets\""}},
-      {"dtype_not_string", Image(Entry(R"("dtype":4,"shape":[4],"data_offsets":[0,16])"), f32x4),
+      {"dtype_not_string",
+       Image(Entry(R"("dtype":4,"shape":[4],"data_offsets":[0,16])"), f32x4),
        {"\"w\"", "\"dtype\" must be a string", "found a JSON integer"}},
       {"unknown_dtype",
        Image(Entry(R"("dtype":"Q4_K","shape":[4],"data_offsets":[0,16])"), f32x4),
@@ -550,34 +552,35 @@ std::vector<Malformed> MalformedCases() {
       {"lowercase_dtype",
        Image(Entry(R"("dtype":"f32","shape":[4],"data_offsets":[0,16])"), f32x4),
        {"\"w\"", "unsupported dtype \"f32\""}},
-      {"shape_not_array", Image(Entry(R"("dtype":"F32","shape":4,"data_offsets":[0,16])"), f32x4),
+      {"shape_not_array",
+       Image(Entry(R"("dtype":"F32","shape":4,"data_offsets":[0,16])"), f32x4),
        {"\"w\"", "\"shape\" must be an array"}},
-      {"negative_dim", Image(Entry(R"("dtype":"F32","shape":[-4],"data_offsets":[0,16])"), f32x4),
+      {"negative_dim",
+       Image(Entry(R"("dtype":"F32","shape":[-4],"data_offsets":[0,16])"), f32x4),
        {"\"w\"", "must be non-negative, found -4"}},
-      {"float_dim", Image(Entry(R"("dtype":"F32","shape":[4.0],"data_offsets":[0,16])"), f32x4),
+      {"float_dim",
+       Image(Entry(R"("dtype":"F32","shape":[4.0],"data_offsets":[0,16])"), f32x4),
        {"\"w\"", "must be an integer, found a JSON number"}},
       {"dim_beyond_int64",
-       Image(Entry(R"("dtype":"F32","shape":[18446744073709551616],"data_offsets":[0,16])"),
-             f32x4),
+       Image(Entry(R"("dtype":"F32","shape":[18446744073709551616],"data_offsets":[0,16])"), f32x4),
        {"\"w\"", "must be an integer"}},
       {"shape_product_overflow",
-       Image(Entry(R"("dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,16])"),
-             f32x4),
+       Image(Entry(R"("dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,16])"), f32x4),
        {"\"w\"", "[4294967296, 4294967296]", "more elements than fit in int64"}},
       {"byte_count_overflow",
-       Image(Entry(R"("dtype":"F64","shape":[4611686018427387904],"data_offsets":[0,16])"),
-             f32x4),
+       Image(Entry(R"("dtype":"F64","shape":[4611686018427387904],"data_offsets":[0,16])"), f32x4),
        {"\"w\"", "overflows the byte count"}},
-      {"size_mismatch", Image(Entry(R"("dtype":"F32","shape":[2,2],"data_offsets":[0,8])"), f32x4),
+      {"size_mismatch",
+       Image(Entry(R"("dtype":"F32","shape":[2,2],"data_offsets":[0,8])"), f32x4),
        {"\"w\"", "span 8 bytes", "[2, 2] of F32 needs 16 bytes"}},
       {"offsets_reversed",
        Image(Entry(R"("dtype":"F32","shape":[0],"data_offsets":[16,0])"), f32x4),
        {"\"w\"", "begin > end"}},
-      {"offsets_one_element", Image(Entry(R"("dtype":"F32","shape":[4],"data_offsets":[16])"),
-                                    f32x4),
+      {"offsets_one_element",
+       Image(Entry(R"("dtype":"F32","shape":[4],"data_offsets":[16])"), f32x4),
        {"\"w\"", "[begin, end]", "an array of 1"}},
-      {"offsets_not_array", Image(Entry(R"("dtype":"F32","shape":[4],"data_offsets":"0-16")"),
-                                  f32x4),
+      {"offsets_not_array",
+       Image(Entry(R"("dtype":"F32","shape":[4],"data_offsets":"0-16")"), f32x4),
        {"\"w\"", "[begin, end]", "found a JSON string"}},
       {"offsets_negative",
        Image(Entry(R"("dtype":"F32","shape":[4],"data_offsets":[-16,0])"), f32x4),
@@ -585,8 +588,8 @@ std::vector<Malformed> MalformedCases() {
       {"offsets_past_end",
        Image(Entry(R"("dtype":"F32","shape":[4],"data_offsets":[8,24])"), f32x4),
        {"\"w\"", "end beyond the data section of 16 bytes"}},
-      {"truncated_data", Image(Entry(R"("dtype":"F32","shape":[4],"data_offsets":[0,16])"),
-                               std::string(10, '\0')),
+      {"truncated_data",
+       Image(Entry(R"("dtype":"F32","shape":[4],"data_offsets":[0,16])"), std::string(10, '\0')),
        {"\"w\"", "beyond the data section of 10 bytes", "truncated"}},
       {"huge_offsets",
        Image(Entry(R"("dtype":"U8","shape":[16],"data_offsets":[9223372036854775800,)"
@@ -603,9 +606,11 @@ std::vector<Malformed> MalformedCases() {
              R"("b":{"dtype":"I32","shape":[4],"data_offsets":[0,16]}})",
              f32x4),
        {"\"a\"", "\"b\"", "overlap"}},
-      {"metadata_not_object", Image(R"({"__metadata__":"pt"})"),
+      {"metadata_not_object",
+       Image(R"({"__metadata__":"pt"})"),
        {"\"__metadata__\" must be an object", "found a JSON string"}},
-      {"metadata_non_string_value", Image(R"({"__metadata__":{"format":"pt","step":3}})"),
+      {"metadata_non_string_value",
+       Image(R"({"__metadata__":{"format":"pt","step":3}})"),
        {"\"__metadata__\" entry \"step\" must be a string", "found a JSON integer"}},
       {"duplicate_keys",
        Image(R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)"
@@ -620,7 +625,8 @@ std::vector<Malformed> MalformedCases() {
       {"invalid_escape", Image(R"({"w\q":{}})"), {"valid escape"}},
       {"lone_surrogate", Image(R"({"w\ud800":{}})"), {"surrogate"}},
       {"control_char_in_key", Image("{\"w\n\":{}}"), {"control character"}},
-      {"empty_tensor_name", Image(R"({"":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}})"),
+      {"empty_tensor_name",
+       Image(R"({"":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}})"),
        {"empty name"}},
       {"unterminated_string", Image(R"({"w)"), {"unterminated string"}},
   };
@@ -651,10 +657,10 @@ TEST(SafetensorsMalformedTest, TruncationsAndMutationsNeverCrash) {
   const std::string dir = TestDir();
   std::string a = Bytes(std::vector<float>{1, 2, 3});
   std::string b = Bytes(std::vector<uint16_t>{1, 2});
-  WriteSafetensors(dir + "/v.safetensors",
-                   {Spec("a", SafetensorsDType::kF32, {3}, a),
-                    Spec("b", SafetensorsDType::kBF16, {2, 1}, b)},
-                   {{"format", "pt"}});
+  WriteSafetensors(
+      dir + "/v.safetensors",
+      {Spec("a", SafetensorsDType::kF32, {3}, a), Spec("b", SafetensorsDType::kBF16, {2, 1}, b)},
+      {{"format", "pt"}});
   const std::string valid = ReadBytes(dir + "/v.safetensors");
   auto parse = [](const std::string& s) {
     try {
