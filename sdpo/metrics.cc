@@ -122,8 +122,8 @@ std::vector<BucketStats> WeightProfile::Buckets() const {
   return out;
 }
 
-StepMetrics ComputeStepMetrics(const PairBatch& batch,
-                               const ObjectiveResult& result, const MetricsConfig& mc) {
+StepMetrics ComputeStepMetrics(const PairBatch& batch, const ObjectiveResult& result,
+                               const MetricsConfig& mc) {
   const size_t n = batch.size();
   SDPO_CHECK(result.pairs.size() == n, "ComputeStepMetrics: result has ", result.pairs.size(),
              " pairs, batch ", n);

@@ -67,17 +67,17 @@ struct StepMetrics {
   double reward_margin = 0.0;  // mean unweighted margin beta [(ref_w-ref_l)-(pol_w-pol_l)], all
   double reward_winner = 0.0;  // mean implicit rewards -beta (e_pol - e_ref), all pairs
   double reward_loser = 0.0;
-  double logit_mean = 0.0;  // mean objective logit over active pairs
-  double policy_mse_winner = 0.0, policy_mse_loser = 0.0;        // batch means
+  double logit_mean = 0.0;                                 // mean objective logit over active pairs
+  double policy_mse_winner = 0.0, policy_mse_loser = 0.0;  // batch means
   double reference_mse_winner = 0.0, reference_mse_loser = 0.0;  // batch means
-  double mask_rate = 0.0;      // fraction of pairs masked out
-  double clip_rate = 0.0;      // fraction of clipped weights among those a clip was applied to
+  double mask_rate = 0.0;                                        // fraction of pairs masked out
+  double clip_rate = 0.0;  // fraction of clipped weights among those a clip was applied to
   LogWeightStats log_weight_winner, log_weight_loser;  // whole batch
   std::vector<BucketStats> weight_buckets;             // per t-bucket
 };
 
-StepMetrics ComputeStepMetrics(const PairBatch& batch,
-                               const ObjectiveResult& result, const MetricsConfig& metrics = {});
+StepMetrics ComputeStepMetrics(const PairBatch& batch, const ObjectiveResult& result,
+                               const MetricsConfig& metrics = {});
 
 // Flat (name, value) list for a JSONL line; buckets become "logw_w_q50/b3" style keys.
 std::vector<std::pair<std::string, double>> FlattenMetrics(const StepMetrics& metrics);

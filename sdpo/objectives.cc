@@ -28,8 +28,7 @@ double Clip(double w, double eps) { return std::clamp(w, 1.0 - eps, 1.0 + eps); 
 
 double ParseDouble(const std::string& key, const std::string& value) {
   double v;
-  SDPO_CHECK(absl::SimpleAtod(value, &v), "objective option ", key, "=", value,
-             ": not a number");
+  SDPO_CHECK(absl::SimpleAtod(value, &v), "objective option ", key, "=", value, ": not a number");
   return v;
 }
 
@@ -79,8 +78,8 @@ void CheckSharedHalvesImpl(const T* data, int64_t num_pairs, int64_t row_size, c
   for (int64_t p = 0; p < num_pairs; ++p) {
     if (std::memcmp(data + p * row_size, losers + p * row_size, sizeof(T) * row_size) != 0) {
       int64_t j = 0;
-      while (j < row_size && std::memcmp(data + p * row_size + j, losers + p * row_size + j,
-                                         sizeof(T)) == 0) {
+      while (j < row_size &&
+             std::memcmp(data + p * row_size + j, losers + p * row_size + j, sizeof(T)) == 0) {
         ++j;
       }
       SDPO_FAIL(what, ": winner and loser of pair ", p, " differ at element ", j, " (",
@@ -252,9 +251,9 @@ void ValidateObjectiveConfig(const ObjectiveConfig& c) {
   SDPO_CHECK(c.kind == ObjectiveKind::kDiffusionDpo || c.kind == ObjectiveKind::kDpoCm ||
                  c.kind == ObjectiveKind::kSdpo,
              "unknown objective kind ", static_cast<int>(c.kind));
-  SDPO_CHECK(c.loss == LossShape::kSigmoid || c.loss == LossShape::kHinge ||
-                 c.loss == LossShape::kIpo,
-             "unknown loss shape ", static_cast<int>(c.loss));
+  SDPO_CHECK(
+      c.loss == LossShape::kSigmoid || c.loss == LossShape::kHinge || c.loss == LossShape::kIpo,
+      "unknown loss shape ", static_cast<int>(c.loss));
   SDPO_CHECK(std::isfinite(c.beta) && c.beta > 0.0, "beta must be finite and > 0, got ", c.beta);
   SDPO_CHECK(c.error_type == PredictionType::kEpsilon || c.error_type == PredictionType::kX0 ||
                  c.error_type == PredictionType::kV,
@@ -263,8 +262,7 @@ void ValidateObjectiveConfig(const ObjectiveConfig& c) {
              "unknown DPO error form ", static_cast<int>(c.dpo_error_form));
   SDPO_CHECK(std::isfinite(c.effective_elements) && c.effective_elements > 0.0,
              "effective_elements must be finite and > 0, got ", c.effective_elements);
-  SDPO_CHECK(c.tau >= 0.0 && c.tau <= 1.0, "DPO-C&M threshold tau must lie in [0, 1], got ",
-             c.tau);
+  SDPO_CHECK(c.tau >= 0.0 && c.tau <= 1.0, "DPO-C&M threshold tau must lie in [0, 1], got ", c.tau);
   SDPO_CHECK(static_cast<int>(c.mask_rule) >= 0 && static_cast<int>(c.mask_rule) <= 2,
              "unknown mask rule ", static_cast<int>(c.mask_rule));
   SDPO_CHECK(static_cast<int>(c.cm_clip) >= 0 && static_cast<int>(c.cm_clip) <= 3,
@@ -275,8 +273,7 @@ void ValidateObjectiveConfig(const ObjectiveConfig& c) {
   SDPO_CHECK(c.logit_clip > 0.0, "logit_clip must be > 0, got ", c.logit_clip);
   SDPO_CHECK(static_cast<int>(c.sdpo_reading) >= 0 && static_cast<int>(c.sdpo_reading) <= 2,
              "unknown SDPO reading ", static_cast<int>(c.sdpo_reading));
-  SDPO_CHECK(static_cast<int>(c.loss_weight_clip) >= 0 &&
-                 static_cast<int>(c.loss_weight_clip) <= 1,
+  SDPO_CHECK(static_cast<int>(c.loss_weight_clip) >= 0 && static_cast<int>(c.loss_weight_clip) <= 1,
              "unknown loss-weight clip ", static_cast<int>(c.loss_weight_clip));
   SDPO_CHECK(c.eps >= 0.0 && c.eps <= 1.0, "clip half-width eps must lie in [0, 1], got ", c.eps);
 }
@@ -372,23 +369,22 @@ ObjectiveResult EvaluateObjective(const ObjectiveConfig& c, const PairBatch& bat
   const bool given_weights = !batch.log_weight_winner.empty() || !batch.log_weight_loser.empty();
   if (given_weights) {
     SDPO_CHECK(batch.log_weight_winner.size() == n && batch.log_weight_loser.size() == n,
-               "EvaluateObjective: log weights must be given for all ", n,
-               " pairs (winner ", batch.log_weight_winner.size(), ", loser ",
-               batch.log_weight_loser.size(), ")");
+               "EvaluateObjective: log weights must be given for all ", n, " pairs (winner ",
+               batch.log_weight_winner.size(), ", loser ", batch.log_weight_loser.size(), ")");
   }
   for (size_t i = 0; i < n; ++i) {
     const double e[4] = {batch.policy_winner[i], batch.policy_loser[i], batch.reference_winner[i],
                          batch.reference_loser[i]};
-    const char* names[4] = {"policy_winner", "policy_loser", "reference_winner",
-                            "reference_loser"};
+    const char* names[4] = {"policy_winner", "policy_loser", "reference_winner", "reference_loser"};
     for (int k = 0; k < 4; ++k) {
       SDPO_CHECK(std::isfinite(e[k]) && e[k] >= 0.0, "EvaluateObjective: ", names[k], "[", i,
                  "] = ", e[k], " at timestep ", batch.timepoints[i].timestep,
                  " (errors must be finite MSEs >= 0)");
     }
     if (given_weights) {
-      SDPO_CHECK(!std::isnan(batch.log_weight_winner[i]) && !std::isnan(batch.log_weight_loser[i]) &&
-                     batch.log_weight_winner[i] != kInf && batch.log_weight_loser[i] != kInf,
+      SDPO_CHECK(!std::isnan(batch.log_weight_winner[i]) &&
+                     !std::isnan(batch.log_weight_loser[i]) && batch.log_weight_winner[i] != kInf &&
+                     batch.log_weight_loser[i] != kInf,
                  "EvaluateObjective: log weight of pair ", i, " is NaN or +inf");
     }
   }
@@ -521,8 +517,7 @@ ObjectiveResult EvaluateObjective(const ObjectiveConfig& c, const PairBatch& bat
 void CheckSharedHalves(const float* data, int64_t num_pairs, int64_t row_size, const char* what) {
   CheckSharedHalvesImpl(data, num_pairs, row_size, what);
 }
-void CheckSharedHalves(const double* data, int64_t num_pairs, int64_t row_size,
-                       const char* what) {
+void CheckSharedHalves(const double* data, int64_t num_pairs, int64_t row_size, const char* what) {
   CheckSharedHalvesImpl(data, num_pairs, row_size, what);
 }
 

@@ -85,8 +85,9 @@ void SetObjectiveOption(ObjectiveConfig* config, const std::string& key, const s
 ObjectiveKind ParseObjectiveKind(const std::string& name);  // diffusion_dpo | dpo_cm | sdpo
 LossShape ParseLossShape(const std::string& name);          // sigmoid | hinge | ipo
 CmClip ParseCmClip(const std::string& name);  // none | timestep_range | weight_clip | logit_clip
-MaskRule ParseMaskRule(const std::string& name);        // both | product | mean
-SdpoReading ParseSdpoReading(const std::string& name);  // inside_logit | loss_level | self_normalized
+MaskRule ParseMaskRule(const std::string& name);  // both | product | mean
+SdpoReading ParseSdpoReading(
+    const std::string& name);  // inside_logit | loss_level | self_normalized
 LossWeightClip ParseLossWeightClip(const std::string& name);  // product | each
 DpoErrorForm ParseDpoErrorForm(const std::string& name);      // native | epsilon | x0 | v
 const char* ObjectiveKindName(ObjectiveKind kind);
@@ -124,10 +125,10 @@ struct PairTerms {
   double log_weight_loser = 0.0;
   double coef_winner = 1.0;  // weight on the winner's log-ratio term inside the logit
   double coef_loser = 1.0;
-  double pair_weight = 1.0;  // weight on the pair's loss (SDPO reading B, C&M reading C2)
-  bool active = true;        // not masked out
-  double logit = 0.0;        // what enters the loss shape (after the C3 clamp)
-  double margin = 0.0;       // unweighted DPO logit beta*[(ref_w - ref_l) - (pol_w - pol_l)]
+  double pair_weight = 1.0;    // weight on the pair's loss (SDPO reading B, C&M reading C2)
+  bool active = true;          // not masked out
+  double logit = 0.0;          // what enters the loss shape (after the C3 clamp)
+  double margin = 0.0;         // unweighted DPO logit beta*[(ref_w - ref_l) - (pol_w - pol_l)]
   double reward_winner = 0.0;  // implicit rewards -beta (e_pol - e_ref) (in dpo_error_form)
   double reward_loser = 0.0;
   double loss = 0.0;  // the pair's loss before mask and pair weight

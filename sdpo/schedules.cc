@@ -61,8 +61,8 @@ void X0AndEps(const TimePoint& tp, PredictionType from, Pair* x0, Pair* eps) {
       return;
     case PredictionType::kV:
       if (tp.family == ScheduleFamily::kFlow) {
-        *x0 = {1.0, -s};   // x0 = x_t - sigma v
-        *eps = {1.0, a};   // eps = x_t + (1 - sigma) v
+        *x0 = {1.0, -s};  // x0 = x_t - sigma v
+        *eps = {1.0, a};  // eps = x_t + (1 - sigma) v
       } else {
         *x0 = {a, -s};  // x0 = alpha x_t - sigma v   (alpha^2 + sigma^2 = 1)
         *eps = {s, a};  // eps = sigma x_t + alpha v
@@ -160,8 +160,8 @@ Posterior ForwardPosterior(const TimePoint& tp) {
   const double at = tp.alpha, st2 = tp.sigma * tp.sigma;
   const double as = tp.alpha_prev, ss2 = tp.sigma_prev * tp.sigma_prev;
   SDPO_CHECK(as > 0.0, "ForwardPosterior: previous point has alpha_prev = ", as);
-  const double a_ts = at / as;                      // transition x_t | x_s scale
-  const double s2_ts = st2 - a_ts * a_ts * ss2;     // transition variance
+  const double a_ts = at / as;                   // transition x_t | x_s scale
+  const double s2_ts = st2 - a_ts * a_ts * ss2;  // transition variance
   Posterior p;
   p.xt = a_ts * ss2 / st2;
   p.x0 = as * s2_ts / st2;
@@ -324,8 +324,8 @@ TimePoint NoiseSchedule::AtFlowSigma(double sigma) const {
   tp.timestep = 1000.0 * sigma;
   tp.alpha = 1.0 - sigma;
   tp.sigma = sigma;
-  const double u_prev = FlowUnshiftSigma(sigma, flow_.shift) -
-                        static_cast<double>(flow_.prev_stride) / num_steps();
+  const double u_prev =
+      FlowUnshiftSigma(sigma, flow_.shift) - static_cast<double>(flow_.prev_stride) / num_steps();
   if (u_prev <= 0.0) {
     tp.alpha_prev = 1.0;
     tp.sigma_prev = 0.0;
@@ -352,13 +352,12 @@ std::string NoiseSchedule::Describe() const {
     return absl::StrCat("flow(steps=", flow_.num_steps, ", shift=", flow_.shift,
                         ", prev_stride=", flow_.prev_stride, ")");
   }
-  return absl::StrCat("ddpm(steps=", ddpm_.num_steps, ", betas=",
-                      ddpm_.beta_schedule == BetaSchedule::kScaledLinear ? "scaled_linear"
-                                                                         : "linear",
-                      " ", ddpm_.beta_start, "..", ddpm_.beta_end,
-                      ", snr_shift=", ddpm_.snr_shift_scale,
-                      ", ztsnr=", ddpm_.rescale_zero_terminal_snr ? "yes" : "no",
-                      ", prev_stride=", ddpm_.prev_stride, ")");
+  return absl::StrCat(
+      "ddpm(steps=", ddpm_.num_steps,
+      ", betas=", ddpm_.beta_schedule == BetaSchedule::kScaledLinear ? "scaled_linear" : "linear",
+      " ", ddpm_.beta_start, "..", ddpm_.beta_end, ", snr_shift=", ddpm_.snr_shift_scale,
+      ", ztsnr=", ddpm_.rescale_zero_terminal_snr ? "yes" : "no",
+      ", prev_stride=", ddpm_.prev_stride, ")");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -447,8 +446,7 @@ double NormalQuantile(double p) {
   return 0.5 * (lo + hi);
 }
 
-TimestepSampler::TimestepSampler(const NoiseSchedule& schedule,
-                                 const TimestepSamplerConfig& config)
+TimestepSampler::TimestepSampler(const NoiseSchedule& schedule, const TimestepSamplerConfig& config)
     : schedule_(schedule), config_(config) {
   SDPO_CHECK(config.min_timestep <= config.max_timestep, "timestep range [", config.min_timestep,
              ", ", config.max_timestep, "] is empty");

@@ -183,7 +183,7 @@ std::vector<int64_t> DdpmTrailingPrevTimesteps(int steps, int num_train_steps = 
 // trainer's counter-based RNG decides the draw; the same t is used for winner and loser.
 
 enum class TimestepSampling {
-  kUniformGrid,  // uniform index of the training grid (DDPM: t ~ U{0..T-1}; flow: shifted grid)
+  kUniformGrid,   // uniform index of the training grid (DDPM: t ~ U{0..T-1}; flow: shifted grid)
   kUniformSigma,  // flow: sigma = shift(u'), u' ~ U(0, 1] (continuous)
   kLogitNormal,   // flow: sigma = shift(sigmoid(mean + std * z)), z ~ N(0, 1) (continuous)
 };

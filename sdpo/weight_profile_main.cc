@@ -145,7 +145,9 @@ Flags ParseFlags(int argc, char** argv) {
   return f;
 }
 
-std::string Fmt(double v) { return std::isfinite(v) ? absl::StrFormat("%.9g", v) : (v < 0 ? "-inf" : (v > 0 ? "inf" : "nan")); }
+std::string Fmt(double v) {
+  return std::isfinite(v) ? absl::StrFormat("%.9g", v) : (v < 0 ? "-inf" : (v > 0 ? "inf" : "nan"));
+}
 
 void WriteText(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
@@ -191,7 +193,8 @@ int Run(int argc, char** argv) {
 
   std::filesystem::path out_dir(f.out);
   if (out_dir.is_relative()) {
-    if (const char* wd = std::getenv("BUILD_WORKING_DIRECTORY")) out_dir = std::filesystem::path(wd) / out_dir;
+    if (const char* wd = std::getenv("BUILD_WORKING_DIRECTORY"))
+      out_dir = std::filesystem::path(wd) / out_dir;
   }
   std::filesystem::create_directories(out_dir);
 
@@ -199,16 +202,17 @@ int Run(int argc, char** argv) {
   std::normal_distribution<double> normal(0.0, 1.0);
   const double s = f.demo_spread;
   WeightProfile profile(f.buckets, 1000.0);
-  std::string points = "index,timestep,alpha,sigma,snr,snr_prev,kl_coef_eps,kl_coef_x0,log_w_median_winner,log_w_median_loser\n";
+  std::string points =
+      "index,timestep,alpha,sigma,snr,snr_prev,kl_coef_eps,kl_coef_x0,log_w_median_winner,log_w_"
+      "median_loser\n";
   const double med_w = f.demo_mse * std::exp(-0.5 * s * s);
   const double med_l = f.demo_loser_ratio * med_w;
   for (int i = 0; i < schedule.num_steps(); ++i) {
     const TimePoint tp = schedule.At(i);
     absl::StrAppend(&points, i, ",", Fmt(tp.timestep), ",", Fmt(tp.alpha), ",", Fmt(tp.sigma), ",",
                     Fmt(tp.Snr()), ",", Fmt(tp.SnrPrev()), ",",
-                    Fmt(KlCoefficient(tp, PredictionType::kEpsilon)), ",",
-                    Fmt(KlCoefficientX0(tp)), ",",
-                    Fmt(LogImportanceWeight(tp, PredictionType::kEpsilon, med_w, d_eff)), ",",
+                    Fmt(KlCoefficient(tp, PredictionType::kEpsilon)), ",", Fmt(KlCoefficientX0(tp)),
+                    ",", Fmt(LogImportanceWeight(tp, PredictionType::kEpsilon, med_w, d_eff)), ",",
                     Fmt(LogImportanceWeight(tp, PredictionType::kEpsilon, med_l, d_eff)), "\n");
     for (int k = 0; k < f.pairs_per_step; ++k) {
       const double e_w = f.demo_mse * std::exp(s * normal(rng) - 0.5 * s * s);
@@ -296,9 +300,10 @@ int Run(int argc, char** argv) {
   }
   std::printf("  mask rate at tau %.3g: %.2f%% of %lld pairs\n", f.tau,
               pairs > 0 ? 100.0 * masked / pairs : 0.0, static_cast<long long>(pairs));
-  std::printf("  wrote %s/{weight_profile.csv, weight_profile_points.csv, weight_profile.svg, "
-              "weight_profile_w.svg}\n",
-              out_dir.string().c_str());
+  std::printf(
+      "  wrote %s/{weight_profile.csv, weight_profile_points.csv, weight_profile.svg, "
+      "weight_profile_w.svg}\n",
+      out_dir.string().c_str());
   return 0;
 }
 

@@ -110,8 +110,8 @@ std::string RenderSvg(const LinePlot& plot) {
              " is too small (min 200x150)");
   Range xr, yr;
   for (const Series& s : plot.series) {
-    SDPO_CHECK(s.x.size() == s.y.size(), "plot series '", s.name, "': ", s.x.size(), " x values but ",
-               s.y.size(), " y values");
+    SDPO_CHECK(s.x.size() == s.y.size(), "plot series '", s.name, "': ", s.x.size(),
+               " x values but ", s.y.size(), " y values");
     SDPO_CHECK(s.band_lo.size() == s.band_hi.size() &&
                    (s.band_lo.empty() || s.band_lo.size() == s.x.size()),
                "plot series '", s.name, "': band needs 0 or ", s.x.size(), " values, got ",
@@ -148,8 +148,8 @@ std::string RenderSvg(const LinePlot& plot) {
                   "\"/></clipPath></defs>\n");
   if (!plot.title.empty()) {
     absl::StrAppend(&svg, "<text x=\"", Num(plot.width / 2.0),
-                    "\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">",
-                    XmlEscape(plot.title), "</text>\n");
+                    "\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">", XmlEscape(plot.title),
+                    "</text>\n");
   }
   if (!plot.subtitle.empty()) {
     absl::StrAppend(&svg, "<text x=\"", Num(plot.width / 2.0), "\" y=\"",
@@ -206,8 +206,10 @@ std::string RenderSvg(const LinePlot& plot) {
       size_t j = i;
       while (j < s.x.size() && ok(j)) ++j;
       std::string pts;
-      for (size_t q = i; q < j; ++q) absl::StrAppend(&pts, Num(px(s.x[q])), ",", Num(py(s.band_hi[q])), " ");
-      for (size_t q = j; q-- > i;) absl::StrAppend(&pts, Num(px(s.x[q])), ",", Num(py(s.band_lo[q])), " ");
+      for (size_t q = i; q < j; ++q)
+        absl::StrAppend(&pts, Num(px(s.x[q])), ",", Num(py(s.band_hi[q])), " ");
+      for (size_t q = j; q-- > i;)
+        absl::StrAppend(&pts, Num(px(s.x[q])), ",", Num(py(s.band_lo[q])), " ");
       absl::StrAppend(&svg, "<polygon points=\"", pts, "\" fill=\"", XmlEscape(colors[k]),
                       "\" fill-opacity=\"0.18\" stroke=\"none\"/>\n");
       i = j;

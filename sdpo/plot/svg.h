@@ -14,7 +14,7 @@ namespace sdpo::plot {
 struct Series {
   std::string name;
   std::vector<double> x, y;
-  std::string color;     // any SVG colour; empty = next colour of the built-in palette
+  std::string color;  // any SVG colour; empty = next colour of the built-in palette
   bool dashed = false;
   bool markers = false;  // draw a dot at every finite point
   // Optional shaded band: either both empty or both of x.size() values.
