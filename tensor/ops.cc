@@ -30,16 +30,33 @@ void CheckSameDevice(const Tensor& a, const Tensor& b, const char* op) {
              b.str());
 }
 
-std::vector<int64_t> NormalizeDims(std::vector<int64_t> dims, int64_t rank, const char* op) {
+// Wraps a possibly negative `dim` of an op that indexes x's dims (x must have at least one);
+// errors name the op and x.
+int64_t DimOf(const Tensor& x, int64_t dim, const char* op) {
+  SDPO_CHECK(x.dim() > 0, op, ": dim ", dim, " of a 0-d tensor ", x.str());
+  SDPO_CHECK(dim >= -x.dim() && dim < x.dim(), op, ": dim ", dim, " out of range for ", x.str());
+  return dim < 0 ? dim + x.dim() : dim;
+}
+
+// Like WrapDim (0-d tensors accept dim 0 / -1), for reductions; errors name the op and x.
+int64_t ReduceDimOf(const Tensor& x, int64_t dim, const char* op) {
+  int64_t r = std::max<int64_t>(x.dim(), 1);
+  SDPO_CHECK(dim >= -r && dim < r, op, ": dim ", dim, " out of range for ", x.str());
+  return dim < 0 ? dim + r : dim;
+}
+
+std::vector<int64_t> NormalizeDims(std::vector<int64_t> dims, const Tensor& x, const char* op) {
+  const int64_t rank = x.dim();
   if (dims.empty()) {
     dims.resize(rank);
     std::iota(dims.begin(), dims.end(), 0);
     return dims;
   }
-  for (auto& d : dims) d = WrapDim(d, rank, op);
+  for (auto& d : dims) d = ReduceDimOf(x, d, op);
   std::sort(dims.begin(), dims.end());
   SDPO_CHECK(std::adjacent_find(dims.begin(), dims.end()) == dims.end(), op,
-             ": repeated dim in [", absl::StrJoin(dims, ", "), "]");
+             ": repeated dim in [", absl::StrJoin(dims, ", "), "] for ", x.str());
+  if (rank == 0) dims.clear();  // dim 0 / -1 of a 0-d tensor: nothing to reduce
   return dims;
 }
 
@@ -65,6 +82,10 @@ Tensor View(const Tensor& x, Shape shape) {
   }
   SDPO_CHECK(NumElements(shape) == x.numel(), "view: shape ", ShapeStr(shape), " has ",
              NumElements(shape), " elements but the input ", x.str(), " has ", x.numel());
+  if (x.numel() == 0) {  // no element is addressed: any strides will do
+    return Tensor::FromStorage(x.storage(), shape, ContiguousStrides(shape), x.offset(),
+                               x.dtype());
+  }
   // Compute strides for the new shape by grouping old dims into contiguous chunks.
   Shape new_strides(shape.size());
   const Shape& old_shape = x.shape();
@@ -102,15 +123,21 @@ Tensor Reshape(const Tensor& x, Shape shape) {
   try {
     return View(x, shape);
   } catch (const Error&) {
+    // Strides that do not allow a view: retry on a contiguous copy.
+  }
+  try {
     return View(Clone(x), shape);
+  } catch (const Error& e) {
+    throw Error(absl::StrCat("reshape: ", e.what()));
   }
 }
 
 Tensor Flatten(const Tensor& x, int64_t start_dim, int64_t end_dim) {
   if (x.dim() == 0) return Reshape(x, {1});
-  start_dim = WrapDim(start_dim, x.dim(), "flatten");
-  end_dim = WrapDim(end_dim, x.dim(), "flatten");
-  SDPO_CHECK(start_dim <= end_dim, "flatten: start_dim ", start_dim, " > end_dim ", end_dim);
+  start_dim = DimOf(x, start_dim, "flatten");
+  end_dim = DimOf(x, end_dim, "flatten");
+  SDPO_CHECK(start_dim <= end_dim, "flatten: start_dim ", start_dim, " > end_dim ", end_dim,
+             " for ", x.str());
   Shape shape(x.shape().begin(), x.shape().begin() + start_dim);
   int64_t n = 1;
   for (int64_t d = start_dim; d <= end_dim; ++d) n *= x.size(d);
@@ -125,8 +152,9 @@ Tensor Permute(const Tensor& x, const std::vector<int64_t>& dims) {
   Shape shape(dims.size()), strides(dims.size());
   std::vector<bool> seen(dims.size(), false);
   for (size_t i = 0; i < dims.size(); ++i) {
-    int64_t d = WrapDim(dims[i], x.dim(), "permute");
-    SDPO_CHECK(!seen[d], "permute: repeated dim ", d, " in [", absl::StrJoin(dims, ", "), "]");
+    int64_t d = DimOf(x, dims[i], "permute");
+    SDPO_CHECK(!seen[d], "permute: repeated dim ", d, " in [", absl::StrJoin(dims, ", "),
+               "] for ", x.str());
     seen[d] = true;
     shape[i] = x.size(d);
     strides[i] = x.stride(d);
@@ -135,15 +163,17 @@ Tensor Permute(const Tensor& x, const std::vector<int64_t>& dims) {
 }
 
 Tensor Transpose(const Tensor& x, int64_t dim0, int64_t dim1) {
+  dim0 = DimOf(x, dim0, "transpose");
+  dim1 = DimOf(x, dim1, "transpose");
   std::vector<int64_t> dims(x.dim());
   std::iota(dims.begin(), dims.end(), 0);
-  std::swap(dims[WrapDim(dim0, x.dim(), "transpose")], dims[WrapDim(dim1, x.dim(), "transpose")]);
+  std::swap(dims[dim0], dims[dim1]);
   return Permute(x, dims);
 }
 
 Tensor Slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t step) {
-  dim = WrapDim(dim, x.dim(), "slice");
-  SDPO_CHECK(step > 0, "slice: step must be positive, got ", step);
+  dim = DimOf(x, dim, "slice");
+  SDPO_CHECK(step > 0, "slice: step must be positive, got ", step, " for ", x.str());
   int64_t n = x.size(dim);
   if (start < 0) start += n;
   if (end < 0) end += n;
@@ -157,14 +187,14 @@ Tensor Slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t s
 }
 
 Tensor Narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
-  dim = WrapDim(dim, x.dim(), "narrow");
+  dim = DimOf(x, dim, "narrow");
   SDPO_CHECK(start >= 0 && length >= 0 && start + length <= x.size(dim), "narrow: [", start, ", ",
              start + length, ") out of range for dim ", dim, " of ", x.str());
   return Slice(x, dim, start, start + length);
 }
 
 Tensor Select(const Tensor& x, int64_t dim, int64_t index) {
-  dim = WrapDim(dim, x.dim(), "select");
+  dim = DimOf(x, dim, "select");
   int64_t n = x.size(dim);
   SDPO_CHECK(index >= -n && index < n, "select: index ", index, " out of range for dim ", dim,
              " of ", x.str());
@@ -179,6 +209,9 @@ Tensor Select(const Tensor& x, int64_t dim, int64_t index) {
 Tensor Expand(const Tensor& x, const Shape& shape) {
   SDPO_CHECK(static_cast<int64_t>(shape.size()) >= x.dim(), "expand: cannot expand ", x.str(),
              " to fewer dims ", ShapeStr(shape));
+  for (int64_t s : shape) {
+    SDPO_CHECK(s >= 0, "expand: negative size in ", ShapeStr(shape), " for ", x.str());
+  }
   Shape strides(shape.size(), 0);
   int64_t lead = static_cast<int64_t>(shape.size()) - x.dim();
   for (int64_t i = 0; i < x.dim(); ++i) {
@@ -194,7 +227,9 @@ Tensor Expand(const Tensor& x, const Shape& shape) {
 }
 
 Tensor Unsqueeze(const Tensor& x, int64_t dim) {
-  dim = WrapDim(dim, x.dim() + 1, "unsqueeze");
+  SDPO_CHECK(dim >= -(x.dim() + 1) && dim <= x.dim(), "unsqueeze: dim ", dim,
+             " out of range for ", x.str());
+  if (dim < 0) dim += x.dim() + 1;
   Shape shape = x.shape(), strides = x.strides();
   int64_t stride = dim < x.dim() ? x.stride(dim) * x.size(dim) : 1;
   shape.insert(shape.begin() + dim, 1);
@@ -203,13 +238,17 @@ Tensor Unsqueeze(const Tensor& x, int64_t dim) {
 }
 
 Tensor Squeeze(const Tensor& x, int64_t dim) {
-  dim = WrapDim(dim, x.dim(), "squeeze");
+  dim = DimOf(x, dim, "squeeze");
   SDPO_CHECK(x.size(dim) == 1, "squeeze: dim ", dim, " of ", x.str(), " is not of size 1");
   return Select(x, dim, 0);
 }
 
 std::vector<Tensor> Split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim) {
-  dim = WrapDim(dim, x.dim(), "split");
+  dim = DimOf(x, dim, "split");
+  for (int64_t s : sizes) {
+    SDPO_CHECK(s >= 0, "split: negative size in [", absl::StrJoin(sizes, ", "), "] for ",
+               x.str());
+  }
   int64_t total = std::accumulate(sizes.begin(), sizes.end(), int64_t{0});
   SDPO_CHECK(total == x.size(dim), "split: sizes [", absl::StrJoin(sizes, ", "), "] sum to ",
              total, " but dim ", dim, " of ", x.str(), " has ", x.size(dim));
@@ -223,8 +262,8 @@ std::vector<Tensor> Split(const Tensor& x, const std::vector<int64_t>& sizes, in
 }
 
 std::vector<Tensor> Chunk(const Tensor& x, int64_t chunks, int64_t dim) {
-  dim = WrapDim(dim, x.dim(), "chunk");
-  SDPO_CHECK(chunks > 0, "chunk: chunks must be positive, got ", chunks);
+  dim = DimOf(x, dim, "chunk");
+  SDPO_CHECK(chunks > 0, "chunk: chunks must be positive, got ", chunks, " for ", x.str());
   int64_t n = x.size(dim), per = (n + chunks - 1) / chunks;
   std::vector<int64_t> sizes;
   for (int64_t start = 0; start < n; start += per) sizes.push_back(std::min(per, n - start));
@@ -236,6 +275,10 @@ std::vector<Tensor> Chunk(const Tensor& x, int64_t chunks, int64_t dim) {
 void Fill(const Tensor& x, double value) { KernelsFor(x.device()).Fill(x, value); }
 
 const Tensor& CopyInto(const Tensor& dst, const Tensor& src) {
+  SDPO_CHECK(src.shape() == dst.shape() ||
+                 (src.dim() <= dst.dim() &&
+                  BroadcastShapes(src.shape(), dst.shape(), "copy_into") == dst.shape()),
+             "copy_into: cannot broadcast ", src.str(), " to ", dst.str());
   Tensor s = src.shape() == dst.shape() ? src : Expand(src, dst.shape());
   if (s.device() == dst.device()) {
     KernelsFor(dst.device()).Copy(dst, s);
@@ -354,7 +397,11 @@ Tensor Binary(BinaryOp op, const Tensor& a_in, const Tensor& b_in) {
   CheckSameDevice(a_in, b_in, name);
   Tensor a = a_in, b = b_in;
   MatchDTypes(a, b, name);
-  SDPO_CHECK(a.dtype() != kBool, name, ": not defined for bool tensors");
+  SDPO_CHECK(a.dtype() != kBool, name, ": not defined for bool tensors: ", a.str(), " and ",
+             b.str());
+  SDPO_CHECK(op != BinaryOp::kDiv || IsFloating(a.dtype()), name,
+             ": integer division is not supported: ", a.str(), " / ", b.str(),
+             " (cast to a float dtype)");
   Shape shape = BroadcastShapes(a.shape(), b.shape(), name);
   Tensor out = Tensor::Empty(shape, a.dtype(), a.device());
   KernelsFor(out.device()).Binary(op, out, Expand(a, shape), Expand(b, shape));
@@ -389,6 +436,7 @@ Tensor Unary(UnaryOp op, const Tensor& x) {
   SDPO_CHECK(IsFloating(x.dtype()) || op == UnaryOp::kNeg || op == UnaryOp::kAbs ||
                  op == UnaryOp::kSquare || op == UnaryOp::kSign,
              UnaryOpName(op), ": needs a floating-point tensor, got ", x.str());
+  SDPO_CHECK(x.dtype() != kBool, UnaryOpName(op), ": not defined for bool tensors, got ", x.str());
   Tensor out = Tensor::Empty(x.shape(), x.dtype(), x.device());
   KernelsFor(x.device()).Unary(op, out, x);
   return out;
@@ -396,7 +444,8 @@ Tensor Unary(UnaryOp op, const Tensor& x) {
 
 Tensor Clamp(const Tensor& x, std::optional<double> min, std::optional<double> max) {
   double lo = min.value_or(-INFINITY), hi = max.value_or(INFINITY);
-  SDPO_CHECK(lo <= hi, "clamp: min ", lo, " > max ", hi);
+  SDPO_CHECK(lo <= hi, "clamp: min ", lo, " > max ", hi, " for ", x.str());
+  SDPO_CHECK(x.dtype() != kBool, "clamp: not defined for bool tensors, got ", x.str());
   Tensor out = Tensor::Empty(x.shape(), x.dtype(), x.device());
   KernelsFor(x.device()).Clamp(out, x, lo, hi);
   return out;
@@ -431,7 +480,9 @@ Tensor RowsForReduction(const Tensor& x, const std::vector<int64_t>& dims, bool 
 
 Tensor Reduce(ReduceKind kind, const Tensor& x, std::vector<int64_t> dims, bool keepdim,
               int64_t correction, const char* name) {
-  dims = NormalizeDims(std::move(dims), x.dim(), name);
+  dims = NormalizeDims(std::move(dims), x, name);
+  SDPO_CHECK(x.dtype() != kBool, name, ": not defined for bool tensors, got ", x.str(),
+             " (cast it first)");
   Shape out_shape;
   Tensor rows = RowsForReduction(x, dims, keepdim, &out_shape);
   if (kind == ReduceKind::kMax || kind == ReduceKind::kArgMax) {
@@ -461,7 +512,8 @@ Tensor ArgMax(const Tensor& x, int64_t dim, bool keepdim) {
   return Reduce(ReduceKind::kArgMax, x, {dim}, keepdim, 0, "argmax");
 }
 Tensor Var(const Tensor& x, std::vector<int64_t> dims, int64_t correction, bool keepdim) {
-  SDPO_CHECK(correction >= 0, "var: correction must be >= 0, got ", correction);
+  SDPO_CHECK(correction >= 0, "var: correction must be >= 0, got ", correction, " for ",
+             x.str());
   return Reduce(ReduceKind::kVar, x, std::move(dims), keepdim, correction, "var");
 }
 
@@ -486,8 +538,9 @@ Tensor SumToShape(const Tensor& x, const Shape& shape) {
 
 namespace {
 Tensor SoftmaxImpl(const Tensor& x, int64_t dim, bool log) {
-  dim = WrapDim(dim, x.dim(), log ? "log_softmax" : "softmax");
-  SDPO_CHECK(IsFloating(x.dtype()), "softmax: needs a floating-point tensor, got ", x.str());
+  const char* name = log ? "log_softmax" : "softmax";
+  dim = ReduceDimOf(x, dim, name);
+  SDPO_CHECK(IsFloating(x.dtype()), name, ": needs a floating-point tensor, got ", x.str());
   if (x.dim() == 0) return Tensor::Full({}, log ? 0.0 : 1.0, x.dtype(), x.device());
   Tensor moved = Contiguous(Transpose(x, dim, -1));
   Tensor rows = View(moved, {-1, moved.size(-1)});
@@ -576,7 +629,7 @@ Tensor Matmul(const Tensor& a, const Tensor& b) {
 Tensor Concat(const std::vector<Tensor>& xs, int64_t dim) {
   SDPO_CHECK(!xs.empty(), "concat: no tensors");
   const Tensor& first = xs[0];
-  dim = WrapDim(dim, first.dim(), "concat");
+  dim = DimOf(first, dim, "concat");
   Shape shape = first.shape();
   int64_t total = 0;
   for (size_t i = 0; i < xs.size(); ++i) {
@@ -602,18 +655,22 @@ Tensor Concat(const std::vector<Tensor>& xs, int64_t dim) {
 
 Tensor Stack(const std::vector<Tensor>& xs, int64_t dim) {
   SDPO_CHECK(!xs.empty(), "stack: no tensors");
-  dim = WrapDim(dim, xs[0].dim() + 1, "stack");
+  const int64_t rank = xs[0].dim() + 1;
+  SDPO_CHECK(dim >= -rank && dim < rank, "stack: dim ", dim, " out of range for stacking ",
+             xs[0].str());
+  if (dim < 0) dim += rank;
   std::vector<Tensor> expanded;
   for (size_t i = 0; i < xs.size(); ++i) {
-    SDPO_CHECK(xs[i].shape() == xs[0].shape(), "stack: tensor ", i, " ", xs[i].str(),
-               " differs in shape from tensor 0 ", xs[0].str());
+    SDPO_CHECK(xs[i].shape() == xs[0].shape() && xs[i].dtype() == xs[0].dtype(), "stack: tensor ",
+               i, " ", xs[i].str(), " differs in shape or dtype from tensor 0 ", xs[0].str());
     expanded.push_back(Unsqueeze(xs[i], dim));
   }
   return Concat(expanded, dim);
 }
 
 namespace {
-Tensor CheckIndex(const Tensor& index, int64_t limit, const char* op) {
+// `target` describes what is indexed (for errors), e.g. "dim 0 of f32[3, 4] cpu".
+Tensor CheckIndex(const Tensor& index, int64_t limit, const char* op, const std::string& target) {
   SDPO_CHECK(index.dtype() == kI64 || index.dtype() == kI32, op, ": index must be i64 or i32, got ",
              index.str());
   Tensor idx = Contiguous(Cast(index, kI64));
@@ -621,7 +678,7 @@ Tensor CheckIndex(const Tensor& index, int64_t limit, const char* op) {
   const int64_t* p = host.data<int64_t>();
   for (int64_t i = 0; i < host.numel(); ++i) {
     SDPO_CHECK(p[i] >= 0 && p[i] < limit, op, ": index ", p[i], " at position ", i,
-               " out of range [0, ", limit, ")");
+               " out of range [0, ", limit, ") for ", target);
   }
   return idx;
 }
@@ -636,9 +693,10 @@ Tensor ThreeDView(const Tensor& x, int64_t dim) {
 }  // namespace
 
 Tensor IndexSelect(const Tensor& x, int64_t dim, const Tensor& index) {
-  dim = WrapDim(dim, x.dim(), "index_select");
+  dim = DimOf(x, dim, "index_select");
   SDPO_CHECK(index.dim() == 1, "index_select: index must be 1-D, got ", index.str());
-  Tensor idx = CheckIndex(index, x.size(dim), "index_select");
+  Tensor idx = CheckIndex(index, x.size(dim), "index_select",
+                          absl::StrCat("dim ", dim, " of ", x.str()));
   Tensor src = ThreeDView(Contiguous(x), dim);
   Shape out_shape = x.shape();
   out_shape[dim] = idx.numel();
@@ -652,8 +710,13 @@ Tensor IndexSelect(const Tensor& x, int64_t dim, const Tensor& index) {
 }
 
 Tensor IndexAdd(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& src) {
-  dim = WrapDim(dim, static_cast<int64_t>(shape.size()), "index_add");
-  Tensor idx = CheckIndex(index, shape[dim], "index_add");
+  const int64_t rank = static_cast<int64_t>(shape.size());
+  SDPO_CHECK(rank > 0 && dim >= -rank && dim < rank, "index_add: dim ", dim,
+             " out of range for shape ", ShapeStr(shape));
+  if (dim < 0) dim += rank;
+  SDPO_CHECK(index.dim() == 1, "index_add: index must be 1-D, got ", index.str());
+  Tensor idx = CheckIndex(index, shape[dim], "index_add",
+                          absl::StrCat("dim ", dim, " of shape ", ShapeStr(shape)));
   Shape expect = shape;
   expect[dim] = idx.numel();
   SDPO_CHECK(src.shape() == expect, "index_add: src ", src.str(), " should have shape ",
@@ -668,14 +731,14 @@ Tensor IndexAdd(const Shape& shape, int64_t dim, const Tensor& index, const Tens
 }
 
 Tensor Gather(const Tensor& x, int64_t dim, const Tensor& index) {
-  dim = WrapDim(dim, x.dim(), "gather");
+  dim = DimOf(x, dim, "gather");
   SDPO_CHECK(index.dim() == x.dim(), "gather: index ", index.str(), " must have the rank of ",
              x.str());
   for (int64_t d = 0; d < x.dim(); ++d) {
     SDPO_CHECK(d == dim || index.size(d) == x.size(d), "gather: index ", index.str(),
                " must match ", x.str(), " outside dim ", dim);
   }
-  Tensor idx = CheckIndex(index, x.size(dim), "gather");
+  Tensor idx = CheckIndex(index, x.size(dim), "gather", absl::StrCat("dim ", dim, " of ", x.str()));
   Tensor out = Tensor::Empty(index.shape(), x.dtype(), x.device());
   KernelsFor(x.device())
       .Gather(ThreeDView(out, dim), ThreeDView(Contiguous(x), dim), ThreeDView(idx, dim));
@@ -683,10 +746,19 @@ Tensor Gather(const Tensor& x, int64_t dim, const Tensor& index) {
 }
 
 Tensor ScatterAdd(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& src) {
-  dim = WrapDim(dim, static_cast<int64_t>(shape.size()), "scatter_add");
+  const int64_t rank = static_cast<int64_t>(shape.size());
+  SDPO_CHECK(rank > 0 && dim >= -rank && dim < rank, "scatter_add: dim ", dim,
+             " out of range for shape ", ShapeStr(shape));
+  if (dim < 0) dim += rank;
   SDPO_CHECK(index.shape() == src.shape(), "scatter_add: index ", index.str(), " and src ",
              src.str(), " differ in shape");
-  Tensor idx = CheckIndex(index, shape[dim], "scatter_add");
+  // Outside `dim` the index must match the output (the kernel walks both with one layout).
+  bool match = index.dim() == rank;
+  for (int64_t d = 0; match && d < rank; ++d) match = d == dim || index.size(d) == shape[d];
+  SDPO_CHECK(match, "scatter_add: index ", index.str(), " must match the output shape ",
+             ShapeStr(shape), " outside dim ", dim);
+  Tensor idx = CheckIndex(index, shape[dim], "scatter_add",
+                          absl::StrCat("dim ", dim, " of shape ", ShapeStr(shape)));
   Tensor out = Tensor::Zeros(shape, src.dtype(), src.device());
   KernelsFor(src.device())
       .ScatterAdd(ThreeDView(out, dim), ThreeDView(idx, dim), ThreeDView(Contiguous(src), dim));
@@ -704,6 +776,8 @@ void CheckNormArgs(const Tensor& x, const Tensor& weight, const Tensor& bias, co
     if (!p->defined()) continue;
     SDPO_CHECK(p->dim() == 1 && p->size(0) == d, op, ": parameter ", p->str(),
                " must have shape [", d, "] to match input ", x.str());
+    SDPO_CHECK(p->dtype() == x.dtype(), op, ": parameter ", p->str(),
+               " must have the dtype of input ", x.str());
     SDPO_CHECK(p->device() == x.device(), op, ": parameter ", p->str(), " on another device");
   }
 }
@@ -759,9 +833,14 @@ double CheckAttentionArgs(const Tensor& q, const Tensor& k, const Tensor& v, con
                  k.size(0) == v.size(0) && k.size(1) == v.size(1) && k.size(2) == v.size(2),
              "attention: incompatible shapes q ", ShapeStr(q.shape()), ", k ",
              ShapeStr(k.shape()), ", v ", ShapeStr(v.shape()));
+  SDPO_CHECK(k.size(2) > 0, "attention: no keys: k ", k.str());
   if (mask.defined()) {
     Shape full = {q.size(0), q.size(1), q.size(2), k.size(2)};
-    BroadcastShapes(mask.shape(), full, "attention mask");
+    SDPO_CHECK(IsFloating(mask.dtype()), "attention: the mask is additive and must be floating, got ",
+               mask.str());
+    SDPO_CHECK(mask.dim() <= 4 && BroadcastShapes(mask.shape(), full, "attention mask") == full,
+               "attention: mask ", mask.str(), " does not broadcast to [B, H, Lq, Lk] = ",
+               ShapeStr(full));
     SDPO_CHECK(mask.device() == q.device(), "attention: mask on another device");
     *mask_expanded = Expand(Cast(mask, q.dtype()), full);
   }
@@ -792,7 +871,8 @@ Tensor Rope(const Tensor& x, const Tensor& cos, const Tensor& sin, RopeLayout la
             bool inverse) {
   SDPO_CHECK(x.dim() >= 3, "rope: x must be [..., L, H, D], got ", x.str());
   int64_t l = x.size(-3), d = x.size(-1);
-  SDPO_CHECK(d % 2 == 0, "rope: head dim ", d, " must be even");
+  SDPO_CHECK(IsFloating(x.dtype()), "rope: needs a floating-point tensor, got ", x.str());
+  SDPO_CHECK(d % 2 == 0, "rope: head dim ", d, " of ", x.str(), " must be even");
   SDPO_CHECK(cos.shape() == Shape({l, d / 2}) && sin.shape() == cos.shape(),
              "rope: cos/sin must be [", l, ", ", d / 2, "], got ", cos.str(), " and ", sin.str());
   Tensor x4 = View(Contiguous(x), {-1, l, x.size(-2), d});

@@ -52,6 +52,20 @@ Tensor Tensor::FromStorage(std::shared_ptr<Storage> storage, const Shape& shape,
                            const Shape& strides, int64_t offset, DType dtype) {
   SDPO_CHECK(shape.size() == strides.size(), "FromStorage: shape ", ShapeStr(shape), " and strides ",
              ShapeStr(strides), " differ in rank");
+  SDPO_CHECK(storage != nullptr, "FromStorage: null storage for shape ", ShapeStr(shape));
+  // The view must lie inside the storage: a bad view would read or write out of bounds.
+  const int64_t capacity = static_cast<int64_t>(storage->nbytes() / ElementSize(dtype));
+  int64_t lo = offset, hi = offset;  // lowest and highest element touched
+  bool empty = false;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    SDPO_CHECK(shape[i] >= 0, "FromStorage: negative size in shape ", ShapeStr(shape));
+    if (shape[i] == 0) empty = true;
+    if (shape[i] > 1) (strides[i] < 0 ? lo : hi) += (shape[i] - 1) * strides[i];
+  }
+  SDPO_CHECK(offset >= 0 && (empty || (lo >= 0 && hi < capacity)),
+             "FromStorage: a ", DTypeName(dtype), " view with shape ", ShapeStr(shape),
+             ", strides ", ShapeStr(strides), " and offset ", offset,
+             " does not fit in a storage of ", capacity, " elements");
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = std::move(storage);
   impl->shape = shape;
@@ -114,8 +128,14 @@ Tensor Tensor::FromVector(const std::vector<int64_t>& values, const Shape& shape
   return FromHost(values, shape, dtype, device);
 }
 
-int64_t Tensor::size(int64_t d) const { return shape()[WrapDim(d, dim(), "size")]; }
-int64_t Tensor::stride(int64_t d) const { return strides()[WrapDim(d, dim(), "stride")]; }
+int64_t Tensor::size(int64_t d) const {
+  SDPO_CHECK(dim() > 0, "size(", d, ") of a 0-d tensor ", str());
+  return shape()[WrapDim(d, dim(), "size")];
+}
+int64_t Tensor::stride(int64_t d) const {
+  SDPO_CHECK(dim() > 0, "stride(", d, ") of a 0-d tensor ", str());
+  return strides()[WrapDim(d, dim(), "stride")];
+}
 
 bool Tensor::is_contiguous() const {
   int64_t expected = 1;

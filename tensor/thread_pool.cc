@@ -56,7 +56,9 @@ class Pool {
     cv_.notify_all();
     Work();
     std::unique_lock<std::mutex> lock(mu_);
-    done_cv_.wait(lock, [this] { return pending_ == 0; });
+    // Also wait for every worker that joined this job to leave Work(): a late one would
+    // otherwise read the next job's state (chunks_, next_) racing with its setup.
+    done_cv_.wait(lock, [this] { return pending_ == 0 && active_ == 0; });
     job_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
@@ -87,8 +89,11 @@ class Pool {
         cv_.wait(lock, [&] { return stop_ || (generation_ != seen && job_ != nullptr); });
         if (stop_) return;
         seen = generation_;
+        ++active_;
       }
       Work();
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--active_ == 0) done_cv_.notify_all();
     }
   }
 
@@ -100,6 +105,7 @@ class Pool {
   int chunks_ = 0;
   std::atomic<int> next_{0};
   int pending_ = 0;
+  int active_ = 0;  // workers inside Work() for the current job
   uint64_t generation_ = 0;
   bool stop_ = false;
   std::exception_ptr error_;
@@ -124,6 +130,8 @@ Pool& GetPool() {
 }
 
 }  // namespace
+
+bool InParallelRegion() { return in_parallel_region; }
 
 int NumThreads() { return requested_threads > 0 ? requested_threads : DefaultThreads(); }
 

@@ -6,7 +6,8 @@ set -euo pipefail
 PACKAGES=(
   bazel-bootstrap      # Bazel 4.2.3 (pulls in a JDK)
   g++ clang            # compilers (clang for the libFuzzer targets)
-  libeigen3-dev        # CPU GEMM and vector kernels
+  libeigen3-dev        # CPU vector kernels
+  libopenblas-dev      # CPU GEMM (sgemm/dgemm), linked statically
   libabsl-dev          # flags, strings, status (linked statically)
   libgtest-dev         # tests
   libbenchmark-dev     # micro-benchmarks

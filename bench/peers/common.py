@@ -126,6 +126,7 @@ def env_info():
         "OPENBLAS_L2_SIZE": ev("OPENBLAS_L2_SIZE"),
         "OPENBLAS_NUM_THREADS": ev("OPENBLAS_NUM_THREADS"),
         "OMP_NUM_THREADS": ev("OMP_NUM_THREADS"),
+        "loadavg_1m": round(os.getloadavg()[0], 2),  # noise indicator (2-core machine)
     }
 
 

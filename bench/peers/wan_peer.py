@@ -510,6 +510,10 @@ def verify(fixdir, device="cpu", dtype=torch.float32, amp=None, use_sdpa=True,
            rope_dtype=torch.float64):
     from common import read_safetensors
 
+    if torch.device(device).type == "cuda" and amp is None:
+        # exact float32 on the GPU: no TF32 in matmuls or in cuDNN's Conv3d
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     model, cfg = load_fixture_model(fixdir, device, dtype, use_sdpa, rope_dtype)
     results = []
     worst = 0.0

@@ -1,8 +1,9 @@
-// Attention (per (batch, head) with Eigen products; the L x L scores live only per head and per
-// thread) and rotary embedding.
+// Attention per (batch, head): the products go through MatMulRowMajor (OpenBLAS, threaded), the
+// row-wise softmax work through the thread pool. Only one head's L x L scores exist at a time.
 #include <Eigen/Core>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "tensor/cpu/cpu_kernels.h"
 #include "tensor/ops.h"
@@ -11,21 +12,40 @@
 namespace sdpo::cpu {
 namespace {
 
+// Scores s [lq, lk] (already q k^T) -> probabilities in place: scale, add the mask slice for
+// (b, h), softmax each row. Returns per-row log-sum-exp when lse != nullptr.
 template <typename T>
-using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <typename T>
-using CMap = Eigen::Map<const Mat<T>>;
-template <typename T>
-using MMap = Eigen::Map<Mat<T>>;
-
-// Adds the (possibly broadcast) mask slice for (b, h) to scores [lq, lk].
-template <typename T>
-void AddMask(Mat<T>& s, const Tensor& mask, int64_t b, int64_t h) {
-  if (!mask.defined()) return;
-  const T* base = static_cast<const T*>(mask.raw_data()) + b * mask.stride(0) + h * mask.stride(1);
-  const int64_t s2 = mask.stride(2), s3 = mask.stride(3);
-  for (int64_t i = 0; i < s.rows(); ++i)
-    for (int64_t j = 0; j < s.cols(); ++j) s(i, j) += base[i * s2 + j * s3];
+void ScoresToProbabilities(T* s, int64_t lq, int64_t lk, double scale, const Tensor& mask,
+                           int64_t b, int64_t h, float* lse) {
+  const T* mbase = nullptr;
+  int64_t ms2 = 0, ms3 = 0;
+  if (mask.defined()) {
+    mbase = static_cast<const T*>(mask.raw_data()) + b * mask.stride(0) + h * mask.stride(1);
+    ms2 = mask.stride(2);
+    ms3 = mask.stride(3);
+  }
+  ParallelFor(lq, std::max<int64_t>(1, 16384 / std::max<int64_t>(lk, 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i) {
+      T* row = s + i * lk;
+      T mx = -std::numeric_limits<T>::infinity();
+      for (int64_t j = 0; j < lk; ++j) {
+        T v = row[j] * static_cast<T>(scale);
+        if (mbase) v += mbase[i * ms2 + j * ms3];
+        row[j] = v;
+        mx = std::max(mx, v);
+      }
+      if (std::isinf(mx) && mx < 0) {  // every key masked: output 0, lse = -inf
+        for (int64_t j = 0; j < lk; ++j) row[j] = 0;
+        if (lse) lse[i] = -std::numeric_limits<float>::infinity();
+        continue;
+      }
+      Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> r(row, lk);
+      r = (r - mx).exp();  // vectorised exp
+      const T sum = r.sum();
+      r *= T(1) / sum;
+      if (lse) lse[i] = static_cast<float>(mx + std::log(sum));
+    }
+  });
 }
 
 template <typename T>
@@ -39,29 +59,13 @@ ops::AttentionResult AttentionTyped(const Tensor& q, const Tensor& k, const Tens
   const T* pk = static_cast<const T*>(k.raw_data());
   const T* pv = static_cast<const T*>(v.raw_data());
   T* po = static_cast<T*>(out.raw_data());
-  float* pl = lse.data<float>();
-  ParallelFor(B * H, 1, [&](int64_t begin, int64_t end) {
-    Mat<T> s(lq, lk);
-    for (int64_t bh = begin; bh < end; ++bh) {
-      const int64_t b = bh / H, h = bh % H;
-      CMap<T> qm(pq + bh * lq * d, lq, d), km(pk + bh * lk * d, lk, d), vm(pv + bh * lk * dv, lk, dv);
-      s.noalias() = (qm * km.transpose()) * static_cast<T>(scale);
-      AddMask(s, mask, b, h);
-      for (int64_t i = 0; i < lq; ++i) {
-        T mx = s.row(i).maxCoeff();
-        if (std::isinf(mx) && mx < 0) {  // every key masked: output 0, lse = -inf
-          s.row(i).setZero();
-          pl[bh * lq + i] = -std::numeric_limits<float>::infinity();
-          continue;
-        }
-        s.row(i) = (s.row(i).array() - mx).exp();
-        T sum = s.row(i).sum();
-        s.row(i) /= sum;
-        pl[bh * lq + i] = static_cast<float>(mx + std::log(sum));
-      }
-      MMap<T>(po + bh * lq * dv, lq, dv).noalias() = s * vm;
-    }
-  });
+  std::vector<T> s(lq * lk);
+  for (int64_t bh = 0; bh < B * H; ++bh) {
+    MatMulRowMajor<T>(false, true, lq, lk, d, pq + bh * lq * d, pk + bh * lk * d, s.data());
+    ScoresToProbabilities(s.data(), lq, lk, scale, mask, bh / H, bh % H,
+                          lse.data<float>() + bh * lq);
+    MatMulRowMajor<T>(false, false, lq, dv, lk, s.data(), pv + bh * lk * dv, po + bh * lq * dv);
+  }
   return {out, lse};
 }
 
@@ -79,32 +83,34 @@ ops::AttentionGrads AttentionBackwardTyped(const Tensor& dout, const Tensor& q, 
   const T* pv = static_cast<const T*>(v.raw_data());
   const T* pdo = static_cast<const T*>(dout.raw_data());
   const T* po = static_cast<const T*>(out.raw_data());
-  ParallelFor(B * H, 1, [&](int64_t begin, int64_t end) {
-    Mat<T> p(lq, lk), dp(lq, lk);
-    for (int64_t bh = begin; bh < end; ++bh) {
-      const int64_t b = bh / H, h = bh % H;
-      CMap<T> qm(pq + bh * lq * d, lq, d), km(pk + bh * lk * d, lk, d), vm(pv + bh * lk * dv, lk, dv);
-      CMap<T> dom(pdo + bh * lq * dv, lq, dv), om(po + bh * lq * dv, lq, dv);
-      // Recompute the probabilities (in the working precision, like the forward).
-      p.noalias() = (qm * km.transpose()) * static_cast<T>(scale);
-      AddMask(p, mask, b, h);
-      for (int64_t i = 0; i < lq; ++i) {
-        T mx = p.row(i).maxCoeff();
-        if (std::isinf(mx) && mx < 0) {
-          p.row(i).setZero();
-          continue;
+  std::vector<T> p(lq * lk), dp(lq * lk);
+  for (int64_t bh = 0; bh < B * H; ++bh) {
+    const T* qb = pq + bh * lq * d;
+    const T* kb = pk + bh * lk * d;
+    const T* dob = pdo + bh * lq * dv;
+    const T* ob = po + bh * lq * dv;
+    // Recompute the probabilities exactly as the forward did.
+    MatMulRowMajor<T>(false, true, lq, lk, d, qb, kb, p.data());
+    ScoresToProbabilities(p.data(), lq, lk, scale, mask, bh / H, bh % H, nullptr);
+    MatMulRowMajor<T>(true, false, lk, dv, lq, p.data(), dob,
+                      static_cast<T*>(dvt.raw_data()) + bh * lk * dv);
+    MatMulRowMajor<T>(false, true, lq, lk, dv, dob, pv + bh * lk * dv, dp.data());
+    // dS = P * (dP - rowsum(dO * O)) * scale
+    ParallelFor(lq, std::max<int64_t>(1, 16384 / std::max<int64_t>(lk, 1)),
+                [&](int64_t r0, int64_t r1) {
+      for (int64_t i = r0; i < r1; ++i) {
+        T delta = 0;
+        for (int64_t j = 0; j < dv; ++j) delta += dob[i * dv + j] * ob[i * dv + j];
+        for (int64_t j = 0; j < lk; ++j) {
+          dp[i * lk + j] = p[i * lk + j] * (dp[i * lk + j] - delta) * static_cast<T>(scale);
         }
-        p.row(i) = (p.row(i).array() - mx).exp();
-        p.row(i) /= p.row(i).sum();
       }
-      MMap<T>(static_cast<T*>(dvt.raw_data()) + bh * lk * dv, lk, dv).noalias() = p.transpose() * dom;
-      dp.noalias() = dom * vm.transpose();
-      Eigen::Matrix<T, Eigen::Dynamic, 1> delta = (dom.array() * om.array()).rowwise().sum();
-      dp = (p.array() * (dp.array().colwise() - delta.array())).matrix() * static_cast<T>(scale);
-      MMap<T>(static_cast<T*>(dq.raw_data()) + bh * lq * d, lq, d).noalias() = dp * km;
-      MMap<T>(static_cast<T*>(dk.raw_data()) + bh * lk * d, lk, d).noalias() = dp.transpose() * qm;
-    }
-  });
+    });
+    MatMulRowMajor<T>(false, false, lq, d, lk, dp.data(), kb,
+                      static_cast<T*>(dq.raw_data()) + bh * lq * d);
+    MatMulRowMajor<T>(true, false, lk, d, lq, dp.data(), qb,
+                      static_cast<T*>(dk.raw_data()) + bh * lk * d);
+  }
   return {dq, dk, dvt};
 }
 
@@ -147,7 +153,8 @@ ops::AttentionResult Attention(const Tensor& q, const Tensor& k, const Tensor& v
                                const Tensor& mask, double scale) {
   if (q.dtype() == kF64) return AttentionTyped<double>(q, k, v, mask, scale);
   if (q.dtype() == kF32) return AttentionTyped<float>(q, k, v, mask, scale);
-  ops::AttentionResult r = AttentionTyped<float>(F32(q), F32(k), F32(v), mask.defined() ? ops::Cast(mask, kF32) : mask, scale);
+  ops::AttentionResult r = AttentionTyped<float>(
+      F32(q), F32(k), F32(v), mask.defined() ? ops::Cast(mask, kF32) : mask, scale);
   r.out = ops::Cast(r.out, q.dtype());
   return r;
 }
@@ -158,7 +165,8 @@ ops::AttentionGrads AttentionBackward(const Tensor& dout, const Tensor& q, const
   if (q.dtype() == kF64) return AttentionBackwardTyped<double>(dout, q, k, v, mask, scale, out);
   if (q.dtype() == kF32) return AttentionBackwardTyped<float>(dout, q, k, v, mask, scale, out);
   ops::AttentionGrads g = AttentionBackwardTyped<float>(
-      F32(dout), F32(q), F32(k), F32(v), mask.defined() ? ops::Cast(mask, kF32) : mask, scale, F32(out));
+      F32(dout), F32(q), F32(k), F32(v), mask.defined() ? ops::Cast(mask, kF32) : mask, scale,
+      F32(out));
   return {ops::Cast(g.dq, q.dtype()), ops::Cast(g.dk, q.dtype()), ops::Cast(g.dv, q.dtype())};
 }
 

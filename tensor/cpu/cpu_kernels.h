@@ -35,4 +35,10 @@ void Gather(const Tensor& out, const Tensor& x, const Tensor& index);
 void ScatterAdd(const Tensor& out, const Tensor& index, const Tensor& src);
 void Philox(const Tensor& out, uint64_t seed, uint64_t offset, bool normal);
 
+// c[m, n] = op(a) op(b) for row-major float/double buffers; a is [m, k] ([k, m] when ta), b is
+// [k, n] ([n, k] when tb). OpenBLAS outside a parallel region, Eigen inside one.
+template <typename T>
+void MatMulRowMajor(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, const T* b,
+                    T* c);
+
 }  // namespace sdpo::cpu

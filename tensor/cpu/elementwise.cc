@@ -290,6 +290,11 @@ void Philox(const Tensor& out, uint64_t seed, uint64_t offset, bool normal) {
         uint64_t idx = offset + static_cast<uint64_t>(i);
         double v = normal ? PhiloxNormal(idx, seed) : PhiloxUniform(idx, seed);
         o[i] = ConvertTo<T>(v);
+        if constexpr (std::is_same_v<T, BF16> || std::is_same_v<T, F16>) {
+          // Round uniforms down onto the 16-bit grid: rounding to nearest would turn values
+          // just below 1 into 1, outside [0, 1). (v >= 0, so the next value down is bits - 1.)
+          if (!normal && ConvertTo<double>(o[i]) > v) o[i].bits -= 1;
+        }
       }
     });
   });

@@ -1,5 +1,9 @@
-// Batched GEMM on Eigen. Work is split over batches, or over output rows of one large product,
-// across the thread pool; each piece is a single-threaded Eigen product.
+// Batched GEMM. f32/f64 products go to OpenBLAS (sgemm/dgemm, threaded by OpenBLAS with
+// NumThreads() threads): Eigen's own GEMM measured about 3x slower on these machines (see
+// docs/performance.md). Inside a parallel region (e.g. per-head attention) each call runs
+// single-threaded on Eigen so that the pool's threads do not oversubscribe OpenBLAS's.
+#include <cblas.h>
+
 #include <Eigen/Core>
 
 #include "tensor/cpu/cpu_kernels.h"
@@ -15,6 +19,43 @@ template <typename T>
 using ConstMap = Eigen::Map<const RowMajor<T>>;
 template <typename T>
 using MutMap = Eigen::Map<RowMajor<T>>;
+
+// C[m, n] = op(A) op(B), row-major, A stored [m, k] ([k, m] when ta), B [k, n] ([n, k] when tb).
+template <typename T>
+void BlasGemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, const T* b, T* c) {
+  const CBLAS_TRANSPOSE tra = ta ? CblasTrans : CblasNoTrans;
+  const CBLAS_TRANSPOSE trb = tb ? CblasTrans : CblasNoTrans;
+  const int lda = static_cast<int>(ta ? m : k), ldb = static_cast<int>(tb ? k : n);
+  if constexpr (std::is_same_v<T, float>) {
+    cblas_sgemm(CblasRowMajor, tra, trb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n);
+  } else {
+    cblas_dgemm(CblasRowMajor, tra, trb, m, n, k, 1.0, a, lda, b, ldb, 0.0, c, n);
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void MatMulRowMajor(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, const T* b,
+                    T* c) {
+  if (!InParallelRegion()) {
+    openblas_set_num_threads(NumThreads());
+    BlasGemm<T>(ta, tb, m, n, k, a, b, c);
+    return;
+  }
+  MutMap<T> cm(c, m, n);
+  ConstMap<T> am(a, ta ? k : m, ta ? m : k), bm(b, tb ? n : k, tb ? k : n);
+  if (ta && tb) cm.noalias() = am.transpose() * bm.transpose();
+  else if (ta) cm.noalias() = am.transpose() * bm;
+  else if (tb) cm.noalias() = am * bm.transpose();
+  else cm.noalias() = am * bm;
+}
+template void MatMulRowMajor<float>(bool, bool, int64_t, int64_t, int64_t, const float*,
+                                    const float*, float*);
+template void MatMulRowMajor<double>(bool, bool, int64_t, int64_t, int64_t, const double*,
+                                     const double*, double*);
+
+namespace {
 
 template <typename T>
 void GemmTyped(const Tensor& out, const Tensor& a, bool ta, const Tensor& b, bool tb) {
@@ -41,6 +82,13 @@ void GemmTyped(const Tensor& out, const Tensor& a, bool ta, const Tensor& b, boo
     }
   };
 
+  if (!InParallelRegion()) {
+    openblas_set_num_threads(NumThreads());
+    for (int64_t i = 0; i < batch; ++i) {
+      BlasGemm<T>(ta, tb, m, n, k, pa + i * a_step, pb + i * b_step, po + i * m * n);
+    }
+    return;
+  }
   const int threads = NumThreads();
   if (batch >= threads || m < 64) {
     ParallelFor(batch, 1, [&](int64_t b0, int64_t b1) {

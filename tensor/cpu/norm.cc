@@ -8,9 +8,13 @@
 namespace sdpo::cpu {
 namespace {
 
+// The data of an optional parameter, which the caller has made contiguous and of type T (a
+// temporary contiguous copy made here would be freed before the pointer is used).
 template <typename T>
 const T* OptPtr(const Tensor& t) {
-  return t.defined() ? static_cast<const T*>(ops::Contiguous(t).raw_data()) : nullptr;
+  if (!t.defined()) return nullptr;
+  SDPO_CHECK(t.is_contiguous(), "norm parameter ", t.str(), " must be contiguous");
+  return t.data<T>();
 }
 
 // Sums per-thread partial column sums (deterministic order over chunk index).
@@ -193,14 +197,15 @@ ops::NormGrads RmsNormBackwardTyped(const Tensor& dy, const Tensor& x, const Ten
   return grads;
 }
 
-// bf16/f16 run in f32 and are cast back.
+// bf16/f16 run in f32 and are cast back; parameters are made contiguous f32 / f64.
 Tensor F32(const Tensor& t) { return t.defined() ? ops::Contiguous(ops::Cast(t, kF32)) : t; }
+Tensor F64(const Tensor& t) { return t.defined() ? ops::Contiguous(ops::Cast(t, kF64)) : t; }
 Tensor Back(const Tensor& t, DType dtype) { return t.defined() ? ops::Cast(t, dtype) : t; }
 
 }  // namespace
 
 ops::NormResult LayerNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
-  if (x.dtype() == kF64) return LayerNormTyped<double>(x, weight, bias, eps);
+  if (x.dtype() == kF64) return LayerNormTyped<double>(F64(x), F64(weight), F64(bias), eps);
   ops::NormResult r = LayerNormTyped<float>(F32(x), F32(weight), F32(bias), eps);
   r.out = Back(r.out, x.dtype());
   return r;
@@ -209,7 +214,8 @@ ops::NormResult LayerNorm(const Tensor& x, const Tensor& weight, const Tensor& b
 ops::NormGrads LayerNormBackward(const Tensor& dy, const Tensor& x, const Tensor& weight,
                                  const Tensor& mean, const Tensor& rstd, bool need_bias_grad) {
   if (x.dtype() == kF64) {
-    return LayerNormBackwardTyped<double>(dy, x, weight, mean, rstd, need_bias_grad);
+    return LayerNormBackwardTyped<double>(F64(dy), F64(x), F64(weight), mean, rstd,
+                                          need_bias_grad);
   }
   ops::NormGrads g =
       LayerNormBackwardTyped<float>(F32(dy), F32(x), F32(weight), mean, rstd, need_bias_grad);
@@ -217,7 +223,7 @@ ops::NormGrads LayerNormBackward(const Tensor& dy, const Tensor& x, const Tensor
 }
 
 ops::NormResult RmsNorm(const Tensor& x, const Tensor& weight, double eps) {
-  if (x.dtype() == kF64) return RmsNormTyped<double>(x, weight, eps);
+  if (x.dtype() == kF64) return RmsNormTyped<double>(F64(x), F64(weight), eps);
   ops::NormResult r = RmsNormTyped<float>(F32(x), F32(weight), eps);
   r.out = Back(r.out, x.dtype());
   return r;
@@ -225,7 +231,7 @@ ops::NormResult RmsNorm(const Tensor& x, const Tensor& weight, double eps) {
 
 ops::NormGrads RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& weight,
                                const Tensor& rstd) {
-  if (x.dtype() == kF64) return RmsNormBackwardTyped<double>(dy, x, weight, rstd);
+  if (x.dtype() == kF64) return RmsNormBackwardTyped<double>(F64(dy), F64(x), F64(weight), rstd);
   ops::NormGrads g = RmsNormBackwardTyped<float>(F32(dy), F32(x), F32(weight), rstd);
   return {Back(g.dx, x.dtype()), Back(g.dweight, x.dtype()), Tensor()};
 }

@@ -29,9 +29,12 @@ void ReduceTyped(ReduceKind kind, const Tensor& out, const Tensor& x, int64_t co
         case ReduceKind::kMean: {
           Acc<T> s = 0;
           for (int64_t c = 0; c < cols; ++c) s += static_cast<Acc<T>>(ConvertTo<C>(row[c]));
-          double v = static_cast<double>(s);
-          if (kind == ReduceKind::kMean) v /= static_cast<double>(cols);
-          static_cast<T*>(out.raw_data())[r] = ConvertTo<T>(kind == ReduceKind::kMean ? v : s);
+          if (kind == ReduceKind::kMean) {
+            static_cast<T*>(out.raw_data())[r] =
+                ConvertTo<T>(static_cast<double>(s) / static_cast<double>(cols));
+          } else {
+            static_cast<T*>(out.raw_data())[r] = ConvertTo<T>(s);  // integers stay exact
+          }
           break;
         }
         case ReduceKind::kVar: {
@@ -92,8 +95,12 @@ void SoftmaxTyped(const Tensor& out, const Tensor& x, bool log) {
       double sum = 0;
       for (int64_t c = 0; c < cols; ++c) sum += std::exp(static_cast<double>(buf[c] - mx));
       if (log) {
-        C lse = mx + static_cast<C>(std::log(sum));
-        for (int64_t c = 0; c < cols; ++c) o[r * cols + c] = ConvertTo<T>(buf[c] - lse);
+        // (x - max) - log(sum): forming max + log(sum) first would round it at the scale of
+        // the logits and lose the low bits of every output.
+        const C log_sum = static_cast<C>(std::log(sum));
+        for (int64_t c = 0; c < cols; ++c) {
+          o[r * cols + c] = ConvertTo<T>((buf[c] - mx) - log_sum);
+        }
       } else {
         C inv = static_cast<C>(1.0 / sum);
         for (int64_t c = 0; c < cols; ++c) o[r * cols + c] = ConvertTo<T>(std::exp(buf[c] - mx) * inv);

@@ -1,0 +1,96 @@
+#include "nn/checkpoint_io.h"
+
+#include <cstring>
+
+#include "tensor/ops.h"
+
+namespace sdpo::nn {
+
+namespace {
+DType EntryDType(const TensorEntry& e, const std::string& where) {
+  std::optional<DType> dtype = ToDType(e.dtype);
+  SDPO_CHECK(dtype.has_value(), where, ": tensor '", e.name, "' has dtype ",
+             SafetensorsDTypeName(e.dtype), ", which sdpo tensors cannot hold");
+  return *dtype;
+}
+}  // namespace
+
+std::unique_ptr<SafetensorsSource> SafetensorsSource::Open(const std::string& path) {
+  auto source = std::unique_ptr<SafetensorsSource>(new SafetensorsSource());
+  source->checkpoint_ = ShardedCheckpoint::Open(path);
+  return source;
+}
+
+std::vector<std::string> SafetensorsSource::Keys() const { return checkpoint_->names(); }
+
+Shape SafetensorsSource::KeyShape(const std::string& key) const {
+  return checkpoint_->at(key).shape;
+}
+
+std::string SafetensorsSource::Describe() const { return checkpoint_->path(); }
+
+Tensor SafetensorsSource::Read(const std::string& key) const {
+  const TensorEntry& e = checkpoint_->at(key);
+  Tensor t = Tensor::Empty(e.shape, EntryDType(e, Describe()));
+  SDPO_CHECK(t.nbytes() == e.nbytes, Describe(), ": tensor '", key, "' holds ", e.nbytes,
+             " bytes for shape ", ShapeStr(e.shape));
+  if (e.nbytes > 0) std::memcpy(t.raw_data(), e.data, e.nbytes);  // entries may be unaligned
+  return t;
+}
+
+void SafetensorsSource::CopyTo(const std::string& key, const Tensor& dst) const {
+  const TensorEntry& e = checkpoint_->at(key);
+  SDPO_CHECK(Shape(e.shape) == dst.shape(), Describe(), ": tensor '", key, "' has shape ",
+             ShapeStr(e.shape), ", the destination ", ShapeStr(dst.shape()));
+  if (dst.device().is_cpu() && dst.is_contiguous() && ToDType(e.dtype) == dst.dtype() &&
+      dst.nbytes() == e.nbytes) {
+    if (e.nbytes > 0) std::memcpy(dst.raw_data(), e.data, e.nbytes);
+    return;
+  }
+  ops::CopyInto(dst, Read(key));
+}
+
+LoadReport LoadSafetensors(Module& module, const std::string& path, bool strict) {
+  return module.LoadStateDict(*SafetensorsSource::Open(path), strict);
+}
+
+void SaveSafetensors(const std::string& path, const TensorMap& tensors,
+                     const std::map<std::string, std::string>& metadata) {
+  std::vector<Tensor> hold;
+  std::vector<TensorToWrite> out;
+  hold.reserve(tensors.size());
+  for (const auto& [name, t] : tensors) {
+    SDPO_CHECK(t.defined(), path, ": tensor '", name, "' is undefined");
+    hold.push_back(ops::Contiguous(ops::To(t, Device::CPU())));
+    const Tensor& h = hold.back();
+    TensorToWrite w;
+    w.name = name;
+    w.dtype = ToSafetensorsDType(h.dtype());
+    w.shape = h.shape();
+    w.data = h.raw_data();
+    w.nbytes = h.nbytes();
+    out.push_back(w);
+  }
+  WriteSafetensors(path, out, metadata);
+}
+
+TensorMap ReadSafetensors(const std::string& path, std::map<std::string, std::string>* metadata) {
+  auto source = SafetensorsSource::Open(path);
+  TensorMap out;
+  for (const std::string& k : source->Keys()) out[k] = source->Read(k);
+  if (metadata != nullptr) *metadata = source->metadata();
+  return out;
+}
+
+void SaveLora(const Module& root, const std::string& path, const std::string& key_prefix) {
+  LoraWeights w = LoraStateDict(root, key_prefix);
+  SaveSafetensors(path, w.tensors, w.metadata);
+}
+
+void LoadLora(Module& root, const std::string& path, bool strict, const std::string& key_prefix) {
+  LoraWeights w;
+  w.tensors = ReadSafetensors(path, &w.metadata);
+  LoadLoraStateDict(root, w, strict, key_prefix);
+}
+
+}  // namespace sdpo::nn

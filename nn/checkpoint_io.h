@@ -1,0 +1,50 @@
+// Checkpoint files for modules, optimiser state and LoRA adapters, on top of the safetensors
+// reader/writer in models/safetensors.h. (A separate target from //nn so that //nn depends only
+// on //autograd and //tensor.)
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "models/safetensors.h"
+#include "nn/lora.h"
+#include "nn/module.h"
+
+namespace sdpo::nn {
+
+// A TensorSource over a safetensors checkpoint: one file, a "*.safetensors.index.json" shard
+// index, or a directory holding one of those. Values are read straight from the mapped file
+// into the destination (converted to its dtype and device).
+class SafetensorsSource final : public TensorSource {
+ public:
+  static std::unique_ptr<SafetensorsSource> Open(const std::string& path);
+  std::vector<std::string> Keys() const override;
+  Shape KeyShape(const std::string& key) const override;
+  void CopyTo(const std::string& key, const Tensor& dst) const override;
+  std::string Describe() const override;
+  const std::map<std::string, std::string>& metadata() const { return checkpoint_->metadata(); }
+  // One tensor as a new CPU tensor of its stored dtype.
+  Tensor Read(const std::string& key) const;
+
+ private:
+  std::unique_ptr<ShardedCheckpoint> checkpoint_;
+};
+
+// Loads a module's parameters from a checkpoint by name (see Module::LoadStateDict).
+LoadReport LoadSafetensors(Module& module, const std::string& path, bool strict = true);
+
+// Writes tensors (any device, dtype as stored) atomically, with optional metadata.
+void SaveSafetensors(const std::string& path, const TensorMap& tensors,
+                     const std::map<std::string, std::string>& metadata = {});
+// Reads every tensor of a (small) checkpoint into memory: optimiser state, adapters.
+TensorMap ReadSafetensors(const std::string& path,
+                          std::map<std::string, std::string>* metadata = nullptr);
+
+// Adapter files: PEFT names (<module>.lora_A.weight / .lora_B.weight, with key_prefix) and
+// lora_rank / lora_alpha / lora_target_modules in the metadata.
+void SaveLora(const Module& root, const std::string& path, const std::string& key_prefix = "");
+void LoadLora(Module& root, const std::string& path, bool strict = true,
+              const std::string& key_prefix = "");
+
+}  // namespace sdpo::nn
