@@ -57,9 +57,9 @@ SDPO_HOST_DEVICE double PhiloxNormal(uint64_t idx, uint64_t seed) {
   Philox4 r = Philox4x32(idx / 2, seed);
   double u1 = (static_cast<double>(r.v[0]) + 1.0) * (1.0 / 4294967296.0);
   double u2 = static_cast<double>(r.v[1]) * (1.0 / 4294967296.0);
-  double radius = sqrt(-2.0 * log(u1));
+  double radius = ::sqrt(-2.0 * ::log(u1));
   double angle = 6.283185307179586476925 * u2;
-  return (idx % 2 == 0) ? radius * cos(angle) : radius * sin(angle);
+  return (idx % 2 == 0) ? radius * ::cos(angle) : radius * ::sin(angle);
 }
 
 }  // namespace sdpo

@@ -1,4 +1,5 @@
 // LayerNorm / RMSNorm forward and backward over rows [rows, D]. Statistics in double.
+#include <Eigen/Core>
 #include <cmath>
 
 #include "tensor/cpu/cpu_kernels.h"
@@ -58,20 +59,16 @@ ops::NormResult LayerNormTyped(const Tensor& x, const Tensor& weight, const Tens
   T* po = static_cast<T*>(out.raw_data());
   ForRowChunks(rows, [&](int, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      const T* row = px + r * d;
-      double mu = 0;
-      for (int64_t i = 0; i < d; ++i) mu += row[i];
-      mu /= d;
-      double var = 0;
-      for (int64_t i = 0; i < d; ++i) var += (row[i] - mu) * (row[i] - mu);
-      var /= d;
-      double rs = 1.0 / std::sqrt(var + eps);
-      for (int64_t i = 0; i < d; ++i) {
-        double y = (row[i] - mu) * rs;
-        if (w) y *= w[i];
-        if (b) y += b[i];
-        po[r * d + i] = static_cast<T>(y);
-      }
+      // Vectorised row statistics in the working precision (two passes, Eigen's tree sums).
+      Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> xr(px + r * d, d);
+      Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> yr(po + r * d, d);
+      const T mu_t = xr.sum() / static_cast<T>(d);
+      const T var_t = (xr - mu_t).square().sum() / static_cast<T>(d);
+      const double mu = mu_t;
+      const double rs = 1.0 / std::sqrt(static_cast<double>(var_t) + eps);
+      yr = (xr - mu_t) * static_cast<T>(rs);
+      if (w) yr *= Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(w, d);
+      if (b) yr += Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(b, d);
       if (stat == kF64) {
         mean.data<double>()[r] = mu;
         rstd.data<double>()[r] = rs;
@@ -99,27 +96,26 @@ ops::NormGrads LayerNormBackwardTyped(const Tensor& dy, const Tensor& x, const T
   ColumnSums dw(static_cast<int>(std::max<int64_t>(chunks, 1)), d);
   ColumnSums db(static_cast<int>(std::max<int64_t>(chunks, 1)), d);
   ForRowChunks(rows, [&](int c, int64_t r0, int64_t r1) {
-    std::vector<double>& dwc = dw.parts[c];
-    std::vector<double>& dbc = db.parts[c];
+    using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
+    Arr dwc = Arr::Zero(d), dbc = Arr::Zero(d), xhat(d), g(d);
     for (int64_t r = r0; r < r1; ++r) {
-      const T* xr = px + r * d;
-      const T* gr = pdy + r * d;
-      double sum_g = 0, sum_gx = 0;
-      for (int64_t i = 0; i < d; ++i) {
-        double xhat = (xr[i] - mu[r]) * rs[r];
-        double g = w ? gr[i] * static_cast<double>(w[i]) : gr[i];
-        sum_g += g;
-        sum_gx += g * xhat;
-        dwc[i] += gr[i] * xhat;
-        dbc[i] += gr[i];
+      Eigen::Map<const Arr> xr(px + r * d, d), gr(pdy + r * d, d);
+      const T m = static_cast<T>(mu[r]), s = static_cast<T>(rs[r]);
+      xhat = (xr - m) * s;
+      if (w) {
+        g = gr * Eigen::Map<const Arr>(w, d);
+      } else {
+        g = gr;
       }
-      sum_g /= d;
-      sum_gx /= d;
-      for (int64_t i = 0; i < d; ++i) {
-        double xhat = (xr[i] - mu[r]) * rs[r];
-        double g = w ? gr[i] * static_cast<double>(w[i]) : gr[i];
-        pdx[r * d + i] = static_cast<T>(rs[r] * (g - sum_g - xhat * sum_gx));
-      }
+      const T mean_g = g.sum() / static_cast<T>(d);
+      const T mean_gx = (g * xhat).sum() / static_cast<T>(d);
+      dwc += gr * xhat;
+      dbc += gr;
+      Eigen::Map<Arr>(pdx + r * d, d) = s * (g - mean_g - xhat * mean_gx);
+    }
+    for (int64_t i = 0; i < d; ++i) {
+      dw.parts[c][i] = dwc[i];
+      db.parts[c][i] = dbc[i];
     }
   });
   ops::NormGrads grads;

@@ -1,0 +1,123 @@
+// The preference trainer: Diffusion-DPO / DPO-C&M / SDPO fine-tuning of a DiffusionModel on
+// winner/loser pairs, with LoRA (reference = the same weights with adapters off) or full
+// fine-tuning (reference = a frozen copy), gradient accumulation, clipping, AdamW, NaN guards,
+// metrics, evaluation and atomic, bit-exact resumable checkpoints.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/diffusion_model.h"
+#include "nn/lr_schedule.h"
+#include "nn/optim.h"
+#include "sdpo/metrics.h"
+#include "sdpo/objectives.h"
+#include "sdpo/schedules.h"
+
+namespace sdpo::trainers {
+
+struct TrainPair {
+  std::string id;
+  Tensor winner, loser;  // clean latents [C, F, H, W]
+  Tensor context;        // text embedding [L, D]
+  double weight = 1.0;
+};
+
+// Random access to the training pairs (an on-disk dataset or the demo's generated pairs).
+class PairSource {
+ public:
+  virtual ~PairSource() = default;
+  virtual int64_t size() const = 0;
+  virtual TrainPair Get(int64_t index) const = 0;
+};
+
+// Named numbers from an evaluation (e.g. held-out reward, win rate against the base model).
+struct EvalResult {
+  std::vector<std::pair<std::string, double>> values;
+  double Get(const std::string& name) const;  // NaN when absent
+};
+
+class Evaluator {
+ public:
+  virtual ~Evaluator() = default;
+  virtual EvalResult Evaluate(models::DiffusionModel& policy) = 0;
+};
+
+struct TrainerConfig {
+  ObjectiveConfig objective = ObjectiveConfig::Sdpo();
+  TimestepSamplerConfig timesteps;
+  PredictionType target = PredictionType::kV;  // what the model predicts (flow: v)
+  int64_t steps = 100;
+  int64_t batch = 4;       // pairs per micro-batch
+  int64_t grad_accum = 1;  // micro-batches per optimizer step
+  nn::LrSchedule lr;       // lr.base_lr is the peak learning rate
+  double weight_decay = 0.0;
+  double max_grad_norm = 1.0;  // <= 0: no clipping
+  uint64_t seed = 0;
+  int64_t eval_every = 0;  // 0: evaluate only before and after
+  int64_t save_every = 0;  // 0: save only at the end
+  int64_t max_bad_steps = 5;  // consecutive NaN/Inf steps before stopping
+  std::string out_dir;     // metrics.jsonl, checkpoint, report
+  bool progress = true;    // progress bar on stderr
+  std::string description;  // the run's configuration as JSON (summary.json)
+};
+
+// Per-step record (one line of metrics.jsonl).
+struct StepRecord {
+  int64_t step = 0;
+  double lr = 0, grad_norm = 0, seconds = 0;
+  bool skipped = false;  // NaN/Inf loss or gradient
+  StepMetrics metrics;
+};
+
+class Trainer {
+ public:
+  // policy: the model being trained (its trainable parameters are those requiring grad, e.g.
+  // LoRA adapters). reference: a frozen copy for full fine-tuning, or null to use the policy
+  // with its LoRA adapters switched off.
+  Trainer(TrainerConfig config, NoiseSchedule schedule, models::DiffusionModel& policy,
+          models::DiffusionModel* reference, const PairSource& data, Evaluator* evaluator);
+  ~Trainer();
+
+  // Restores the full training state from a checkpoint written by SaveCheckpoint.
+  void Resume(const std::string& path);
+  // Trains until config.steps, evaluating and checkpointing as configured, and writes
+  // summary.json and the report. Returns the final evaluation.
+  EvalResult Run();
+  // One optimizer step (grad_accum micro-batches). Returns its record.
+  StepRecord Step();
+  // Writes the full training state atomically.
+  void SaveCheckpoint(const std::string& path) const;
+
+  int64_t step() const { return step_; }
+  const std::vector<StepRecord>& history() const { return history_; }
+  std::vector<std::pair<std::string, Tensor>> TrainableParameters() const;
+  static std::string CheckpointPath(const std::string& out_dir);
+
+ private:
+  std::vector<int64_t> NextPairIndices(int64_t count);
+  std::vector<int64_t> EpochOrder(int64_t epoch) const;
+  void AppendMetrics(const StepRecord& record);
+
+  TrainerConfig config_;
+  NoiseSchedule schedule_;
+  TimestepSampler sampler_;
+  models::DiffusionModel& policy_;
+  models::DiffusionModel* reference_;
+  const PairSource& data_;
+  Evaluator* evaluator_;
+  std::unique_ptr<nn::AdamW> optimizer_;
+  std::vector<Tensor> params_;
+  int64_t step_ = 0;
+  int64_t pairs_consumed_ = 0;  // data cursor: epoch = consumed / size, position = % size
+  int64_t bad_streak_ = 0, bad_total_ = 0;
+  std::vector<StepRecord> history_;
+  WeightProfile profile_;
+  mutable std::vector<int64_t> order_cache_;
+  mutable int64_t order_epoch_ = -1;
+};
+
+}  // namespace sdpo::trainers
