@@ -157,6 +157,14 @@ StepRecord Trainer::Step() {
             policy_.ForwardList(batch.inputs, batch.timesteps, batch.contexts), batch.targets);
       }
     }
+    bool errors_finite = true;
+    for (const Tensor* e : {&policy_err, &reference_err}) {
+      for (double v : e->ToVector()) errors_finite = errors_finite && std::isfinite(v);
+    }
+    if (!errors_finite) {
+      finite = false;
+      break;
+    }
     PreferenceLoss loss = ComputePreferenceLoss(config_.objective, tps, policy_err, reference_err);
     if (!std::isfinite(loss.result.loss)) {
       finite = false;

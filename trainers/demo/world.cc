@@ -13,15 +13,19 @@
 namespace sdpo::demo {
 namespace {
 
-// Reward constants (documented in docs/demo.md).
-constexpr double kColourTemperature = 0.1;  // S_colour = exp(-(1 - cos) / T)
-constexpr double kVelocityTolerance = 0.3;  // cells per frame
+// Reward constants (documented in docs/demo.md). Each component is Soft(error / scale).
+constexpr double kColourScale = 0.1;        // on 1 - cos(measured colour, prompt colour)
+constexpr double kVelocityScale = 0.3;      // cells per frame
 constexpr double kSpreadSlack = 1.25;       // spread allowed before a penalty, in sigmas
 constexpr double kSpreadScale = 0.5;        // in sigmas
-constexpr double kMassLogScale = 0.4;       // on ln(mass ratio)
+constexpr double kMassScale = 0.5;          // on |ln(mass ratio)|
 constexpr double kBackgroundSlack = 2.0;    // in units of the render's noise floor
 constexpr double kBackgroundScale = 0.1;    // in units of the amplitude
 constexpr double kWeightColour = 0.25, kWeightMotion = 0.45, kWeightQuality = 0.30;
+
+// A smooth score in (0, 1]: 1 at x = 0, 1/2 at |x| = 1, heavy (Cauchy) tails so that bad samples
+// still differ from each other.
+double Soft(double x) { return 1.0 / (1.0 + x * x); }
 
 // Channel-mix patterns over colour components 0..3 (normalised to unit length over C).
 constexpr double kColourPattern[kNumColours][4] = {
@@ -319,7 +323,7 @@ RewardBreakdown DemoWorld::RewardDetails(const DemoPrompt& prompt, const Tensor&
     n2 += channel_mass[c] * channel_mass[c];
   }
   r.colour_cosine = n2 > 0 ? dot / std::sqrt(n2) : 0.0;
-  r.colour = std::exp(-(1.0 - r.colour_cosine) / kColourTemperature);
+  r.colour = Soft((1.0 - r.colour_cosine) / kColourScale);
 
   // Motion: rms error of the per-frame centroid displacement against the prompt's velocity.
   const auto [vy, vx] = Velocity(prompt.direction, prompt.speed);
@@ -329,22 +333,19 @@ RewardBreakdown DemoWorld::RewardDetails(const DemoPrompt& prompt, const Tensor&
     err2 += ey * ey + ex * ex;
   }
   r.velocity_error = std::sqrt(err2 / static_cast<double>(F - 1));
-  r.motion = std::exp(-0.5 * (r.velocity_error / kVelocityTolerance) *
-                      (r.velocity_error / kVelocityTolerance));
+  r.motion = Soft(r.velocity_error / kVelocityScale);
 
   // Quality: a compact blob (spread), of the right mass, over a clean background.
   r.spread = spread_sum / static_cast<double>(F);
   const double over = std::max(0.0, r.spread - kSpreadSlack * sigma) / (kSpreadScale * sigma);
-  r.shape = std::exp(-0.5 * over * over);
-  const double expected_mass = amp * 2.0 * M_PI * sigma * sigma;
-  r.mass_ratio = mass_sum / static_cast<double>(F) / expected_mass;
-  const double log_ratio = std::log(std::max(r.mass_ratio, 1e-6)) / kMassLogScale;
-  r.mass = std::exp(-0.5 * log_ratio * log_ratio);
+  r.shape = Soft(over);
+  r.mass_ratio = mass_sum / static_cast<double>(F) / reference_mass_;
+  r.mass = Soft(std::log(std::max(r.mass_ratio, 1e-9)) / kMassScale);
   r.background_level = background_sum / static_cast<double>(F);
   const double floor = kBackgroundSlack * config_.background_noise *
                        std::sqrt(static_cast<double>(C));
   const double dirt = std::max(0.0, r.background_level - floor) / (kBackgroundScale * amp);
-  r.background = std::exp(-0.5 * dirt * dirt);
+  r.background = Soft(dirt);
   r.quality = r.shape * r.mass * r.background;
 
   r.reward = std::pow(r.colour, kWeightColour) * std::pow(r.motion, kWeightMotion) *
