@@ -25,6 +25,8 @@ constexpr double kWeightColour = 0.25, kWeightMotion = 0.45, kWeightQuality = 0.
 
 // A smooth score in (0, 1]: 1 at x = 0, 1/2 at |x| = 1, heavy (Cauchy) tails so that bad samples
 // still differ from each other.
+constexpr uint64_t kCalibrationSeed = 0xCA11B8A7Eull;
+
 double Soft(double x) { return 1.0 / (1.0 + x * x); }
 
 // Channel-mix patterns over colour components 0..3 (normalised to unit length over C).
@@ -127,6 +129,16 @@ DemoWorld::DemoWorld(DemoWorldConfig config) : config_(config) {
   }
   word_table_ = ops::RandomNormal({static_cast<int64_t>(Vocabulary().size()), c.text_dim},
                                   c.text_seed, 0);
+  // The mass a clean render measures (below the analytic A * 2 pi sigma^2 because the measure
+  // subtracts the background level): the mean over one render of every prompt.
+  reference_mass_ = 1.0;
+  double mass = 0;
+  for (const DemoPrompt& p : prompts_) {
+    mass += RewardDetails(p, Render(p, kCalibrationSeed + static_cast<uint64_t>(p.id))).mass_ratio;
+  }
+  reference_mass_ = mass / static_cast<double>(prompts_.size());
+  SDPO_CHECK(reference_mass_ > 0, "DemoWorld: renders have no blob mass; amplitude ",
+             c.amplitude, " is too small for background_noise ", c.background_noise);
 }
 
 std::vector<int64_t> DemoWorld::latent_shape() const {
@@ -287,6 +299,7 @@ RewardBreakdown DemoWorld::RewardDetails(const DemoPrompt& prompt, const Tensor&
     }
     const double median = Median(norm);
     background_sum += median;
+    // The blob: the energy of the norm above the frame's median (its background level).
     double e_sum = 0, m_sum = 0, sy = 0, sx = 0;
     for (int64_t i = 0; i < H * W; ++i) {
       const double excess = std::max(0.0, norm[i] - median);

@@ -68,7 +68,7 @@ struct RewardBreakdown {
   double colour_cosine = 0;        // cosine between the measured and the prompt colour
   double velocity_error = 0;       // rms over frame steps of |displacement - expected| (cells)
   double spread = 0;               // mean rms radius of the blob's energy (cells)
-  double mass_ratio = 0;           // blob mass / expected blob mass
+  double mass_ratio = 0;           // blob mass / mean blob mass of clean renders
   double background_level = 0;     // mean over frames of the median cell norm
 };
 
@@ -141,7 +141,8 @@ class DemoWorld {
 
   DemoWorldConfig config_;
   std::vector<DemoPrompt> prompts_, train_, heldout_;
-  Tensor word_table_;  // [vocab, text_dim] f32
+  Tensor word_table_;            // [vocab, text_dim] f32
+  double reference_mass_ = 1.0;  // mean blob mass of clean renders (mass_ratio = 1)
 };
 
 }  // namespace sdpo::demo
