@@ -42,7 +42,7 @@ std::vector<Tensor> SampleDemo(models::DiffusionModel& model, const DemoWorld& w
   return samplers::SampleFlow(model, noise, contexts, {}, options);
 }
 
-InMemoryPairs GenerateDemoPairs(models::DiffusionModel& base, const DemoWorld& world,
+std::vector<data::PreferencePair> GenerateDemoPairs(models::DiffusionModel& base, const DemoWorld& world,
                                 int pairs_per_prompt, double min_gap, uint64_t seed,
                                 DemoPairStats* stats) {
   std::vector<DemoPrompt> prompts;
@@ -55,14 +55,15 @@ InMemoryPairs GenerateDemoPairs(models::DiffusionModel& base, const DemoWorld& w
     }
   }
   std::vector<Tensor> samples = SampleDemo(base, world, prompts, seeds, DemoSampleOptions());
-  InMemoryPairs pairs;
+  std::vector<data::PreferencePair> pairs;
   DemoPairStats s;
   for (size_t i = 0; i + 1 < samples.size(); i += 2) {
     double ra = world.Reward(prompts[i], samples[i]);
     double rb = world.Reward(prompts[i + 1], samples[i + 1]);
     if (std::abs(ra - rb) < min_gap) continue;
-    TrainPair tp;
+    data::PreferencePair tp;
     tp.id = prompts[i].text + " #" + std::to_string(i / 2);
+    tp.prompt = prompts[i].text;
     bool a_wins = ra > rb;
     tp.winner = a_wins ? samples[i] : samples[i + 1];
     tp.loser = a_wins ? samples[i + 1] : samples[i];
@@ -70,7 +71,7 @@ InMemoryPairs GenerateDemoPairs(models::DiffusionModel& base, const DemoWorld& w
     s.mean_reward_winner += std::max(ra, rb);
     s.mean_reward_loser += std::min(ra, rb);
     s.mean_gap += std::abs(ra - rb);
-    pairs.Add(std::move(tp));
+    pairs.push_back(std::move(tp));
   }
   s.pairs = pairs.size();
   if (s.pairs > 0) {

@@ -34,18 +34,6 @@ std::vector<Tensor> SampleDemo(models::DiffusionModel& model, const DemoWorld& w
                                const std::vector<uint64_t>& seeds,
                                const samplers::FlowSampleOptions& options);
 
-// Generated pairs held in memory.
-class InMemoryPairs : public PairSource {
- public:
-  int64_t size() const override { return static_cast<int64_t>(pairs_.size()); }
-  TrainPair Get(int64_t index) const override { return pairs_.at(index); }
-  void Add(TrainPair pair) { pairs_.push_back(std::move(pair)); }
-  const std::vector<TrainPair>& pairs() const { return pairs_; }
-
- private:
-  std::vector<TrainPair> pairs_;
-};
-
 struct DemoPairStats {
   int64_t pairs = 0;
   double mean_reward_winner = 0, mean_reward_loser = 0, mean_gap = 0;
@@ -53,7 +41,7 @@ struct DemoPairStats {
 
 // pairs_per_prompt pairs for each training prompt: two base-model samples (different noise),
 // the higher-reward one is the winner. Pairs with a reward gap below min_gap are dropped.
-InMemoryPairs GenerateDemoPairs(models::DiffusionModel& base, const DemoWorld& world,
+std::vector<data::PreferencePair> GenerateDemoPairs(models::DiffusionModel& base, const DemoWorld& world,
                                 int pairs_per_prompt, double min_gap, uint64_t seed,
                                 DemoPairStats* stats);
 

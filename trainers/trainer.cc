@@ -25,7 +25,6 @@ namespace {
 // Distinct counter-based streams (seed ^ salt) so that resumed runs redraw identical numbers.
 constexpr uint64_t kTimestepSalt = 0x7153a1d2e4b6c8f0ull;
 constexpr uint64_t kNoiseSalt = 0x2b992ddfa23249d6ull;
-constexpr uint64_t kShuffleSalt = 0x5851f42d4c957f2dull;
 constexpr char kStateFormat[] = "sdpo-train-state-v1";
 
 bool AllFinite(const std::vector<Tensor>& params) {
@@ -53,13 +52,15 @@ std::string Trainer::CheckpointPath(const std::string& out_dir) {
 }
 
 Trainer::Trainer(TrainerConfig config, NoiseSchedule schedule, models::DiffusionModel& policy,
-                 models::DiffusionModel* reference, const PairSource& data, Evaluator* evaluator)
+                 models::DiffusionModel* reference, const data::PairDataset& data,
+                 Evaluator* evaluator)
     : config_(std::move(config)),
       schedule_(std::move(schedule)),
       sampler_(schedule_, config_.timesteps),
       policy_(policy),
       reference_(reference),
       data_(data),
+      data_order_(data.size(), config_.batch, config_.seed),
       evaluator_(evaluator),
       profile_(10, schedule_.max_timestep()) {
   ValidateObjectiveConfig(config_.objective);
@@ -85,32 +86,6 @@ std::vector<std::pair<std::string, Tensor>> Trainer::TrainableParameters() const
   return policy_.module().NamedTrainableParameters();
 }
 
-std::vector<int64_t> Trainer::EpochOrder(int64_t epoch) const {
-  if (order_epoch_ == epoch) return order_cache_;
-  // A permutation by sorting counter-based keys: depends only on (seed, epoch).
-  const int64_t n = data_.size();
-  std::vector<std::pair<uint64_t, int64_t>> keys(n);
-  for (int64_t i = 0; i < n; ++i) {
-    Philox4 r = Philox4x32(static_cast<uint64_t>(epoch) * static_cast<uint64_t>(n) + i,
-                           config_.seed ^ kShuffleSalt);
-    keys[i] = {(static_cast<uint64_t>(r.v[0]) << 32) | r.v[1], i};
-  }
-  std::sort(keys.begin(), keys.end());
-  order_cache_.resize(n);
-  for (int64_t i = 0; i < n; ++i) order_cache_[i] = keys[i].second;
-  order_epoch_ = epoch;
-  return order_cache_;
-}
-
-std::vector<int64_t> Trainer::NextPairIndices(int64_t count) {
-  std::vector<int64_t> out;
-  const int64_t n = data_.size();
-  for (int64_t i = 0; i < count; ++i, ++pairs_consumed_) {
-    out.push_back(EpochOrder(pairs_consumed_ / n)[pairs_consumed_ % n]);
-  }
-  return out;
-}
-
 StepRecord Trainer::Step() {
   auto t0 = std::chrono::steady_clock::now();
   StepRecord record;
@@ -125,14 +100,15 @@ StepRecord Trainer::Step() {
   bool finite = true;
   const double micro_scale = 1.0 / static_cast<double>(config_.grad_accum);
   for (int64_t micro = 0; micro < config_.grad_accum; ++micro) {
-    // Draw order is a pure function of (seed, pair counter): resume is bit-exact.
-    const uint64_t draw_base = static_cast<uint64_t>(pairs_consumed_);
-    std::vector<int64_t> idx = NextPairIndices(config_.batch);
+    // Draws are a pure function of (seed, step, micro-batch): resume is bit-exact.
+    const uint64_t draw_base =
+        static_cast<uint64_t>((step_ * config_.grad_accum + micro) * config_.batch);
+    std::vector<int64_t> idx = data_order_.Next();
     PairTensors pairs;
     std::vector<TimePoint> tps;
     std::vector<Tensor> noise;
     for (size_t i = 0; i < idx.size(); ++i) {
-      TrainPair p = data_.Get(idx[i]);
+      data::PreferencePair p = data_.Get(idx[i]);
       pairs.winners.push_back(p.winner);
       pairs.losers.push_back(p.loser);
       pairs.contexts.push_back(p.context);
@@ -238,7 +214,7 @@ void Trainer::SaveCheckpoint(const std::string& path) const {
   std::map<std::string, std::string> meta = {
       {"format", kStateFormat},
       {"step", absl::StrCat(step_)},
-      {"pairs_consumed", absl::StrCat(pairs_consumed_)},
+      {"data_cursor", json::Serialize(data_order_.SaveState())},
       {"bad_streak", absl::StrCat(bad_streak_)},
       {"bad_total", absl::StrCat(bad_total_)},
       {"seed", absl::StrCat(config_.seed)},
@@ -281,7 +257,7 @@ void Trainer::Resume(const std::string& path) {
              " trainable parameters, the model ", named.size());
   optimizer_->LoadStateDict(optim);
   step_ = std::stoll(get("step"));
-  pairs_consumed_ = std::stoll(get("pairs_consumed"));
+  data_order_.RestoreState(json::Parse(get("data_cursor"), path + " metadata data_cursor"));
   bad_streak_ = std::stoll(get("bad_streak"));
   bad_total_ = std::stoll(get("bad_total"));
 }

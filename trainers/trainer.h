@@ -16,23 +16,10 @@
 #include "sdpo/metrics.h"
 #include "sdpo/objectives.h"
 #include "sdpo/schedules.h"
+#include "trainers/data/preference_dataset.h"
+#include "trainers/data/sampler.h"
 
 namespace sdpo::trainers {
-
-struct TrainPair {
-  std::string id;
-  Tensor winner, loser;  // clean latents [C, F, H, W]
-  Tensor context;        // text embedding [L, D]
-  double weight = 1.0;
-};
-
-// Random access to the training pairs (an on-disk dataset or the demo's generated pairs).
-class PairSource {
- public:
-  virtual ~PairSource() = default;
-  virtual int64_t size() const = 0;
-  virtual TrainPair Get(int64_t index) const = 0;
-};
 
 // Named numbers from an evaluation (e.g. held-out reward, win rate against the base model).
 struct EvalResult {
@@ -79,7 +66,7 @@ class Trainer {
   // LoRA adapters). reference: a frozen copy for full fine-tuning, or null to use the policy
   // with its LoRA adapters switched off.
   Trainer(TrainerConfig config, NoiseSchedule schedule, models::DiffusionModel& policy,
-          models::DiffusionModel* reference, const PairSource& data, Evaluator* evaluator);
+          models::DiffusionModel* reference, const data::PairDataset& data, Evaluator* evaluator);
   ~Trainer();
 
   // Restores the full training state from a checkpoint written by SaveCheckpoint.
@@ -98,8 +85,6 @@ class Trainer {
   static std::string CheckpointPath(const std::string& out_dir);
 
  private:
-  std::vector<int64_t> NextPairIndices(int64_t count);
-  std::vector<int64_t> EpochOrder(int64_t epoch) const;
   void AppendMetrics(const StepRecord& record);
 
   TrainerConfig config_;
@@ -107,17 +92,15 @@ class Trainer {
   TimestepSampler sampler_;
   models::DiffusionModel& policy_;
   models::DiffusionModel* reference_;
-  const PairSource& data_;
+  const data::PairDataset& data_;
+  data::PairSampler data_order_;  // deterministic epochs; its cursor is saved with the state
   Evaluator* evaluator_;
   std::unique_ptr<nn::AdamW> optimizer_;
   std::vector<Tensor> params_;
   int64_t step_ = 0;
-  int64_t pairs_consumed_ = 0;  // data cursor: epoch = consumed / size, position = % size
   int64_t bad_streak_ = 0, bad_total_ = 0;
   std::vector<StepRecord> history_;
   WeightProfile profile_;
-  mutable std::vector<int64_t> order_cache_;
-  mutable int64_t order_epoch_ = -1;
 };
 
 }  // namespace sdpo::trainers

@@ -32,12 +32,12 @@ wan21::WanConfig TinyConfig() {
 }
 
 // Pairs whose winner is a smooth pattern and loser the same pattern plus noise.
-class SyntheticPairs : public PairSource {
+class SyntheticPairs : public data::PairDataset {
  public:
   explicit SyntheticPairs(int64_t n) : n_(n) {}
   int64_t size() const override { return n_; }
-  TrainPair Get(int64_t i) const override {
-    TrainPair p;
+  data::PreferencePair Get(int64_t i) const override {
+    data::PreferencePair p;
     p.id = std::to_string(i);
     p.winner = ops::MulScalar(ops::RandomNormal({4, 2, 4, 4}, 77, i * 128), 0.5);
     p.loser = ops::Add(p.winner, ops::RandomNormal({4, 2, 4, 4}, 78, i * 128));
@@ -151,8 +151,8 @@ TEST(TrainerTest, ResumeRejectsAnotherSeed) {
 class NanPairs : public SyntheticPairs {
  public:
   NanPairs() : SyntheticPairs(4) {}
-  TrainPair Get(int64_t i) const override {
-    TrainPair p = SyntheticPairs::Get(i);
+  data::PreferencePair Get(int64_t i) const override {
+    data::PreferencePair p = SyntheticPairs::Get(i);
     p.winner = ops::MulScalar(p.winner, NAN);
     return p;
   }
@@ -183,7 +183,7 @@ TEST(PreferenceStepTest, WinnerAndLoserShareTimestepAndNoise) {
   std::vector<Tensor> noise;
   NoiseSchedule s = Flow();
   for (int i = 0; i < 3; ++i) {
-    TrainPair p = data.Get(i);
+    data::PreferencePair p = data.Get(i);
     pairs.winners.push_back(p.winner);
     pairs.losers.push_back(p.loser);
     pairs.contexts.push_back(p.context);

@@ -1,0 +1,247 @@
+// //trainers:sdpo — preference fine-tuning of a video diffusion transformer.
+//
+//   bazel run //trainers:sdpo -- --model=wan21
+//       runs the embedded demo: a tiny Wan2.1 pretrained on a synthetic world, pairs of its own
+//       samples ranked by the world's reward, SDPO with LoRA, held-out evaluation and a report.
+//   bazel run //trainers:sdpo -- --model=wan21 --checkpoint=DIR_OR_FILE --data=DATASET_DIR ...
+//       fine-tunes a real checkpoint on an on-disk preference dataset (docs/data.md).
+#include <cstdio>
+#include <filesystem>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "models/json.h"
+#include "models/wan21/checkpoint.h"
+#include "nn/init.h"
+#include "nn/lora.h"
+#include "tensor/thread_pool.h"
+#include "trainers/data/preference_dataset.h"
+#include "trainers/demo_setup.h"
+#include "trainers/trainer.h"
+
+ABSL_FLAG(std::string, model, "wan21", "model family: wan21 (cogvideox-2b/-5b: not yet)");
+ABSL_FLAG(std::string, checkpoint, "",
+          "official Wan2.1 safetensors (file, sharded index or directory); empty: the demo model");
+ABSL_FLAG(std::string, data, "", "preference dataset directory (docs/data.md); empty: demo pairs");
+ABSL_FLAG(std::string, objective, "sdpo", "dpo | dpo-cm | sdpo");
+ABSL_FLAG(std::vector<std::string>, objective_option, {},
+          "objective readings as key=value (e.g. sdpo_reading=loss_level,tau=0.8; see "
+          "docs/objectives.md)");
+ABSL_FLAG(double, beta, -1, "DPO beta (diffusers convention); <0: the objective's default");
+ABSL_FLAG(double, lr, 1e-3, "peak learning rate");
+ABSL_FLAG(std::string, schedule, "constant_with_warmup", "constant | constant_with_warmup | cosine");
+ABSL_FLAG(int64_t, warmup, 10, "warmup steps");
+ABSL_FLAG(int64_t, steps, 150, "optimizer steps");
+ABSL_FLAG(int64_t, batch, 8, "pairs per micro-batch");
+ABSL_FLAG(int64_t, grad_accum, 1, "micro-batches per optimizer step");
+ABSL_FLAG(int64_t, lora_rank, 8, "LoRA rank");
+ABSL_FLAG(double, lora_alpha, 8, "LoRA alpha");
+ABSL_FLAG(std::vector<std::string>, lora_targets,
+          std::vector<std::string>({"blocks.*.self_attn.{q,k,v,o}", "blocks.*.cross_attn.{q,k,v,o}",
+                                    "blocks.*.ffn.{0,2}"}),
+          "module-name patterns that get adapters");
+ABSL_FLAG(bool, full, false, "full fine-tuning (reference = frozen copy) instead of LoRA");
+ABSL_FLAG(bool, recompute, false, "per-block activation recompute");
+ABSL_FLAG(std::string, precision, "f32", "f32 (the CPU path); bf16 needs --device=cuda");
+ABSL_FLAG(std::string, device, "cpu", "cpu | cuda");
+ABSL_FLAG(int, threads, 0, "CPU threads (0: all)");
+ABSL_FLAG(uint64_t, seed, 0, "seed: data order, timesteps, noise, demo pairs");
+ABSL_FLAG(std::string, out, "", "output directory (default: runs/<objective>-<seed> under the "
+          "workspace, or the current directory outside bazel run)");
+ABSL_FLAG(bool, resume, false, "continue from <out>/checkpoint.safetensors");
+ABSL_FLAG(int64_t, eval_every, 50, "evaluate every N steps (0: before and after only)");
+ABSL_FLAG(int64_t, save_every, 50, "checkpoint every N steps (0: at the end only)");
+ABSL_FLAG(double, max_grad_norm, 1.0, "gradient clipping (<=0: off)");
+ABSL_FLAG(int64_t, max_bad_steps, 5, "stop after this many consecutive NaN/Inf steps");
+ABSL_FLAG(std::string, timestep_sampling, "uniform_grid", "uniform_grid | uniform_sigma | logit_normal");
+ABSL_FLAG(int, pairs_per_prompt, 8, "demo: preference pairs generated per training prompt");
+ABSL_FLAG(int, eval_samples, 8, "demo: samples per held-out prompt in the evaluation");
+ABSL_FLAG(bool, progress, true, "progress bar on stderr");
+
+namespace sdpo::trainers {
+namespace {
+
+ObjectiveConfig MakeObjective() {
+  std::string name = absl::GetFlag(FLAGS_objective);
+  ObjectiveConfig c;
+  if (name == "dpo" || name == "diffusion-dpo") {
+    c = ObjectiveConfig::DiffusionDpo();
+  } else if (name == "dpo-cm" || name == "dpo_cm") {
+    c = ObjectiveConfig::DpoCm();
+  } else if (name == "sdpo") {
+    c = ObjectiveConfig::Sdpo();
+  } else {
+    SDPO_FAIL("--objective=", name, ": expected dpo, dpo-cm or sdpo");
+  }
+  if (absl::GetFlag(FLAGS_beta) > 0) c.beta = absl::GetFlag(FLAGS_beta);
+  for (const std::string& kv : absl::GetFlag(FLAGS_objective_option)) {
+    std::vector<std::string> parts = absl::StrSplit(kv, absl::MaxSplits('=', 1));
+    SDPO_CHECK(parts.size() == 2, "--objective_option: '", kv, "' is not key=value");
+    SetObjectiveOption(&c, parts[0], parts[1]);
+  }
+  ValidateObjectiveConfig(c);
+  return c;
+}
+
+std::string OutDir() {
+  std::string out = absl::GetFlag(FLAGS_out);
+  if (!out.empty()) return out;
+  std::string name = absl::StrCat("runs/", absl::GetFlag(FLAGS_objective), "-seed",
+                                  absl::GetFlag(FLAGS_seed));
+  // bazel run: write next to the user's workspace, not into the runfiles tree.
+  if (const char* ws = std::getenv("BUILD_WORKSPACE_DIRECTORY")) {
+    return (std::filesystem::path(ws) / name).string();
+  }
+  return name;
+}
+
+std::string Quoted(const std::string& s) { return json::Quote(s); }
+
+int Main() {
+  SDPO_CHECK(absl::GetFlag(FLAGS_model) == "wan21", "--model=", absl::GetFlag(FLAGS_model),
+             ": only wan21 is available in this build (CogVideoX is tracked in its own issue)");
+  SDPO_CHECK(absl::GetFlag(FLAGS_device) == "cpu",
+             "--device=", absl::GetFlag(FLAGS_device),
+             ": the trainer runs on the CPU in this build; the CUDA backend is verified per kernel "
+             "(docs/gpu.md) but the training step is not wired to it yet");
+  SDPO_CHECK(absl::GetFlag(FLAGS_precision) == "f32", "--precision=",
+             absl::GetFlag(FLAGS_precision), ": only f32 is available on the CPU");
+  if (absl::GetFlag(FLAGS_threads) > 0) SetNumThreads(absl::GetFlag(FLAGS_threads));
+  const uint64_t seed = absl::GetFlag(FLAGS_seed);
+  const bool demo = absl::GetFlag(FLAGS_data).empty();
+  const bool full = absl::GetFlag(FLAGS_full);
+  std::string out = OutDir();
+  if (!absl::GetFlag(FLAGS_resume) && std::filesystem::exists(out)) {
+    std::filesystem::remove(std::filesystem::path(out) / "metrics.jsonl");
+  }
+
+  // --- model ------------------------------------------------------------------------------
+  std::string weights = absl::GetFlag(FLAGS_checkpoint);
+  if (weights.empty()) {
+    SDPO_CHECK(std::filesystem::exists(kDemoBaseModelPath), "the demo base model ",
+               kDemoBaseModelPath, " is missing; regenerate it with `bazel run -c opt "
+               "//trainers:pretrain -- --out=$PWD/", kDemoBaseModelPath, "`");
+    weights = kDemoBaseModelPath;
+  }
+  std::unique_ptr<wan21::WanModel> policy = wan21::LoadModel(weights);
+  policy->SetRecompute(absl::GetFlag(FLAGS_recompute));
+  std::unique_ptr<wan21::WanModel> reference;
+  if (full) {
+    reference = wan21::LoadModel(weights);
+    reference->SetRequiresGrad(false);
+  } else {
+    policy->SetRequiresGrad(false);
+    nn::LoraConfig lora;
+    lora.rank = absl::GetFlag(FLAGS_lora_rank);
+    lora.alpha = absl::GetFlag(FLAGS_lora_alpha);
+    lora.targets = absl::GetFlag(FLAGS_lora_targets);
+    nn::SetInitSeed(seed + 1);
+    std::vector<std::string> adapted = nn::AttachLora(*policy, lora);
+    std::printf("LoRA rank %lld alpha %g on %zu linear layers\n",
+                static_cast<long long>(lora.rank), lora.alpha, adapted.size());
+  }
+  const wan21::WanConfig& mc = policy->config();
+
+  // --- data ---------------------------------------------------------------------------------
+  demo::DemoWorld world;
+  std::unique_ptr<data::PairDataset> dataset;
+  std::unique_ptr<DemoEvaluator> evaluator;
+  if (demo) {
+    std::printf("demo: generating %d pairs per prompt for %zu training prompts with the base "
+                "model ...\n",
+                absl::GetFlag(FLAGS_pairs_per_prompt), world.train_prompts().size());
+    DemoPairStats stats;
+    std::vector<data::PreferencePair> pairs;
+    {
+      nn::LoraDisabledScope base(*policy);
+      pairs = GenerateDemoPairs(full ? *reference : *policy, world,
+                                absl::GetFlag(FLAGS_pairs_per_prompt), 0.02, seed, &stats);
+    }
+    std::printf("demo: %lld pairs, mean reward winner %.3f loser %.3f (gap %.3f)\n",
+                static_cast<long long>(stats.pairs), stats.mean_reward_winner,
+                stats.mean_reward_loser, stats.mean_gap);
+    dataset = std::make_unique<data::InMemoryPairDataset>(std::move(pairs));
+    evaluator = std::make_unique<DemoEvaluator>(world, absl::GetFlag(FLAGS_eval_samples), seed);
+  } else {
+    data::DatasetSpec spec;
+    spec.channels = mc.in_dim;
+    spec.text_dim = mc.text_dim;
+    spec.max_text_len = mc.text_len;
+    dataset = data::PreferenceDataset::Open(absl::GetFlag(FLAGS_data), spec);
+    std::printf("data: %lld pairs from %s\n", static_cast<long long>(dataset->size()),
+                absl::GetFlag(FLAGS_data).c_str());
+  }
+
+  // --- trainer --------------------------------------------------------------------------------
+  TrainerConfig tc;
+  tc.objective = MakeObjective();
+  tc.timesteps.sampling = ParseTimestepSampling(absl::GetFlag(FLAGS_timestep_sampling));
+  tc.timesteps.min_timestep = tc.objective.min_timestep;
+  tc.timesteps.max_timestep = tc.objective.max_timestep;
+  tc.steps = absl::GetFlag(FLAGS_steps);
+  tc.batch = absl::GetFlag(FLAGS_batch);
+  tc.grad_accum = absl::GetFlag(FLAGS_grad_accum);
+  tc.lr.kind = nn::ParseLrScheduleKind(absl::GetFlag(FLAGS_schedule));
+  tc.lr.base_lr = absl::GetFlag(FLAGS_lr);
+  tc.lr.warmup_steps = tc.lr.kind == nn::LrScheduleKind::kConstant ? 0 : absl::GetFlag(FLAGS_warmup);
+  tc.lr.total_steps = tc.steps;
+  tc.max_grad_norm = absl::GetFlag(FLAGS_max_grad_norm);
+  tc.seed = seed;
+  tc.eval_every = absl::GetFlag(FLAGS_eval_every);
+  tc.save_every = absl::GetFlag(FLAGS_save_every);
+  tc.max_bad_steps = absl::GetFlag(FLAGS_max_bad_steps);
+  tc.out_dir = out;
+  tc.progress = absl::GetFlag(FLAGS_progress);
+  tc.description = absl::StrCat(
+      "{\"model\": ", Quoted(absl::GetFlag(FLAGS_model)), ", \"checkpoint\": ", Quoted(weights),
+      ", \"data\": ", Quoted(demo ? "demo" : absl::GetFlag(FLAGS_data)), ", \"objective\": ",
+      Quoted(DescribeObjectiveConfig(tc.objective)), ", \"lr\": ", tc.lr.base_lr,
+      ", \"schedule\": ", Quoted(absl::GetFlag(FLAGS_schedule)), ", \"steps\": ", tc.steps,
+      ", \"batch\": ", tc.batch, ", \"grad_accum\": ", tc.grad_accum, ", \"mode\": ",
+      Quoted(full ? "full" : absl::StrCat("lora r", absl::GetFlag(FLAGS_lora_rank))),
+      ", \"seed\": ", seed, ", \"threads\": ", NumThreads(), "}");
+
+  const int64_t trainable = policy->NumParameters(/*trainable_only=*/true);
+  const int64_t total = policy->NumParameters();
+  const double mib = 1.0 / (1024.0 * 1024.0);
+  std::printf("memory plan: weights %.1f MiB (f32), trainable %lld params: master %.1f MiB, "
+              "AdamW moments %.1f MiB, gradients %.1f MiB%s\n",
+              total * 4 * mib, static_cast<long long>(trainable), trainable * 4 * mib,
+              trainable * 8 * mib, trainable * 4 * mib,
+              full ? absl::StrFormat(", reference copy %.1f MiB", total * 4 * mib).c_str() : "");
+  std::printf("objective: %s\noutput: %s\n", DescribeObjectiveConfig(tc.objective).c_str(),
+              out.c_str());
+
+  NoiseSchedule schedule = NoiseSchedule::Flow(FlowScheduleConfig::Wan21());
+  Trainer trainer(tc, schedule, *policy, reference.get(), *dataset, evaluator.get());
+  if (absl::GetFlag(FLAGS_resume)) {
+    trainer.Resume(Trainer::CheckpointPath(out));
+    std::printf("resumed at step %lld\n", static_cast<long long>(trainer.step()));
+  }
+  EvalResult after = trainer.Run();
+  std::printf("done: %lld steps; report: %s\n", static_cast<long long>(trainer.step()),
+              (std::filesystem::path(out) / "report.md").c_str());
+  if (!after.values.empty()) {
+    for (const auto& [k, v] : after.values) std::printf("  %-22s %.4f\n", k.c_str(), v);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace sdpo::trainers
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("preference fine-tuning of video diffusion transformers");
+  absl::ParseCommandLine(argc, argv);
+  try {
+    return sdpo::trainers::Main();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "\nsdpo: error: %s\n", e.what());
+    return 1;
+  }
+}
