@@ -157,9 +157,10 @@ PreferenceDataset::~PreferenceDataset() = default;
 std::unique_ptr<PreferenceDataset> PreferenceDataset::Open(const std::string& dir,
                                                            const DatasetSpec& spec,
                                                            const OpenOptions& options) {
-  SDPO_CHECK(spec.channels > 0 && spec.text_dim > 0,
-             "PreferenceDataset::Open(", dir, "): the spec needs channels > 0 and text_dim > 0, "
-             "got channels ", spec.channels, ", text_dim ", spec.text_dim);
+  SDPO_CHECK(spec.channels > 0 && spec.text_dim > 0, "PreferenceDataset::Open(", dir,
+             "): the spec needs channels > 0 and text_dim > 0, "
+             "got channels ",
+             spec.channels, ", text_dim ", spec.text_dim);
   SDPO_CHECK(spec.frames >= 0 && spec.height >= 0 && spec.width >= 0 && spec.max_text_len >= 0,
              "PreferenceDataset::Open(", dir, "): negative size in the spec");
   SDPO_CHECK(IsDirectory(dir), dir, ": not a directory (a preference dataset is a directory with ",
@@ -202,9 +203,9 @@ std::unique_ptr<PreferenceDataset> PreferenceDataset::Open(const std::string& di
     SDPO_CHECK(v.is_object(), where, ": expected a JSON object (one pair per line), found ",
                TypeOf(v));
     for (const auto& [key, value] : v.as_object()) {
-      const bool known = std::find_if(std::begin(kAllowedFields), std::end(kAllowedFields),
-                                      [&](const char* f) { return key == f; }) !=
-                         std::end(kAllowedFields);
+      const bool known =
+          std::find_if(std::begin(kAllowedFields), std::end(kAllowedFields),
+                       [&](const char* f) { return key == f; }) != std::end(kAllowedFields);
       SDPO_CHECK(known, where, ": unknown field \"", key, "\"; allowed fields are ",
                  absl::StrJoin(kAllowedFields, ", "), " (free-form data goes in \"meta\")");
     }
@@ -240,8 +241,8 @@ std::unique_ptr<PreferenceDataset> PreferenceDataset::Open(const std::string& di
       if (r->is_string()) {
         const std::string& s = r->as_string();
         const size_t colon = s.find(':');
-        SDPO_CHECK(colon != std::string::npos && colon > 0 && colon + 1 < s.size(), where,
-                   ": \"", field, "\" must read \"<file>:<key>\", found \"", s, "\"");
+        SDPO_CHECK(colon != std::string::npos && colon > 0 && colon + 1 < s.size(), where, ": \"",
+                   field, "\" must read \"<file>:<key>\", found \"", s, "\"");
         file = s.substr(0, colon);
         key = s.substr(colon + 1);
       } else if (r->is_object()) {
@@ -259,11 +260,11 @@ std::unique_ptr<PreferenceDataset> PreferenceDataset::Open(const std::string& di
                   "\" must be {\"file\": ..., \"key\": ...} or \"<file>:<key>\", found ",
                   TypeOf(*r));
       }
-      SDPO_CHECK(!file.empty() && file[0] != '/' && file.find("..") == std::string::npos &&
-                     !key.empty(),
-                 where, ": \"", field, "\" file \"", file, "\" and key \"", key,
-                 "\" must be non-empty, and the file a relative path inside the dataset "
-                 "directory (no '/' at the start, no '..')");
+      SDPO_CHECK(
+          !file.empty() && file[0] != '/' && file.find("..") == std::string::npos && !key.empty(),
+          where, ": \"", field, "\" file \"", file, "\" and key \"", key,
+          "\" must be non-empty, and the file a relative path inside the dataset "
+          "directory (no '/' at the start, no '..')");
       auto fit = ds->files_.find(file);
       if (fit == ds->files_.end()) {
         const std::string path = JoinPath(dir, file);
@@ -315,10 +316,10 @@ std::unique_ptr<PreferenceDataset> PreferenceDataset::Open(const std::string& di
     const Shape& cs = entry.context.entry->shape;
     const bool context_ok = cs.size() == 2 && cs[0] >= 1 && cs[1] == spec.text_dim &&
                             (spec.max_text_len == 0 || cs[0] <= spec.max_text_len);
-    SDPO_CHECK(context_ok, where, ": \"context\" ", name(entry.context), " has shape ",
-               ShapeStr(cs), "; the model expects a text embedding [L, D=", spec.text_dim,
-               "] with 1 <= L <= ",
-               spec.max_text_len > 0 ? absl::StrCat(spec.max_text_len) : "any");
+    SDPO_CHECK(
+        context_ok, where, ": \"context\" ", name(entry.context), " has shape ", ShapeStr(cs),
+        "; the model expects a text embedding [L, D=", spec.text_dim,
+        "] with 1 <= L <= ", spec.max_text_len > 0 ? absl::StrCat(spec.max_text_len) : "any");
     ds->index_of_.emplace(entry.id, static_cast<int64_t>(ds->entries_.size()));
     ds->entries_.push_back(std::move(entry));
   }
@@ -471,7 +472,8 @@ void PreferenceDatasetWriter::Add(const PreferencePair& pair) {
   }
 
   auto ref = [](const std::string& f, const std::string& k) {
-    return json::Value::MakeObject({{"file", json::Value::String(f)}, {"key", json::Value::String(k)}});
+    return json::Value::MakeObject(
+        {{"file", json::Value::String(f)}, {"key", json::Value::String(k)}});
   };
   json::Value line = json::Value::MakeObject({
       {"id", json::Value::String(pair.id)},

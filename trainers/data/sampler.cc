@@ -29,9 +29,8 @@ PairSampler::PairSampler(int64_t dataset_size, int64_t global_batch, uint64_t se
   SDPO_CHECK(n_ > 0, "PairSampler: dataset_size must be > 0, got ", n_);
   SDPO_CHECK(world_size_ >= 1 && rank_ >= 0 && rank_ < world_size_, "PairSampler: rank ", rank_,
              " is not in [0, world_size = ", world_size_, ")");
-  SDPO_CHECK(global_batch_ >= 1 && global_batch_ % world_size_ == 0,
-             "PairSampler: global_batch ", global_batch_,
-             " must be a positive multiple of world_size ", world_size_,
+  SDPO_CHECK(global_batch_ >= 1 && global_batch_ % world_size_ == 0, "PairSampler: global_batch ",
+             global_batch_, " must be a positive multiple of world_size ", world_size_,
              " (every rank takes the same number of pairs)");
 }
 
@@ -102,8 +101,10 @@ void PairSampler::RestoreState(const json::Value& state) {
                name, "\" in the data cursor ", state.is_null() ? "null" : json::Serialize(state));
     return v->as_int();
   };
-  SDPO_CHECK(state.is_object(), "PairSampler::RestoreState: the data cursor must be an object, "
-             "found ", json::TypeName(state.type()));
+  SDPO_CHECK(state.is_object(),
+             "PairSampler::RestoreState: the data cursor must be an object, "
+             "found ",
+             json::TypeName(state.type()));
   const int64_t n = int_field("dataset_size");
   const json::Value* seed = state.find("seed");
   SDPO_CHECK(seed != nullptr && seed->is_string(),

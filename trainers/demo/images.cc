@@ -116,8 +116,9 @@ RgbImage FrameStrip(const std::vector<Tensor>& latents, const ImageOptions& opti
   SDPO_CHECK(!latents.empty(), "FrameStrip: no latents");
   for (const Tensor& l : latents) {
     CheckLatent(l, "FrameStrip");
-    SDPO_CHECK(l.shape() == latents[0].shape(), "FrameStrip: latents differ in shape: ",
-               ShapeStr(latents[0].shape()), " vs ", ShapeStr(l.shape()));
+    SDPO_CHECK(l.shape() == latents[0].shape(),
+               "FrameStrip: latents differ in shape: ", ShapeStr(latents[0].shape()), " vs ",
+               ShapeStr(l.shape()));
   }
   const int64_t F = latents[0].size(1);
   const int fw = static_cast<int>(latents[0].size(3)) * options.scale;
@@ -143,8 +144,9 @@ RgbImage SampleGrid(const std::vector<Tensor>& latents, int64_t frame,
   std::vector<RgbImage> frames;
   for (const Tensor& l : latents) {
     CheckLatent(l, "SampleGrid");
-    SDPO_CHECK(l.shape() == latents[0].shape(), "SampleGrid: latents differ in shape: ",
-               ShapeStr(latents[0].shape()), " vs ", ShapeStr(l.shape()));
+    SDPO_CHECK(l.shape() == latents[0].shape(),
+               "SampleGrid: latents differ in shape: ", ShapeStr(latents[0].shape()), " vs ",
+               ShapeStr(l.shape()));
     frames.push_back(LatentFrame(l, frame, options));
   }
   const int fw = frames[0].width, fh = frames[0].height, g = options.gap;
@@ -182,8 +184,8 @@ uint32_t Adler32(const uint8_t* data, size_t size, uint32_t adler) {
 std::string EncodePng(const RgbImage& image) {
   SDPO_CHECK(image.width > 0 && image.height > 0 &&
                  image.pixels.size() == static_cast<size_t>(image.width) * image.height * 3,
-             "EncodePng: bad image ", image.width, "x", image.height, " with ",
-             image.pixels.size(), " bytes");
+             "EncodePng: bad image ", image.width, "x", image.height, " with ", image.pixels.size(),
+             " bytes");
   // Scanlines, each with filter type 0 (none).
   std::string raw;
   const size_t row = static_cast<size_t>(image.width) * 3;
@@ -248,8 +250,8 @@ uint8_t GifPaletteIndex(uint8_t r, uint8_t g, uint8_t b) {
 }
 
 std::vector<uint8_t> LzwEncode(const std::vector<uint8_t>& indices, int min_code_size) {
-  SDPO_CHECK(min_code_size >= 2 && min_code_size <= 8, "LzwEncode: min_code_size must be in [2, 8], got ",
-             min_code_size);
+  SDPO_CHECK(min_code_size >= 2 && min_code_size <= 8,
+             "LzwEncode: min_code_size must be in [2, 8], got ", min_code_size);
   const uint32_t clear = 1u << min_code_size, eoi = clear + 1;
   std::vector<uint8_t> out;
   uint32_t bit_buffer = 0;
@@ -318,8 +320,7 @@ std::string EncodeGif(const std::vector<RgbImage>& frames, int delay_cs) {
   gif += std::string("\x21\xFF\x0BNETSCAPE2.0\x03\x01\x00\x00\x00", 19);
   for (size_t i = 0; i < frames.size(); ++i) {
     const RgbImage& f = frames[i];
-    SDPO_CHECK(f.width == w && f.height == h &&
-                   f.pixels.size() == static_cast<size_t>(w) * h * 3,
+    SDPO_CHECK(f.width == w && f.height == h && f.pixels.size() == static_cast<size_t>(w) * h * 3,
                "EncodeGif: frame ", i, " is ", f.width, "x", f.height, ", expected ", w, "x", h);
     // Graphic control extension: disposal 1 (leave in place), delay, no transparency.
     gif += std::string("\x21\xF9\x04\x04", 4);

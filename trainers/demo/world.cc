@@ -14,13 +14,13 @@ namespace sdpo::demo {
 namespace {
 
 // Reward constants (documented in docs/demo.md). Each component is Soft(error / scale).
-constexpr double kColourScale = 0.1;        // on 1 - cos(measured colour, prompt colour)
-constexpr double kVelocityScale = 0.3;      // cells per frame
-constexpr double kSpreadSlack = 1.25;       // spread allowed before a penalty, in sigmas
-constexpr double kSpreadScale = 0.5;        // in sigmas
-constexpr double kMassScale = 0.5;          // on |ln(mass ratio)|
-constexpr double kBackgroundSlack = 2.0;    // in units of the render's noise floor
-constexpr double kBackgroundScale = 0.1;    // in units of the amplitude
+constexpr double kColourScale = 0.1;      // on 1 - cos(measured colour, prompt colour)
+constexpr double kVelocityScale = 0.3;    // cells per frame
+constexpr double kSpreadSlack = 1.25;     // spread allowed before a penalty, in sigmas
+constexpr double kSpreadScale = 0.5;      // in sigmas
+constexpr double kMassScale = 0.5;        // on |ln(mass ratio)|
+constexpr double kBackgroundSlack = 2.0;  // in units of the render's noise floor
+constexpr double kBackgroundScale = 0.1;  // in units of the amplitude
 constexpr double kWeightColour = 0.25, kWeightMotion = 0.45, kWeightQuality = 0.30;
 
 // A smooth score in (0, 1]: 1 at x = 0, 1/2 at |x| = 1, heavy (Cauchy) tails so that bad samples
@@ -61,20 +61,28 @@ double Median(std::vector<double> v) {
 
 const char* DirectionName(Direction d) {
   switch (d) {
-    case Direction::kRight: return "right";
-    case Direction::kLeft: return "left";
-    case Direction::kUp: return "up";
-    case Direction::kDown: return "down";
+    case Direction::kRight:
+      return "right";
+    case Direction::kLeft:
+      return "left";
+    case Direction::kUp:
+      return "up";
+    case Direction::kDown:
+      return "down";
   }
   return "?";
 }
 
 const char* ColourName(Colour c) {
   switch (c) {
-    case Colour::kRed: return "red";
-    case Colour::kGreen: return "green";
-    case Colour::kBlue: return "blue";
-    case Colour::kYellow: return "yellow";
+    case Colour::kRed:
+      return "red";
+    case Colour::kGreen:
+      return "green";
+    case Colour::kBlue:
+      return "blue";
+    case Colour::kYellow:
+      return "yellow";
   }
   return "?";
 }
@@ -82,9 +90,9 @@ const char* ColourName(Colour c) {
 const char* SpeedName(Speed s) { return s == Speed::kSlow ? "slow" : "fast"; }
 
 const std::vector<std::string>& DemoWorld::Vocabulary() {
-  static const std::vector<std::string>* vocab = new std::vector<std::string>{
-      "a",     "blob", "moving", "red",  "green", "blue", "yellow",
-      "right", "left", "up",     "down", "slow",  "fast"};
+  static const std::vector<std::string>* vocab =
+      new std::vector<std::string>{"a",     "blob", "moving", "red",  "green", "blue", "yellow",
+                                   "right", "left", "up",     "down", "slow",  "fast"};
   return *vocab;
 }
 
@@ -127,8 +135,8 @@ DemoWorld::DemoWorld(DemoWorldConfig config) : config_(config) {
       }
     }
   }
-  word_table_ = ops::RandomNormal({static_cast<int64_t>(Vocabulary().size()), c.text_dim},
-                                  c.text_seed, 0);
+  word_table_ =
+      ops::RandomNormal({static_cast<int64_t>(Vocabulary().size()), c.text_dim}, c.text_seed, 0);
   // The mass a clean render measures (below the analytic A * 2 pi sigma^2 because the measure
   // subtracts the background level): the mean over one render of every prompt.
   reference_mass_ = 1.0;
@@ -137,8 +145,8 @@ DemoWorld::DemoWorld(DemoWorldConfig config) : config_(config) {
     mass += RewardDetails(p, Render(p, kCalibrationSeed + static_cast<uint64_t>(p.id))).mass_ratio;
   }
   reference_mass_ = mass / static_cast<double>(prompts_.size());
-  SDPO_CHECK(reference_mass_ > 0, "DemoWorld: renders have no blob mass; amplitude ",
-             c.amplitude, " is too small for background_noise ", c.background_noise);
+  SDPO_CHECK(reference_mass_ > 0, "DemoWorld: renders have no blob mass; amplitude ", c.amplitude,
+             " is too small for background_noise ", c.background_noise);
 }
 
 std::vector<int64_t> DemoWorld::latent_shape() const {
@@ -169,10 +177,14 @@ std::vector<double> DemoWorld::ColourVector(Colour colour) const {
 std::pair<double, double> DemoWorld::Velocity(Direction d, Speed s) const {
   const double v = s == Speed::kSlow ? config_.slow_speed : config_.fast_speed;
   switch (d) {
-    case Direction::kRight: return {0.0, v};
-    case Direction::kLeft: return {0.0, -v};
-    case Direction::kUp: return {-v, 0.0};
-    case Direction::kDown: return {v, 0.0};
+    case Direction::kRight:
+      return {0.0, v};
+    case Direction::kLeft:
+      return {0.0, -v};
+    case Direction::kUp:
+      return {-v, 0.0};
+    case Direction::kDown:
+      return {v, 0.0};
   }
   return {0.0, 0.0};
 }
@@ -181,14 +193,15 @@ Tensor DemoWorld::Render(const DemoPrompt& prompt, uint64_t seed) const {
   return RenderDegraded(prompt, seed, Degradation::kNone);
 }
 
-Tensor DemoWorld::RenderDegraded(const DemoPrompt& prompt, uint64_t seed,
-                                 Degradation degradation, double strength) const {
+Tensor DemoWorld::RenderDegraded(const DemoPrompt& prompt, uint64_t seed, Degradation degradation,
+                                 double strength) const {
   SDPO_CHECK(std::isfinite(strength) && strength >= 0 && strength <= 1,
              "DemoWorld::RenderDegraded: strength must be in [0, 1], got ", strength);
   RenderParams p{config_.blob_sigma, config_.amplitude, config_.background_noise,
                  prompt.direction,   prompt.colour,     prompt.speed};
   switch (degradation) {
-    case Degradation::kNone: break;
+    case Degradation::kNone:
+      break;
     case Degradation::kWrongDirection: {
       static constexpr Direction kOpposite[] = {Direction::kLeft, Direction::kRight,
                                                 Direction::kDown, Direction::kUp};
@@ -201,9 +214,15 @@ Tensor DemoWorld::RenderDegraded(const DemoPrompt& prompt, uint64_t seed,
     case Degradation::kWrongSpeed:
       p.speed = prompt.speed == Speed::kSlow ? Speed::kFast : Speed::kSlow;
       break;
-    case Degradation::kBlur: p.sigma *= 1.0 + strength; break;
-    case Degradation::kNoise: p.noise += strength; break;
-    case Degradation::kDim: p.amplitude *= 1.0 - strength; break;
+    case Degradation::kBlur:
+      p.sigma *= 1.0 + strength;
+      break;
+    case Degradation::kNoise:
+      p.noise += strength;
+      break;
+    case Degradation::kDim:
+      p.amplitude *= 1.0 - strength;
+      break;
   }
   return RenderWith(p, seed);
 }
@@ -224,9 +243,9 @@ Tensor DemoWorld::RenderWith(const RenderParams& p, uint64_t seed) const {
   const double x0 = start(static_cast<double>(W), vx, 1);
   const std::vector<double> colour = ColourVector(p.colour);
 
-  Tensor out = p.noise > 0 ? ops::MulScalar(ops::RandomNormal({C, F, H, W}, NoiseKey(seed), 0),
-                                            p.noise)
-                           : Tensor::Zeros({C, F, H, W});
+  Tensor out = p.noise > 0
+                   ? ops::MulScalar(ops::RandomNormal({C, F, H, W}, NoiseKey(seed), 0), p.noise)
+                   : Tensor::Zeros({C, F, H, W});
   out = ops::Contiguous(out);
   float* x = out.data<float>();
   const double inv2s2 = 1.0 / (2.0 * p.sigma * p.sigma);
@@ -355,8 +374,8 @@ RewardBreakdown DemoWorld::RewardDetails(const DemoPrompt& prompt, const Tensor&
   r.mass_ratio = mass_sum / static_cast<double>(F) / reference_mass_;
   r.mass = Soft(std::log(std::max(r.mass_ratio, 1e-9)) / kMassScale);
   r.background_level = background_sum / static_cast<double>(F);
-  const double floor = kBackgroundSlack * config_.background_noise *
-                       std::sqrt(static_cast<double>(C));
+  const double floor =
+      kBackgroundSlack * config_.background_noise * std::sqrt(static_cast<double>(C));
   const double dirt = std::max(0.0, r.background_level - floor) / (kBackgroundScale * amp);
   r.background = Soft(dirt);
   r.quality = r.shape * r.mass * r.background;

@@ -65,11 +65,11 @@ struct RewardBreakdown {
   double quality = 0;  // shape * mass * background
   double reward = 0;   // colour^0.25 * motion^0.45 * quality^0.30
   // Diagnostics.
-  double colour_cosine = 0;        // cosine between the measured and the prompt colour
-  double velocity_error = 0;       // rms over frame steps of |displacement - expected| (cells)
-  double spread = 0;               // mean rms radius of the blob's energy (cells)
-  double mass_ratio = 0;           // blob mass / mean blob mass of clean renders
-  double background_level = 0;     // mean over frames of the median cell norm
+  double colour_cosine = 0;     // cosine between the measured and the prompt colour
+  double velocity_error = 0;    // rms over frame steps of |displacement - expected| (cells)
+  double spread = 0;            // mean rms radius of the blob's energy (cells)
+  double mass_ratio = 0;        // blob mass / mean blob mass of clean renders
+  double background_level = 0;  // mean over frames of the median cell norm
 };
 
 // Ways to spoil a rendered video (for tests, ablations and synthetic "loser" samples).
