@@ -106,7 +106,8 @@ EvalResult DemoEvaluator::Evaluate(models::DiffusionModel& policy) {
     double r = world_.Reward(prompts_[i], s[i]);
     mean += r;
     base_mean += base_rewards_[i];
-    wins += r > base_rewards_[i] + 1e-9 ? 1.0 : (std::abs(r - base_rewards_[i]) <= 1e-9 ? 0.5 : 0.0);
+    const double tie = 1e-6 * std::max(1.0, std::abs(r));  // float noise between equal models
+    wins += r > base_rewards_[i] + tie ? 1.0 : (std::abs(r - base_rewards_[i]) <= tie ? 0.5 : 0.0);
   }
   const double n = static_cast<double>(s.size());
   return EvalResult{{{"heldout_reward", mean / n},

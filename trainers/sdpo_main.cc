@@ -32,7 +32,9 @@ ABSL_FLAG(std::string, objective, "sdpo", "dpo | dpo-cm | sdpo");
 ABSL_FLAG(std::vector<std::string>, objective_option, {},
           "objective readings as key=value (e.g. sdpo_reading=loss_level,tau=0.8; see "
           "docs/objectives.md)");
-ABSL_FLAG(double, beta, -1, "DPO beta (diffusers convention); <0: the objective's default");
+ABSL_FLAG(double, beta, -1,
+          "DPO beta (diffusers convention); <0: the objective's default, or 100 for the demo "
+          "(calibrated on the demo world, docs/results.md)");
 ABSL_FLAG(double, lr, 1e-3, "peak learning rate");
 ABSL_FLAG(std::string, schedule, "constant_with_warmup", "constant | constant_with_warmup | cosine");
 ABSL_FLAG(int64_t, warmup, 10, "warmup steps");
@@ -66,7 +68,9 @@ ABSL_FLAG(bool, progress, true, "progress bar on stderr");
 namespace sdpo::trainers {
 namespace {
 
-ObjectiveConfig MakeObjective() {
+constexpr double kDemoBeta = 100.0;
+
+ObjectiveConfig MakeObjective(bool demo) {
   std::string name = absl::GetFlag(FLAGS_objective);
   ObjectiveConfig c;
   if (name == "dpo" || name == "diffusion-dpo") {
@@ -78,7 +82,11 @@ ObjectiveConfig MakeObjective() {
   } else {
     SDPO_FAIL("--objective=", name, ": expected dpo, dpo-cm or sdpo");
   }
-  if (absl::GetFlag(FLAGS_beta) > 0) c.beta = absl::GetFlag(FLAGS_beta);
+  if (absl::GetFlag(FLAGS_beta) > 0) {
+    c.beta = absl::GetFlag(FLAGS_beta);
+  } else if (demo) {
+    c.beta = kDemoBeta;
+  }
   for (const std::string& kv : absl::GetFlag(FLAGS_objective_option)) {
     std::vector<std::string> parts = absl::StrSplit(kv, absl::MaxSplits('=', 1));
     SDPO_CHECK(parts.size() == 2, "--objective_option: '", kv, "' is not key=value");
@@ -179,7 +187,7 @@ int Main() {
 
   // --- trainer --------------------------------------------------------------------------------
   TrainerConfig tc;
-  tc.objective = MakeObjective();
+  tc.objective = MakeObjective(demo);
   tc.timesteps.sampling = ParseTimestepSampling(absl::GetFlag(FLAGS_timestep_sampling));
   tc.timesteps.min_timestep = tc.objective.min_timestep;
   tc.timesteps.max_timestep = tc.objective.max_timestep;
