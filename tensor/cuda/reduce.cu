@@ -1,0 +1,187 @@
+// Row reductions and softmax over contiguous [rows, cols], one block per row. Floating inputs
+// accumulate in double and integers in int64, like the CPU oracle (tensor/cpu/reduce.cc).
+#include <cmath>
+
+#include "tensor/cuda/device_common.cuh"
+
+namespace sdpo::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+template <typename T>
+using Acc = std::conditional_t<std::is_floating_point_v<typename Compute<T>::type>, double,
+                               int64_t>;
+
+template <typename C>
+SDPO_D bool IsNan(C v) {
+  return v != v;
+}
+
+// (value, index) max with the CPU rule: the first NaN wins; else the largest, first on ties.
+template <typename C>
+SDPO_D void MaxCombine(C& best, int64_t& arg, C v, int64_t i) {
+  if (i == INT64_MAX) return;
+  if (arg == INT64_MAX) {
+    best = v;
+    arg = i;
+    return;
+  }
+  const bool bn = IsNan(best), vn = IsNan(v);
+  if (bn && vn) {
+    if (i < arg) arg = i;
+  } else if (vn) {
+    best = v;
+    arg = i;
+  } else if (!bn) {
+    if (v > best || (v == best && i < arg)) {
+      best = v;
+      arg = i;
+    }
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    ReduceKernel(int kind, void* out, const T* x, int64_t rows, int64_t cols,
+                 int64_t correction) {
+  using C = typename Compute<T>::type;
+  using A = Acc<T>;
+  __shared__ A scratch[32];
+  __shared__ C vscratch[32];
+  __shared__ int64_t iscratch[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* row = x + r * cols;
+    if (kind == kRSum || kind == kRMean || kind == kRVar) {
+      A s = 0;
+      for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) s += static_cast<A>(ConvertTo<C>(row[c]));
+      s = BlockSum(s, scratch);
+      if (kind == kRVar) {
+        if constexpr (std::is_floating_point_v<A>) {
+          const double mean = static_cast<double>(s) / static_cast<double>(cols);
+          double ss = 0;
+          for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+            const double dlt = static_cast<double>(ConvertTo<C>(row[c])) - mean;
+            ss += dlt * dlt;
+          }
+          ss = BlockSum<A>(ss, scratch);
+          const double denom = static_cast<double>(cols - correction);
+          if (threadIdx.x == 0) {
+            static_cast<T*>(out)[r] = ConvertTo<T>(denom > 0 ? ss / denom : NAN);
+          }
+        }
+      } else if (threadIdx.x == 0) {
+        if (kind == kRMean) {
+          static_cast<T*>(out)[r] = ConvertTo<T>(static_cast<double>(s) / static_cast<double>(cols));
+        } else {
+          static_cast<T*>(out)[r] = ConvertTo<T>(s);  // integers stay exact
+        }
+      }
+    } else {  // max / argmax
+      C best{};
+      int64_t arg = INT64_MAX;
+      for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+        MaxCombine(best, arg, ConvertTo<C>(row[c]), c);
+      }
+      for (int o = 16; o > 0; o >>= 1) {
+        C ob = __shfl_xor_sync(0xffffffffu, best, o);
+        int64_t oa = __shfl_xor_sync(0xffffffffu, arg, o);
+        MaxCombine(best, arg, ob, oa);
+      }
+      const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+      __syncthreads();
+      if (lane == 0) {
+        vscratch[warp] = best;
+        iscratch[warp] = arg;
+      }
+      __syncthreads();
+      if (threadIdx.x == 0) {
+        C b = vscratch[0];
+        int64_t a = iscratch[0];
+        for (int w = 1; w < static_cast<int>(blockDim.x / 32); ++w) {
+          MaxCombine(b, a, vscratch[w], iscratch[w]);
+        }
+        if (kind == kRMax) {
+          static_cast<T*>(out)[r] = ConvertTo<T>(b);
+        } else {
+          static_cast<int64_t*>(out)[r] = a;
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    SoftmaxKernel(T* out, const T* x, int64_t rows, int64_t cols, bool log) {
+  using C = std::conditional_t<std::is_same_v<T, double>, double, float>;
+  __shared__ C cscratch[32];
+  __shared__ double dscratch[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* row = x + r * cols;
+    T* orow = out + r * cols;
+    C mx = -INFINITY;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+      C v = ConvertTo<C>(row[c]);
+      mx = v > mx ? v : mx;  // like std::max(mx, v): NaN inputs do not replace mx
+    }
+    mx = BlockMax<C>(mx, cscratch, C(-INFINITY));
+    if (mx == C(-INFINITY)) mx = 0;  // fully masked row: exp(-inf) = 0
+    double sum = 0;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+      sum += exp(static_cast<double>(ConvertTo<C>(row[c]) - mx));
+    }
+    sum = BlockSum<double>(sum, dscratch);
+    if (log) {
+      // (x - max) - log(sum), as the CPU oracle: forming max + log(sum) first would round it
+      // at the scale of the logits.
+      const C log_sum = static_cast<C>(::log(sum));
+      for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+        orow[c] = ConvertTo<T>(static_cast<C>((ConvertTo<C>(row[c]) - mx) - log_sum));
+      }
+    } else {
+      const C inv = static_cast<C>(1.0 / sum);
+      for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+        C e;
+        if constexpr (std::is_same_v<C, double>) {
+          e = exp(ConvertTo<C>(row[c]) - mx);
+        } else {
+          e = expf(ConvertTo<C>(row[c]) - mx);
+        }
+        orow[c] = ConvertTo<T>(static_cast<C>(e * inv));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void LaunchReduceRows(int kind, void* out, const void* x, int dtype, int64_t rows, int64_t cols,
+                      int64_t correction, cudaStream_t s) {
+  if (rows == 0) return;
+  DispatchAll(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_same_v<T, bool>) {
+      ThrowCudaError("reduce", "reduction over a bool tensor (cast it first)", __FILE__, __LINE__);
+    } else {
+      auto kern = &ReduceKernel<T>;
+      SDPO_LAUNCH(kern, GridFor(rows, 1, 65535 * 8), kThreads, 0, s, kind, out,
+                  static_cast<const T*>(x), rows, cols, correction);
+      SDPO_CHECK_LAUNCH("reduce_rows", s);
+    }
+  });
+}
+
+void LaunchSoftmaxRows(void* out, const void* x, int dtype, int64_t rows, int64_t cols, bool log,
+                       cudaStream_t s) {
+  if (rows == 0 || cols == 0) return;
+  DispatchFloat(dtype, "softmax", [&](auto tag) {
+    using T = decltype(tag);
+    auto kern = &SoftmaxKernel<T>;
+    SDPO_LAUNCH(kern, GridFor(rows, 1, 65535 * 8), kThreads, 0, s, static_cast<T*>(out),
+                static_cast<const T*>(x), rows, cols, log);
+    SDPO_CHECK_LAUNCH("softmax_rows", s);
+  });
+}
+
+}  // namespace sdpo::cuda

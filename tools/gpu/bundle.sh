@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Builds the CUDA tests and micro-benchmarks (one binary, cuda_check) with -c opt into
+# gpu_bundle/cuda/ (git-ignored),
+# self-contained except for the CUDA libraries: Abseil and GoogleTest are linked statically and
+# every sdpo library is linked into the binaries (--dynamic_mode=off). The GPU machine provides
+# libcudart / libcublasLt / libcublas (tools/gpu/check.sh finds them there and sets
+# LD_LIBRARY_PATH). Run here, from anywhere in the repository:
+#   bash tools/gpu/bundle.sh
+# then carry gpu_bundle/ to the GPU machine and run `bash tools/gpu/check.sh` there.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+TARGETS=(//tools/gpu:cuda_check)
+DEST=gpu_bundle/cuda
+
+if [[ ! -x "${CUDA_PATH:-/usr/local/cuda}/bin/nvcc" ]]; then
+  echo "bundle.sh: no nvcc under ${CUDA_PATH:-/usr/local/cuda}: the CUDA backend would not be built" >&2
+  exit 1
+fi
+
+echo "bundle.sh: bazel build -c opt ${TARGETS[*]}"
+bazel build -c opt --dynamic_mode=off "${TARGETS[@]}"
+
+mkdir -p "$DEST"
+rm -f "$DEST"/cuda_check "$DEST"/cuda_parity_test "$DEST"/cuda_bench
+cp -f bazel-bin/tools/gpu/cuda_check "$DEST"/
+chmod u+w "$DEST"/cuda_check
+strip --strip-all "$DEST"/cuda_check 2>/dev/null || true
+
+{
+  echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
+  echo "nvcc: $("${CUDA_PATH:-/usr/local/cuda}/bin/nvcc" --version | tail -1)"
+  for b in cuda_check; do
+    echo "$b: $(du -h "$DEST/$b" | cut -f1), needs: $(objdump -p "$DEST/$b" | awk '/NEEDED/ {printf "%s ", $2}')"
+  done
+} > "$DEST/MANIFEST"
+cat "$DEST/MANIFEST"
+# Sanity: the binaries must carry the CUDA backend (not the CPU-only fallback).
+if ! objdump -p "$DEST/cuda_check" | grep -q 'NEEDED.*libcudart'; then
+  echo "bundle.sh: cuda_check does not link libcudart: built without CUDA?" >&2
+  exit 1
+fi
+echo "bundle.sh: ready in $DEST ($(du -sh "$DEST" | cut -f1))"

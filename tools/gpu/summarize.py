@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Prints the short table at the end of tools/gpu/check.sh from the files it wrote:
+parity_*.json / parity_*.log (GoogleTest) and bench_{sdpo,torch}.jsonl (one JSON line each)."""
+import glob
+import json
+import os
+import re
+import sys
+
+ORDER = [
+    ("gemm_bf16_8192", "GEMM bf16 8192^3"),
+    ("copy_d2d", "copy D2D 1 GiB f32"),
+    ("add_bf16", "add bf16 2^28"),
+    ("layer_norm_fwd", "layer_norm fwd bf16 [32760,1536]"),
+    ("layer_norm_bwd", "layer_norm bwd bf16 [32760,1536]"),
+    ("attn_fwd_L4096", "attention fwd L=4096 H=12 D=128"),
+    ("attn_bwd_L4096", "attention bwd L=4096"),
+    ("attn_fwdbwd_L4096", "attention fwd+bwd L=4096"),
+    ("attn_fwd_L16384", "attention fwd L=16384 H=12 D=128"),
+    ("attn_bwd_L16384", "attention bwd L=16384"),
+    ("attn_fwdbwd_L16384", "attention fwd+bwd L=16384"),
+]
+
+
+def tests(outdir):
+    rows = []
+    for name in ("parity_ops", "parity_attention"):
+        jpath = os.path.join(outdir, name + ".json")
+        lpath = os.path.join(outdir, name + ".log")
+        passed = failed = skipped = 0
+        failures = []
+        status = ""
+        if os.path.exists(jpath):
+            data = json.load(open(jpath))
+            for suite in data.get("testsuites", []):
+                for t in suite.get("testsuite", []):
+                    full = f"{suite['name']}.{t['name']}"
+                    if t.get("result") == "SKIPPED" or t.get("status") == "NOTRUN":
+                        skipped += 1
+                    elif t.get("failures"):
+                        failed += 1
+                        msg = " ".join(t["failures"][0].get("failure", "").split())
+                        failures.append(f"{full}: {msg[:240]}")
+                    else:
+                        passed += 1
+        elif os.path.exists(lpath):
+            text = open(lpath, errors="replace").read()
+            passed = len(re.findall(r"^\[       OK \] .*\(\d+ ms\)$", text, re.M))
+            failed = len(re.findall(r"^\[  FAILED  \] .*\(\d+ ms\)$", text, re.M))
+            skipped = len(re.findall(r"^\[  SKIPPED \] .*\(\d+ ms\)$", text, re.M))
+            failures = re.findall(r"^\[  FAILED  \] (\S+).*\(\d+ ms\)$", text, re.M)
+            status = " (no JSON report: crashed or timed out; counts from the log)"
+            m = re.findall(r"^\[ RUN      \] (\S+)$", text, re.M)
+            if m and not text.rstrip().endswith("tests ran.") and "PASSED" not in text[-400:]:
+                status += f"; last started: {m[-1]}"
+        else:
+            status = " (did not run)"
+        rows.append((name, passed, failed, skipped, failures, status))
+    return rows
+
+
+def bench(outdir):
+    res = {}
+    for impl in ("sdpo", "torch"):
+        path = os.path.join(outdir, f"bench_{impl}.jsonl")
+        if not os.path.exists(path):
+            continue
+        for line in open(path):
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            res.setdefault(rec["name"], {})[impl] = rec
+    return res
+
+
+def main():
+    outdir = sys.argv[1] if len(sys.argv) > 1 else "/tmp/sdpo_gpu_check"
+    total_p = total_f = total_s = 0
+    print("tests                      passed  failed  skipped")
+    for name, p, f, s, failures, status in tests(outdir):
+        total_p, total_f, total_s = total_p + p, total_f + f, total_s + s
+        print(f"  {name:<24} {p:>6}  {f:>6}  {s:>7}{status}")
+        for fl in failures[:20]:
+            print(f"    FAILED {fl}")
+        if len(failures) > 20:
+            print(f"    ... and {len(failures) - 20} more")
+    res = bench(outdir)
+    errors = [(n, r[i]) for n, r in res.items() for i in r if r[i].get("unit") == "error"]
+    print()
+    print(f"{'benchmark':<36} {'sdpo':>10} {'torch':>10} {'unit':>8} {'sdpo/torch':>11}")
+    for key, label in ORDER:
+        r = res.get(key, {})
+        s, t = r.get("sdpo"), r.get("torch")
+        sv = s["value"] if s and s.get("unit") != "error" else None
+        tv = t["value"] if t and t.get("unit") != "error" else None
+        unit = (s or t or {}).get("unit", "")
+        ratio = f"{sv / tv:.2f}" if sv and tv else "-"
+        fmt = lambda v: f"{v:.1f}" if v is not None else "-"
+        print(f"{label:<36} {fmt(sv):>10} {fmt(tv):>10} {unit if unit != 'error' else '':>8} {ratio:>11}")
+    for name, rec in errors:
+        print(f"  error {rec.get('impl')} {name}: {rec.get('error', '')[:200]}")
+    print()
+    print(f"{total_p} passed, {total_f} failed, {total_s} skipped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
