@@ -542,6 +542,7 @@ Tensor SoftmaxImpl(const Tensor& x, int64_t dim, bool log) {
   dim = ReduceDimOf(x, dim, name);
   SDPO_CHECK(IsFloating(x.dtype()), name, ": needs a floating-point tensor, got ", x.str());
   if (x.dim() == 0) return Tensor::Full({}, log ? 0.0 : 1.0, x.dtype(), x.device());
+  if (x.numel() == 0) return Tensor::Empty(x.shape(), x.dtype(), x.device());
   Tensor moved = Contiguous(Transpose(x, dim, -1));
   Tensor rows = View(moved, {-1, moved.size(-1)});
   Tensor out = Tensor::Empty(rows.shape(), x.dtype(), x.device());

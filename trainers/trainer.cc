@@ -295,6 +295,10 @@ EvalResult Trainer::Run() {
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!config_.out_dir.empty()) {
     SaveCheckpoint(CheckpointPath(config_.out_dir));
+    // The adapters alone, PEFT-named, for //trainers:sample --lora and other tools.
+    if (!nn::LoraLayers(policy_.module()).empty()) {
+      nn::SaveLora(policy_.module(), (std::filesystem::path(config_.out_dir) / "adapters.safetensors").string());
+    }
     RunSummary summary;
     summary.config_json = config_.description;
     summary.steps = step_;

@@ -225,10 +225,18 @@ bool UnaryVectorised(UnaryOp op, const Tensor& out, const Tensor& x) {
   const T* in = static_cast<const T*>(x.raw_data());
   T* o = static_cast<T*>(out.raw_data());
   auto run = [&](auto expr_fn) {
-    ParallelFor(out.numel(), 16384, [&](int64_t b, int64_t e) {
-      Eigen::Map<const A> v(in + b, e - b);
-      Eigen::Map<A> r(o + b, e - b);
-      r = expr_fn(v);
+    // Fixed blocks, not thread-count-dependent ranges: Eigen computes a range's unaligned head
+    // and tail with scalar code that rounds differently from its packet code, so the split
+    // points must not move with the thread count (results are bit-identical for any count).
+    constexpr int64_t kBlock = 16384;
+    const int64_t n = out.numel(), blocks = (n + kBlock - 1) / kBlock;
+    ParallelFor(blocks, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t blk = b0; blk < b1; ++blk) {
+        const int64_t b = blk * kBlock, len = std::min(n, b + kBlock) - b;
+        Eigen::Map<const A> v(in + b, len);
+        Eigen::Map<A> r(o + b, len);
+        r = expr_fn(v);
+      }
     });
     return true;
   };
