@@ -59,12 +59,15 @@ ops::AttentionResult AttentionTyped(const Tensor& q, const Tensor& k, const Tens
   const T* pk = static_cast<const T*>(k.raw_data());
   const T* pv = static_cast<const T*>(v.raw_data());
   T* po = static_cast<T*>(out.raw_data());
-  std::vector<T> s(lq * lk);
+  // Scratch from the tensor allocator (64-byte aligned): Eigen's vectorised row sums start
+  // their packets at an alignment boundary, so a buffer whose alignment varied between calls
+  // would make results differ in the last bit from run to run.
+  Tensor scratch = Tensor::Empty({lq, lk}, q.dtype());
+  T* s = static_cast<T*>(scratch.raw_data());
   for (int64_t bh = 0; bh < B * H; ++bh) {
-    MatMulRowMajor<T>(false, true, lq, lk, d, pq + bh * lq * d, pk + bh * lk * d, s.data());
-    ScoresToProbabilities(s.data(), lq, lk, scale, mask, bh / H, bh % H,
-                          lse.data<float>() + bh * lq);
-    MatMulRowMajor<T>(false, false, lq, dv, lk, s.data(), pv + bh * lk * dv, po + bh * lq * dv);
+    MatMulRowMajor<T>(false, true, lq, lk, d, pq + bh * lq * d, pk + bh * lk * d, s);
+    ScoresToProbabilities(s, lq, lk, scale, mask, bh / H, bh % H, lse.data<float>() + bh * lq);
+    MatMulRowMajor<T>(false, false, lq, dv, lk, s, pv + bh * lk * dv, po + bh * lq * dv);
   }
   return {out, lse};
 }
@@ -83,18 +86,20 @@ ops::AttentionGrads AttentionBackwardTyped(const Tensor& dout, const Tensor& q, 
   const T* pv = static_cast<const T*>(v.raw_data());
   const T* pdo = static_cast<const T*>(dout.raw_data());
   const T* po = static_cast<const T*>(out.raw_data());
-  std::vector<T> p(lq * lk), dp(lq * lk);
+  Tensor scratch = Tensor::Empty({2, lq, lk}, q.dtype());  // aligned: see AttentionTyped
+  T* p = static_cast<T*>(scratch.raw_data());
+  T* dp = p + lq * lk;
   for (int64_t bh = 0; bh < B * H; ++bh) {
     const T* qb = pq + bh * lq * d;
     const T* kb = pk + bh * lk * d;
     const T* dob = pdo + bh * lq * dv;
     const T* ob = po + bh * lq * dv;
     // Recompute the probabilities exactly as the forward did.
-    MatMulRowMajor<T>(false, true, lq, lk, d, qb, kb, p.data());
-    ScoresToProbabilities(p.data(), lq, lk, scale, mask, bh / H, bh % H, nullptr);
-    MatMulRowMajor<T>(true, false, lk, dv, lq, p.data(), dob,
+    MatMulRowMajor<T>(false, true, lq, lk, d, qb, kb, p);
+    ScoresToProbabilities(p, lq, lk, scale, mask, bh / H, bh % H, nullptr);
+    MatMulRowMajor<T>(true, false, lk, dv, lq, p, dob,
                       static_cast<T*>(dvt.raw_data()) + bh * lk * dv);
-    MatMulRowMajor<T>(false, true, lq, lk, dv, dob, pv + bh * lk * dv, dp.data());
+    MatMulRowMajor<T>(false, true, lq, lk, dv, dob, pv + bh * lk * dv, dp);
     // dS = P * (dP - rowsum(dO * O)) * scale
     ParallelFor(lq, std::max<int64_t>(1, 16384 / std::max<int64_t>(lk, 1)),
                 [&](int64_t r0, int64_t r1) {
@@ -106,9 +111,9 @@ ops::AttentionGrads AttentionBackwardTyped(const Tensor& dout, const Tensor& q, 
         }
       }
     });
-    MatMulRowMajor<T>(false, false, lq, d, lk, dp.data(), kb,
+    MatMulRowMajor<T>(false, false, lq, d, lk, dp, kb,
                       static_cast<T*>(dq.raw_data()) + bh * lq * d);
-    MatMulRowMajor<T>(true, false, lk, d, lq, dp.data(), qb,
+    MatMulRowMajor<T>(true, false, lk, d, lq, dp, qb,
                       static_cast<T*>(dk.raw_data()) + bh * lk * d);
   }
   return {dq, dk, dvt};

@@ -1,0 +1,363 @@
+#include "models/wan21/checkpoint.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "nn/init.h"
+#include "tensor/ops.h"
+
+namespace sdpo::wan21 {
+namespace {
+
+struct Rename {
+  const char* official;
+  const char* diffusers;
+};
+
+// Prefix renames of the top-level tensors (the rest of the name is kept).
+constexpr Rename kGlobal[] = {
+    {"patch_embedding.", "patch_embedding."},
+    {"text_embedding.0.", "condition_embedder.text_embedder.linear_1."},
+    {"text_embedding.2.", "condition_embedder.text_embedder.linear_2."},
+    {"time_embedding.0.", "condition_embedder.time_embedder.linear_1."},
+    {"time_embedding.2.", "condition_embedder.time_embedder.linear_2."},
+    {"time_projection.1.", "condition_embedder.time_proj."},
+    {"head.head.", "proj_out."},
+};
+// Exact renames of the top-level tensors.
+constexpr Rename kGlobalExact[] = {{"head.modulation", "scale_shift_table"}};
+// Prefix renames inside `blocks.<i>.`. Note the official norm3 (the affine cross-attention
+// pre-norm) is diffusers' norm2.
+constexpr Rename kBlock[] = {
+    {"self_attn.q.", "attn1.to_q."},
+    {"self_attn.k.", "attn1.to_k."},
+    {"self_attn.v.", "attn1.to_v."},
+    {"self_attn.o.", "attn1.to_out.0."},
+    {"self_attn.norm_q.", "attn1.norm_q."},
+    {"self_attn.norm_k.", "attn1.norm_k."},
+    {"cross_attn.q.", "attn2.to_q."},
+    {"cross_attn.k.", "attn2.to_k."},
+    {"cross_attn.v.", "attn2.to_v."},
+    {"cross_attn.o.", "attn2.to_out.0."},
+    {"cross_attn.norm_q.", "attn2.norm_q."},
+    {"cross_attn.norm_k.", "attn2.norm_k."},
+    {"norm3.", "norm2."},
+    {"ffn.0.", "ffn.net.0.proj."},
+    {"ffn.2.", "ffn.net.2."},
+};
+constexpr Rename kBlockExact[] = {{"modulation", "scale_shift_table"}};
+
+bool StartsWith(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
+
+// Renames `name` from one side of the tables to the other (to_diffusers: official -> diffusers).
+std::optional<std::string> Translate(const std::string& name, bool to_diffusers) {
+  auto from = [&](const Rename& r) { return std::string(to_diffusers ? r.official : r.diffusers); };
+  auto to = [&](const Rename& r) { return std::string(to_diffusers ? r.diffusers : r.official); };
+  if (StartsWith(name, "blocks.")) {
+    size_t dot = name.find('.', 7);
+    if (dot == std::string::npos || dot == 7) return std::nullopt;
+    const std::string index = name.substr(7, dot - 7);
+    if (!std::all_of(index.begin(), index.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      return std::nullopt;
+    }
+    const std::string head = name.substr(0, dot + 1), rest = name.substr(dot + 1);
+    for (const Rename& r : kBlockExact) {
+      if (rest == from(r)) return head + to(r);
+    }
+    for (const Rename& r : kBlock) {
+      if (StartsWith(rest, from(r)) && rest.size() > from(r).size()) {
+        return head + to(r) + rest.substr(from(r).size());
+      }
+    }
+    return std::nullopt;
+  }
+  for (const Rename& r : kGlobalExact) {
+    if (name == from(r)) return to(r);
+  }
+  for (const Rename& r : kGlobal) {
+    if (StartsWith(name, from(r)) && name.size() > from(r).size()) {
+      return to(r) + name.substr(from(r).size());
+    }
+  }
+  return std::nullopt;
+}
+
+bool IsLoraName(const std::string& name) {
+  return name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos;
+}
+
+std::string DirName(const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+bool IsFile(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+std::string ListFirst(const std::vector<std::string>& items, size_t n = 8) {
+  std::vector<std::string> head(items.begin(), items.begin() + std::min(n, items.size()));
+  std::string s = absl::StrJoin(head, "; ");
+  if (items.size() > n) absl::StrAppend(&s, "; ... (", items.size() - n, " more)");
+  return s;
+}
+
+std::string ShapeOf(const TensorEntry& e) {
+  return ShapeStr(Shape(e.shape.begin(), e.shape.end()));
+}
+
+// The checkpoint's keys seen through the official names.
+struct KeyView {
+  NameFormat format = NameFormat::kOfficial;
+  std::string prefix;
+  std::map<std::string, const TensorEntry*> by_official;  // official name -> entry
+  std::map<std::string, std::string> original;            // official name -> checkpoint key
+  std::vector<std::string> unknown;                       // keys with no official name
+};
+
+KeyView ViewKeys(const ShardedCheckpoint& ck) {
+  KeyView v;
+  const std::vector<std::string> names = ck.names();
+  SDPO_CHECK(!names.empty(), "Wan2.1 checkpoint ", ck.path(), ": holds no tensors");
+  for (const char* p : {"model.diffusion_model.", "diffusion_model.", "transformer.", "model."}) {
+    if (std::all_of(names.begin(), names.end(),
+                    [p](const std::string& n) { return StartsWith(n, p); })) {
+      v.prefix = p;
+      break;
+    }
+  }
+  for (const std::string& n : names) {
+    const std::string rest = n.substr(v.prefix.size());
+    if (StartsWith(rest, "condition_embedder.") || rest == "scale_shift_table" ||
+        StartsWith(rest, "proj_out.") || rest.find(".attn1.") != std::string::npos) {
+      v.format = NameFormat::kDiffusers;
+      break;
+    }
+  }
+  for (const std::string& n : names) {
+    const std::string rest = n.substr(v.prefix.size());
+    std::optional<std::string> official =
+        v.format == NameFormat::kDiffusers ? DiffusersToOfficial(rest) : std::optional(rest);
+    if (!official || (v.format == NameFormat::kOfficial && !Translate(rest, true))) {
+      v.unknown.push_back(n);
+      continue;
+    }
+    auto [it, inserted] = v.by_official.emplace(*official, &ck.at(n));
+    SDPO_CHECK(inserted, "Wan2.1 checkpoint ", ck.path(), ": keys \"", v.original[*official],
+               "\" and \"", n, "\" both name the parameter \"", *official, "\"");
+    v.original[*official] = n;
+  }
+  return v;
+}
+
+std::string KeyLabel(const KeyView& v, const std::string& official) {
+  auto it = v.original.find(official);
+  std::string key = it != v.original.end() ? it->second
+                    : v.format == NameFormat::kDiffusers
+                        ? v.prefix + OfficialToDiffusers(official).value_or(official)
+                        : v.prefix + official;
+  if (key == official) return absl::StrCat("\"", key, "\"");
+  return absl::StrCat("\"", key, "\" (official name \"", official, "\")");
+}
+
+void CopyEntry(const TensorEntry& e, const Tensor& dst) {
+  if (dst.device().is_cpu() && dst.is_contiguous() && dst.dtype() == kF32 &&
+      e.dtype == SafetensorsDType::kF32) {
+    std::memcpy(dst.raw_data(), e.data, e.nbytes);
+    return;
+  }
+  if (dst.dtype() == kF64) {
+    std::vector<double> v = ReadAsF64(e);
+    ops::CopyInto(dst, Tensor::FromVector(v, dst.shape(), kF64));
+    return;
+  }
+  std::vector<float> v = ReadAsF32(e);
+  if (dst.device().is_cpu() && dst.is_contiguous() && dst.dtype() == kF32) {
+    std::memcpy(dst.raw_data(), v.data(), v.size() * sizeof(float));
+    return;
+  }
+  ops::CopyInto(dst, Tensor::FromVector(v, dst.shape(), kF32));
+}
+
+int64_t MaxBlockIndex(const KeyView& v) {
+  int64_t n = -1;
+  for (const auto& [name, e] : v.by_official) {
+    if (!StartsWith(name, "blocks.")) continue;
+    n = std::max<int64_t>(n, std::stoll(name.substr(7, name.find('.', 7) - 7)));
+  }
+  return n;
+}
+
+}  // namespace
+
+const char* NameFormatName(NameFormat format) {
+  return format == NameFormat::kDiffusers ? "diffusers" : "official";
+}
+
+std::optional<std::string> OfficialToDiffusers(const std::string& official) {
+  return Translate(official, true);
+}
+
+std::optional<std::string> DiffusersToOfficial(const std::string& diffusers) {
+  return Translate(diffusers, false);
+}
+
+LoadReport LoadWeights(WanModel& model, const std::string& path, const LoadOptions& options) {
+  std::unique_ptr<ShardedCheckpoint> ck = ShardedCheckpoint::Open(path);
+  return LoadWeights(model, *ck, options);
+}
+
+LoadReport LoadWeights(WanModel& model, const ShardedCheckpoint& ck, const LoadOptions& options) {
+  const KeyView v = ViewKeys(ck);
+  const std::string where =
+      absl::StrCat("Wan2.1 checkpoint ", ck.path(), " (", NameFormatName(v.format), " names",
+                   v.prefix.empty() ? "" : ", prefix \"" + v.prefix + "\"", ")");
+  std::vector<std::pair<std::string, Tensor>> targets;
+  for (auto& [name, p] : model.NamedParameters()) {
+    if (!IsLoraName(name)) targets.emplace_back(name, p);
+  }
+  std::set<std::string> wanted;
+  std::vector<std::string> missing, mismatched, bad_dtype;
+  for (const auto& [name, p] : targets) {
+    wanted.insert(name);
+    auto it = v.by_official.find(name);
+    if (it == v.by_official.end()) {
+      missing.push_back(absl::StrCat(KeyLabel(v, name), ": expected shape ", ShapeStr(p.shape())));
+      continue;
+    }
+    const TensorEntry& e = *it->second;
+    const bool floating = e.dtype == SafetensorsDType::kF32 || e.dtype == SafetensorsDType::kBF16 ||
+                          e.dtype == SafetensorsDType::kF16 || e.dtype == SafetensorsDType::kF64;
+    if (!floating) {
+      bad_dtype.push_back(absl::StrCat(
+          KeyLabel(v, name), ": expected a floating dtype (F32, BF16, F16 or F64), found ",
+          SafetensorsDTypeName(e.dtype), " ", ShapeOf(e)));
+    }
+    if (Shape(e.shape.begin(), e.shape.end()) != p.shape()) {
+      mismatched.push_back(absl::StrCat(KeyLabel(v, name), ": expected shape ", ShapeStr(p.shape()),
+                                        ", found ", ShapeOf(e)));
+    }
+  }
+  std::vector<std::string> unexpected;
+  for (const auto& [name, e] : v.by_official) {
+    if (!wanted.count(name)) unexpected.push_back(v.original.at(name));
+  }
+  for (const std::string& k : v.unknown) unexpected.push_back(k);
+  std::sort(unexpected.begin(), unexpected.end());
+
+  SDPO_CHECK(missing.empty(), where, ": ", missing.size(), " missing key(s) for a model with ",
+             model.config().ToJson(), ": ", ListFirst(missing));
+  SDPO_CHECK(mismatched.empty(), where, ": shape mismatch for ", mismatched.size(),
+             " key(s): ", ListFirst(mismatched));
+  SDPO_CHECK(bad_dtype.empty(), where, ": wrong dtype for ", bad_dtype.size(),
+             " key(s): ", ListFirst(bad_dtype));
+  SDPO_CHECK(!options.strict || unexpected.empty(), where, ": ", unexpected.size(),
+             " unexpected key(s) the model does not have: ", ListFirst(unexpected));
+
+  LoadReport report;
+  report.path = ck.path();
+  report.format = v.format;
+  report.prefix = v.prefix;
+  report.ignored = unexpected;
+  NoGradGuard no_grad;
+  for (const auto& [name, p] : targets) {
+    const TensorEntry& e = *v.by_official.at(name);
+    CopyEntry(e, p);
+    report.dtypes[SafetensorsDTypeName(e.dtype)]++;
+    report.tensors++;
+    report.values += p.numel();
+  }
+  return report;
+}
+
+WanConfig InferConfig(const ShardedCheckpoint& ck, int64_t head_dim) {
+  const KeyView v = ViewKeys(ck);
+  auto shape = [&](const std::string& name) {
+    auto it = v.by_official.find(name);
+    SDPO_CHECK(it != v.by_official.end(), "Wan2.1 checkpoint ", ck.path(),
+               ": cannot infer the config without \"", name, "\"");
+    return Shape(it->second->shape.begin(), it->second->shape.end());
+  };
+  WanConfig c;
+  Shape pe = shape("patch_embedding.weight");
+  SDPO_CHECK(pe.size() == 5, "Wan2.1 checkpoint ", ck.path(),
+             ": patch_embedding.weight must be [dim, in_dim, pt, ph, pw], found ", ShapeStr(pe));
+  c.dim = pe[0];
+  c.in_dim = pe[1];
+  c.patch_size = {pe[2], pe[3], pe[4]};
+  c.text_dim = shape("text_embedding.0.weight").at(1);
+  c.freq_dim = shape("time_embedding.0.weight").at(1);
+  c.num_layers = MaxBlockIndex(v) + 1;
+  c.ffn_dim = c.num_layers > 0 ? shape("blocks.0.ffn.0.weight").at(0) : c.ffn_dim;
+  c.qk_norm = v.by_official.count("blocks.0.self_attn.norm_q.weight") > 0;
+  c.cross_attn_norm = v.by_official.count("blocks.0.norm3.weight") > 0;
+  const int64_t out = shape("head.head.weight").at(0);
+  const int64_t per = pe[2] * pe[3] * pe[4];
+  SDPO_CHECK(out % per == 0, "Wan2.1 checkpoint ", ck.path(), ": head.head.weight rows ", out,
+             " are not a multiple of the patch volume ", per);
+  c.out_dim = out / per;
+  SDPO_CHECK(head_dim > 0 && c.dim % head_dim == 0, "Wan2.1 checkpoint ", ck.path(), ": dim ",
+             c.dim, " is not a multiple of head_dim ", head_dim,
+             "; pass the config (--config CONFIG.json)");
+  c.num_heads = c.dim / head_dim;
+  c.Validate(ck.path());
+  return c;
+}
+
+WanConfig ResolveConfig(const ShardedCheckpoint& ck, std::string* source) {
+  auto it = ck.metadata().find("config");
+  if (it != ck.metadata().end()) {
+    if (source) *source = absl::StrCat(ck.path(), " metadata \"config\"");
+    return WanConfig::FromJsonString(it->second, absl::StrCat(ck.path(), " metadata config"));
+  }
+  const std::string json = DirName(ck.path()) + "/config.json";
+  if (IsFile(json)) {
+    if (source) *source = json;
+    return WanConfig::FromFile(json);
+  }
+  if (source)
+    *source = absl::StrCat("inferred from the tensor shapes of ", ck.path(),
+                           " (head_dim 128, text_len 512)");
+  return InferConfig(ck);
+}
+
+std::unique_ptr<WanModel> LoadModel(const std::string& path, const std::optional<WanConfig>& config,
+                                    const LoadOptions& options, LoadReport* report) {
+  std::unique_ptr<ShardedCheckpoint> ck = ShardedCheckpoint::Open(path);
+  WanConfig c = config ? *config : ResolveConfig(*ck);
+  std::unique_ptr<WanModel> model;
+  {
+    nn::SkipInitGuard skip;
+    model = std::make_unique<WanModel>(c);
+  }
+  LoadReport r = LoadWeights(*model, *ck, options);
+  if (report) *report = std::move(r);
+  return model;
+}
+
+void SaveWeights(const WanModel& model, const std::string& path, NameFormat format,
+                 bool keep_dtype) {
+  std::vector<Tensor> keep;
+  std::vector<TensorToWrite> out;
+  for (const auto& [name, p] : model.NamedParameters()) {
+    Tensor t = ops::Contiguous(ops::To(keep_dtype ? p : ops::Cast(p, kF32), Device::CPU()));
+    keep.push_back(t);
+    TensorToWrite w;
+    w.name = format == NameFormat::kDiffusers ? OfficialToDiffusers(name).value_or(name) : name;
+    w.dtype = ToSafetensorsDType(t.dtype());
+    w.shape = t.shape();
+    w.data = t.raw_data();
+    w.nbytes = t.nbytes();
+    out.push_back(w);
+  }
+  WriteSafetensors(path, out, {{"config", model.config().ToJson()}, {"format", "pt"}});
+}
+
+}  // namespace sdpo::wan21
