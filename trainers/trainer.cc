@@ -80,7 +80,9 @@ Trainer::Trainer(TrainerConfig config, NoiseSchedule schedule, models::Diffusion
   if (!config_.out_dir.empty()) std::filesystem::create_directories(config_.out_dir);
 }
 
-Trainer::~Trainer() = default;
+Trainer::~Trainer() {
+  if (loader_) loader_->Stop();
+}
 
 std::vector<std::pair<std::string, Tensor>> Trainer::TrainableParameters() const {
   return policy_.module().NamedTrainableParameters();
@@ -103,12 +105,14 @@ StepRecord Trainer::Step() {
     // Draws are a pure function of (seed, step, micro-batch): resume is bit-exact.
     const uint64_t draw_base =
         static_cast<uint64_t>((step_ * config_.grad_accum + micro) * config_.batch);
-    std::vector<int64_t> idx = data_order_.Next();
+    if (!loader_) loader_ = std::make_unique<data::PrefetchingLoader>(data_, data_order_);
+    data::PreferenceBatch loaded = loader_->Next();
+    data_order_.set_cursor(loaded.cursor);
     PairTensors pairs;
     std::vector<TimePoint> tps;
     std::vector<Tensor> noise;
-    for (size_t i = 0; i < idx.size(); ++i) {
-      data::PreferencePair p = data_.Get(idx[i]);
+    for (size_t i = 0; i < loaded.pairs.size(); ++i) {
+      const data::PreferencePair& p = loaded.pairs[i];
       pairs.winners.push_back(p.winner);
       pairs.losers.push_back(p.loser);
       pairs.contexts.push_back(p.context);
@@ -258,6 +262,7 @@ void Trainer::Resume(const std::string& path) {
   optimizer_->LoadStateDict(optim);
   step_ = std::stoll(get("step"));
   data_order_.RestoreState(json::Parse(get("data_cursor"), path + " metadata data_cursor"));
+  loader_.reset();  // restart prefetching from the restored cursor
   bad_streak_ = std::stoll(get("bad_streak"));
   bad_total_ = std::stoll(get("bad_total"));
 }

@@ -16,6 +16,7 @@
 #include "sdpo/metrics.h"
 #include "sdpo/objectives.h"
 #include "sdpo/schedules.h"
+#include "trainers/data/loader.h"
 #include "trainers/data/preference_dataset.h"
 #include "trainers/data/sampler.h"
 
@@ -93,7 +94,10 @@ class Trainer {
   models::DiffusionModel& policy_;
   models::DiffusionModel* reference_;
   const data::PairDataset& data_;
-  data::PairSampler data_order_;  // deterministic epochs; its cursor is saved with the state
+  // Deterministic epochs. data_order_ sits at the cursor after the last batch trained on (what
+  // a checkpoint saves); the loader runs ahead of it on its own copy, in a background thread.
+  data::PairSampler data_order_;
+  std::unique_ptr<data::PrefetchingLoader> loader_;
   Evaluator* evaluator_;
   std::unique_ptr<nn::AdamW> optimizer_;
   std::vector<Tensor> params_;
