@@ -1,0 +1,157 @@
+// CogVideoX forward on a case file, for parity checks against diffusers:
+//
+//   bazel run //models/cogvideox:forward -- --weights W.safetensors --config CONFIG.json
+//       --inputs CASE.safetensors --out OUT.safetensors [--dtype f32|f64] [--threads N]
+//       [--rope pipeline|slice|inputs]
+//
+// The case file holds in_hidden_states ([B, F, C, H, W]), in_encoder_hidden_states
+// ([B, L, text_embed_dim]) and in_timestep ([B], any dtype), as in
+// shared/fixtures/cogvideox/tiny_*.case*.safetensors. With --rope inputs (5B), in_rope_cos /
+// in_rope_sin ([N, head_dim], repeat-interleaved as diffusers passes them) are used instead of
+// computing the tables. The output file holds out_sample ([B, F, C, H, W], F32). The config comes
+// from --config, else from the weights (__metadata__["config"] or a config.json next to them).
+// --weights may be a file, a shard index or a directory. Relative paths are taken from the
+// directory `bazel run` was started in.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "models/cogvideox/checkpoint.h"
+#include "models/cogvideox/model.h"
+#include "models/safetensors.h"
+#include "tensor/ops.h"
+#include "tensor/thread_pool.h"
+
+namespace {
+
+using namespace sdpo;  // NOLINT
+
+constexpr char kUsage[] =
+    "usage: forward --weights W.safetensors --inputs CASE.safetensors --out OUT.safetensors\n"
+    "               [--config CONFIG.json] [--dtype f32|f64] [--threads N]\n"
+    "               [--rope pipeline|slice|inputs]\n";
+
+std::string Resolve(const std::string& path) {
+  if (path.empty() || path[0] == '/') return path;
+  const char* wd = std::getenv("BUILD_WORKING_DIRECTORY");
+  return wd ? std::string(wd) + "/" + path : path;
+}
+
+Tensor Read(const SafetensorsFile& f, const std::string& name, DType dtype) {
+  const TensorEntry& e = f.at(name);
+  return Tensor::FromVector(ReadAsF64(e), Shape(e.shape.begin(), e.shape.end()), dtype);
+}
+
+// [N, hd] repeat-interleaved -> [N, hd / 2].
+Tensor Half(const Tensor& full) {
+  SDPO_CHECK(full.dim() == 2 && full.size(1) % 2 == 0, "rope table must be [N, head_dim], got ",
+             full.str());
+  const int64_t n = full.size(0), hd = full.size(1);
+  std::vector<double> v = full.ToVector(), out;
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < hd; j += 2) out.push_back(v[i * hd + j]);
+  }
+  return Tensor::FromVector(out, {n, hd / 2}, full.dtype());
+}
+
+int Run(int argc, char** argv) {
+  std::map<std::string, std::string> args;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    SDPO_CHECK(a.rfind("--", 0) == 0, "unexpected argument \"", a, "\"\n", kUsage);
+    size_t eq = a.find('=');
+    if (eq != std::string::npos) {
+      args[a.substr(2, eq - 2)] = a.substr(eq + 1);
+    } else {
+      SDPO_CHECK(i + 1 < argc, "flag ", a, " needs a value\n", kUsage);
+      args[a.substr(2)] = argv[++i];
+    }
+  }
+  for (const auto& [k, v] : args) {
+    SDPO_CHECK(k == "weights" || k == "inputs" || k == "out" || k == "config" || k == "dtype" ||
+                   k == "threads" || k == "rope",
+               "unknown flag --", k, "\n", kUsage);
+  }
+  for (const char* required : {"weights", "inputs", "out"}) {
+    SDPO_CHECK(args.count(required), "missing --", required, "\n", kUsage);
+  }
+  if (args.count("threads")) SetNumThreads(std::stoi(args["threads"]));
+  const std::string dtype_name = args.count("dtype") ? args["dtype"] : "f32";
+  SDPO_CHECK(dtype_name == "f32" || dtype_name == "f64", "--dtype must be f32 or f64, got ",
+             dtype_name);
+  const DType dtype = dtype_name == "f64" ? kF64 : kF32;
+  const std::string rope_mode = args.count("rope") ? args["rope"] : "pipeline";
+  SDPO_CHECK(rope_mode == "pipeline" || rope_mode == "slice" || rope_mode == "inputs",
+             "--rope must be pipeline, slice or inputs, got ", rope_mode);
+
+  std::optional<cogvideox::CogVideoXConfig> config;
+  if (args.count("config")) {
+    config = cogvideox::CogVideoXConfig::FromFile(Resolve(args["config"]));
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  cogvideox::LoadReport report;
+  std::unique_ptr<cogvideox::CogVideoXModel> model =
+      cogvideox::LoadModel(Resolve(args["weights"]), config, {}, &report);
+  if (dtype == kF64) {
+    model->CastParameters(kF64);
+    model->SetComputeDType(kF64);
+  }
+  model->SetRopeGrid(rope_mode == "slice" ? cogvideox::RopeGrid::kSlice
+                                          : cogvideox::RopeGrid::kPipeline);
+  std::fprintf(stderr, "weights: %s (%lld tensors, %lld values), config %s\n", report.path.c_str(),
+               static_cast<long long>(report.tensors), static_cast<long long>(report.values),
+               model->config().ToJson().c_str());
+
+  const std::string inputs_path = Resolve(args["inputs"]);
+  std::unique_ptr<SafetensorsFile> in = SafetensorsFile::Open(inputs_path);
+  Tensor x = Read(*in, "in_hidden_states", dtype);
+  Tensor ctx = Read(*in, "in_encoder_hidden_states", dtype);
+  Tensor t = Read(*in, "in_timestep", kF64);
+  cogvideox::ForwardOptions options;
+  nn::RotaryTables rope;
+  if (rope_mode == "inputs") {
+    const std::string sfx = dtype == kF64 && in->contains("in_rope_cos_f64") ? "_f64" : "";
+    rope.cos = Half(Read(*in, "in_rope_cos" + sfx, dtype));
+    rope.sin = Half(Read(*in, "in_rope_sin" + sfx, dtype));
+    options.rope = &rope;
+  }
+  Tensor out;
+  {
+    NoGradGuard no_grad;
+    out = model->ForwardBatch(x, ctx, ops::Reshape(t, {t.numel()}), options);
+  }
+  auto t1 = std::chrono::steady_clock::now();
+
+  Tensor o = ops::Contiguous(ops::Cast(out, kF32));
+  std::vector<TensorToWrite> write = {
+      {"out_sample", SafetensorsDType::kF32, o.shape(), o.raw_data(), o.nbytes()}};
+  const std::string out_path = Resolve(args["out"]);
+  WriteSafetensors(out_path, write,
+                   {{"config", model->config().ToJson()},
+                    {"weights", report.path},
+                    {"inputs", inputs_path},
+                    {"compute_dtype", dtype_name},
+                    {"rope", rope_mode}});
+  std::fprintf(stderr, "wrote out_sample %s to %s (%.3f s)\n", ShapeStr(o.shape()).c_str(),
+               out_path.c_str(), std::chrono::duration<double>(t1 - t0).count());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return Run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "forward: error: %s\n", e.what());
+    return 1;
+  }
+}
