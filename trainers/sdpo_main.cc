@@ -22,11 +22,13 @@
 #include "tensor/thread_pool.h"
 #include "trainers/data/preference_dataset.h"
 #include "trainers/demo_setup.h"
+#include "trainers/model_factory.h"
 #include "trainers/trainer.h"
 
-ABSL_FLAG(std::string, model, "wan21", "model family: wan21 (cogvideox-2b/-5b: not yet)");
+ABSL_FLAG(std::string, model, "wan21", "wan21 | cogvideox-2b | cogvideox-5b (CogVideoX needs --checkpoint and --data)");
 ABSL_FLAG(std::string, checkpoint, "",
-          "official Wan2.1 safetensors (file, sharded index or directory); empty: the demo model");
+          "model safetensors (file, sharded index or directory; Wan2.1 official or diffusers "
+          "names, CogVideoX diffusers names); empty: the demo model (wan21)");
 ABSL_FLAG(std::string, data, "", "preference dataset directory (docs/data.md); empty: demo pairs");
 ABSL_FLAG(std::string, objective, "sdpo", "dpo | dpo-cm | sdpo");
 ABSL_FLAG(std::vector<std::string>, objective_option, {},
@@ -43,10 +45,9 @@ ABSL_FLAG(int64_t, batch, 8, "pairs per micro-batch");
 ABSL_FLAG(int64_t, grad_accum, 1, "micro-batches per optimizer step");
 ABSL_FLAG(int64_t, lora_rank, 8, "LoRA rank");
 ABSL_FLAG(double, lora_alpha, 8, "LoRA alpha");
-ABSL_FLAG(std::vector<std::string>, lora_targets,
-          std::vector<std::string>({"blocks.*.self_attn.{q,k,v,o}", "blocks.*.cross_attn.{q,k,v,o}",
-                                    "blocks.*.ffn.{0,2}"}),
-          "module-name patterns that get adapters");
+ABSL_FLAG(std::vector<std::string>, lora_targets, {},
+          "module-name patterns that get adapters (default: the model's attention and MLP "
+          "projections, e.g. blocks.*.self_attn.{q,k,v,o} for wan21)");
 ABSL_FLAG(bool, full, false, "full fine-tuning (reference = frozen copy) instead of LoRA");
 ABSL_FLAG(bool, recompute, false, "per-block activation recompute");
 ABSL_FLAG(std::string, precision, "f32", "f32 (the CPU path); bf16 needs --device=cuda");
@@ -111,8 +112,9 @@ std::string OutDir() {
 std::string Quoted(const std::string& s) { return json::Quote(s); }
 
 int Main() {
-  SDPO_CHECK(absl::GetFlag(FLAGS_model) == "wan21", "--model=", absl::GetFlag(FLAGS_model),
-             ": only wan21 is available in this build (CogVideoX is tracked in its own issue)");
+  const std::string model_name = absl::GetFlag(FLAGS_model);
+  SDPO_CHECK(model_name == "wan21" || model_name == "cogvideox-2b" || model_name == "cogvideox-5b",
+             "--model=", model_name, ": expected wan21, cogvideox-2b or cogvideox-5b");
   SDPO_CHECK(absl::GetFlag(FLAGS_device) == "cpu",
              "--device=", absl::GetFlag(FLAGS_device),
              ": the trainer runs on the CPU in this build; the CUDA backend is verified per kernel "
@@ -130,30 +132,35 @@ int Main() {
 
   // --- model ------------------------------------------------------------------------------
   std::string weights = absl::GetFlag(FLAGS_checkpoint);
+  SDPO_CHECK(model_name == "wan21" || (!weights.empty() && !demo), "--model=", model_name,
+             ": the embedded demo is a Wan2.1 model; CogVideoX needs --checkpoint and --data");
   if (weights.empty()) {
     SDPO_CHECK(std::filesystem::exists(kDemoBaseModelPath), "the demo base model ",
                kDemoBaseModelPath, " is missing; regenerate it with `bazel run -c opt "
                "//trainers:pretrain -- --out=$PWD/", kDemoBaseModelPath, "`");
     weights = kDemoBaseModelPath;
   }
-  std::unique_ptr<wan21::WanModel> policy = wan21::LoadModel(weights);
+  TrainModel loaded = LoadTrainModel(model_name, weights);
+  models::DiffusionModel* policy = loaded.model.get();
   policy->SetRecompute(absl::GetFlag(FLAGS_recompute));
-  std::unique_ptr<wan21::WanModel> reference;
+  TrainModel reference_model;
+  models::DiffusionModel* reference = nullptr;
   if (full) {
-    reference = wan21::LoadModel(weights);
-    reference->SetRequiresGrad(false);
+    reference_model = LoadTrainModel(model_name, weights);
+    reference = reference_model.model.get();
+    reference->module().SetRequiresGrad(false);
   } else {
-    policy->SetRequiresGrad(false);
+    policy->module().SetRequiresGrad(false);
     nn::LoraConfig lora;
     lora.rank = absl::GetFlag(FLAGS_lora_rank);
     lora.alpha = absl::GetFlag(FLAGS_lora_alpha);
-    lora.targets = absl::GetFlag(FLAGS_lora_targets);
+    lora.targets = absl::GetFlag(FLAGS_lora_targets).empty() ? loaded.lora_targets
+                                                             : absl::GetFlag(FLAGS_lora_targets);
     nn::SetInitSeed(seed + 1);
-    std::vector<std::string> adapted = nn::AttachLora(*policy, lora);
+    std::vector<std::string> adapted = nn::AttachLora(policy->module(), lora);
     std::printf("LoRA rank %lld alpha %g on %zu linear layers\n",
                 static_cast<long long>(lora.rank), lora.alpha, adapted.size());
   }
-  const wan21::WanConfig& mc = policy->config();
 
   // --- data ---------------------------------------------------------------------------------
   demo::DemoWorld world;
@@ -166,7 +173,7 @@ int Main() {
     DemoPairStats stats;
     std::vector<data::PreferencePair> pairs;
     {
-      nn::LoraDisabledScope base(*policy);
+      nn::LoraDisabledScope base(policy->module());
       pairs = GenerateDemoPairs(full ? *reference : *policy, world,
                                 absl::GetFlag(FLAGS_pairs_per_prompt), 0.02, seed, &stats);
     }
@@ -177,9 +184,9 @@ int Main() {
     evaluator = std::make_unique<DemoEvaluator>(world, absl::GetFlag(FLAGS_eval_samples), seed);
   } else {
     data::DatasetSpec spec;
-    spec.channels = mc.in_dim;
-    spec.text_dim = mc.text_dim;
-    spec.max_text_len = mc.text_len;
+    spec.channels = loaded.latent_channels;
+    spec.text_dim = loaded.text_dim;
+    spec.max_text_len = loaded.max_text_len;
     dataset = data::PreferenceDataset::Open(absl::GetFlag(FLAGS_data), spec);
     std::printf("data: %lld pairs from %s\n", static_cast<long long>(dataset->size()),
                 absl::GetFlag(FLAGS_data).c_str());
@@ -206,7 +213,7 @@ int Main() {
   tc.out_dir = out;
   tc.progress = absl::GetFlag(FLAGS_progress);
   tc.description = absl::StrCat(
-      "{\"model\": ", Quoted(absl::GetFlag(FLAGS_model)), ", \"checkpoint\": ", Quoted(weights),
+      "{\"model\": ", Quoted(model_name), ", \"checkpoint\": ", Quoted(weights),
       ", \"data\": ", Quoted(demo ? "demo" : absl::GetFlag(FLAGS_data)), ", \"objective\": ",
       Quoted(DescribeObjectiveConfig(tc.objective)), ", \"lr\": ", tc.lr.base_lr,
       ", \"schedule\": ", Quoted(absl::GetFlag(FLAGS_schedule)), ", \"steps\": ", tc.steps,
@@ -214,8 +221,8 @@ int Main() {
       Quoted(full ? "full" : absl::StrCat("lora r", absl::GetFlag(FLAGS_lora_rank))),
       ", \"seed\": ", seed, ", \"threads\": ", NumThreads(), "}");
 
-  const int64_t trainable = policy->NumParameters(/*trainable_only=*/true);
-  const int64_t total = policy->NumParameters();
+  const int64_t trainable = policy->module().NumParameters(/*trainable_only=*/true);
+  const int64_t total = policy->module().NumParameters();
   const double mib = 1.0 / (1024.0 * 1024.0);
   std::printf("memory plan: weights %.1f MiB (f32), trainable %lld params: master %.1f MiB, "
               "AdamW moments %.1f MiB, gradients %.1f MiB%s\n",
@@ -225,8 +232,7 @@ int Main() {
   std::printf("objective: %s\noutput: %s\n", DescribeObjectiveConfig(tc.objective).c_str(),
               out.c_str());
 
-  NoiseSchedule schedule = NoiseSchedule::Flow(FlowScheduleConfig::Wan21());
-  Trainer trainer(tc, schedule, *policy, reference.get(), *dataset, evaluator.get());
+  Trainer trainer(tc, *loaded.schedule, *policy, reference, *dataset, evaluator.get());
   if (absl::GetFlag(FLAGS_resume)) {
     trainer.Resume(Trainer::CheckpointPath(out));
     std::printf("resumed at step %lld\n", static_cast<long long>(trainer.step()));

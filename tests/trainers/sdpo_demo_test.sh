@@ -18,7 +18,7 @@ trainers/sdpo --model=wan21 --steps=8 --eval_every=0 --pairs_per_prompt=1 --eval
 [[ $(wc -l < "$out/metrics.jsonl") -eq 8 ]]
 # Bad flags fail with a clear message, not a crash.
 if trainers/sdpo --model=cogvideox-9b --out="$TEST_TMPDIR/x" 2> "$TEST_TMPDIR/err.txt"; then exit 1; fi
-grep -q "only wan21" "$TEST_TMPDIR/err.txt"
+grep -q "expected wan21, cogvideox-2b or cogvideox-5b" "$TEST_TMPDIR/err.txt"
 trainers/sample --lora="$out/adapters.safetensors" --prompts="a red blob moving right slow" \
   --samples=1 --steps=4 --out="$TEST_TMPDIR/samples" | grep -q reward
 [[ -s "$TEST_TMPDIR/samples/samples.gif" && -s "$TEST_TMPDIR/samples/samples.png" ]]

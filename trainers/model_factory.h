@@ -1,0 +1,27 @@
+// The models the trainer can fine-tune, behind one interface: what --model names, how its
+// checkpoint loads, its noise schedule, its default LoRA targets and the latent layout of its
+// datasets. Preference datasets always store latents as [C, F, H, W]; models whose own layout
+// differs (CogVideoX: [F, C, H, W]) are wrapped so that the trainer never sees the difference.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "models/diffusion_model.h"
+#include "sdpo/schedules.h"
+
+namespace sdpo::trainers {
+
+struct TrainModel {
+  std::unique_ptr<models::DiffusionModel> model;  // takes [C, F, H, W] latents
+  std::optional<NoiseSchedule> schedule;  // always set by LoadTrainModel
+  std::vector<std::string> lora_targets;  // default adapter targets (checkpoint names)
+  int64_t latent_channels = 0, text_dim = 0, max_text_len = 0;
+};
+
+// name: wan21 | cogvideox-2b | cogvideox-5b. checkpoint: a file, shard index or directory.
+TrainModel LoadTrainModel(const std::string& name, const std::string& checkpoint);
+
+}  // namespace sdpo::trainers
