@@ -645,4 +645,33 @@ std::string Quote(std::string_view s) {
   return out;
 }
 
+
+int64_t ExpectInt(const Value& v, const std::string& key, const std::string& source) {
+  if (v.is_int()) return v.as_int();
+  if (v.is_number() && std::floor(v.as_double()) == v.as_double() &&
+      std::abs(v.as_double()) < 9e15) {
+    return static_cast<int64_t>(v.as_double());
+  }
+  SDPO_FAIL(source, ": key \"", key, "\" must be an integer, found ", TypeName(v.type()), " ",
+            Serialize(v));
+}
+
+double ExpectDouble(const Value& v, const std::string& key, const std::string& source) {
+  SDPO_CHECK(v.is_number(), source, ": key \"", key, "\" must be a number, found ",
+             TypeName(v.type()), " ", Serialize(v));
+  return v.as_double();
+}
+
+bool ExpectBool(const Value& v, const std::string& key, const std::string& source) {
+  SDPO_CHECK(v.is_bool(), source, ": key \"", key, "\" must be true or false, found ",
+             TypeName(v.type()), " ", Serialize(v));
+  return v.as_bool();
+}
+
+std::string ExpectString(const Value& v, const std::string& key, const std::string& source) {
+  SDPO_CHECK(v.is_string(), source, ": key \"", key, "\" must be a string, found ",
+             TypeName(v.type()), " ", Serialize(v));
+  return v.as_string();
+}
+
 }  // namespace sdpo::json

@@ -14,33 +14,9 @@ std::string Lower(std::string s) {
   return s;
 }
 
-int64_t GetInt(const json::Value& v, const std::string& key, const std::string& source) {
-  if (v.is_int()) return v.as_int();
-  if (v.is_number() && std::floor(v.as_double()) == v.as_double() &&
-      std::abs(v.as_double()) < 9e15) {
-    return static_cast<int64_t>(v.as_double());
-  }
-  SDPO_FAIL(source, ": key \"", key, "\" must be an integer, found ", json::TypeName(v.type()), " ",
-            json::Serialize(v));
-}
 
-double GetDouble(const json::Value& v, const std::string& key, const std::string& source) {
-  SDPO_CHECK(v.is_number(), source, ": key \"", key, "\" must be a number, found ",
-             json::TypeName(v.type()), " ", json::Serialize(v));
-  return v.as_double();
-}
 
-bool GetBool(const json::Value& v, const std::string& key, const std::string& source) {
-  SDPO_CHECK(v.is_bool(), source, ": key \"", key, "\" must be true or false, found ",
-             json::TypeName(v.type()), " ", json::Serialize(v));
-  return v.as_bool();
-}
 
-std::string GetString(const json::Value& v, const std::string& key, const std::string& source) {
-  SDPO_CHECK(v.is_string(), source, ": key \"", key, "\" must be a string, found ",
-             json::TypeName(v.type()), " ", json::Serialize(v));
-  return v.as_string();
-}
 
 void RequireNull(const json::Value& v, const std::string& key, const std::string& source,
                  const char* why) {
@@ -113,65 +89,65 @@ CogVideoXConfig CogVideoXConfig::FromJson(const json::Value& value, const std::s
   for (const auto& [key, v] : value.as_object()) {
     if (!key.empty() && key[0] == '_') continue;
     if (key == "num_attention_heads") {
-      c.num_attention_heads = GetInt(v, key, source);
+      c.num_attention_heads = json::ExpectInt(v, key, source);
     } else if (key == "attention_head_dim") {
-      c.attention_head_dim = GetInt(v, key, source);
+      c.attention_head_dim = json::ExpectInt(v, key, source);
     } else if (key == "in_channels") {
-      c.in_channels = GetInt(v, key, source);
+      c.in_channels = json::ExpectInt(v, key, source);
     } else if (key == "out_channels") {
       if (v.is_null()) {
         out_null = true;
       } else {
-        c.out_channels = GetInt(v, key, source);
+        c.out_channels = json::ExpectInt(v, key, source);
       }
     } else if (key == "flip_sin_to_cos") {
-      c.flip_sin_to_cos = GetBool(v, key, source);
+      c.flip_sin_to_cos = json::ExpectBool(v, key, source);
     } else if (key == "freq_shift") {
-      c.freq_shift = GetDouble(v, key, source);
+      c.freq_shift = json::ExpectDouble(v, key, source);
     } else if (key == "time_embed_dim") {
-      c.time_embed_dim = GetInt(v, key, source);
+      c.time_embed_dim = json::ExpectInt(v, key, source);
     } else if (key == "ofs_embed_dim") {
       RequireNull(v, key, source, "CogVideoX 1.5 ofs embedding");
     } else if (key == "text_embed_dim") {
-      c.text_embed_dim = GetInt(v, key, source);
+      c.text_embed_dim = json::ExpectInt(v, key, source);
     } else if (key == "num_layers") {
-      c.num_layers = GetInt(v, key, source);
+      c.num_layers = json::ExpectInt(v, key, source);
     } else if (key == "dropout") {
-      c.dropout = GetDouble(v, key, source);
+      c.dropout = json::ExpectDouble(v, key, source);
     } else if (key == "attention_bias") {
-      c.attention_bias = GetBool(v, key, source);
+      c.attention_bias = json::ExpectBool(v, key, source);
     } else if (key == "sample_width") {
-      c.sample_width = GetInt(v, key, source);
+      c.sample_width = json::ExpectInt(v, key, source);
     } else if (key == "sample_height") {
-      c.sample_height = GetInt(v, key, source);
+      c.sample_height = json::ExpectInt(v, key, source);
     } else if (key == "sample_frames") {
-      c.sample_frames = GetInt(v, key, source);
+      c.sample_frames = json::ExpectInt(v, key, source);
     } else if (key == "patch_size") {
-      c.patch_size = GetInt(v, key, source);
+      c.patch_size = json::ExpectInt(v, key, source);
     } else if (key == "patch_size_t") {
       RequireNull(v, key, source, "temporal patching is CogVideoX 1.5");
     } else if (key == "temporal_compression_ratio") {
-      c.temporal_compression_ratio = GetInt(v, key, source);
+      c.temporal_compression_ratio = json::ExpectInt(v, key, source);
     } else if (key == "max_text_seq_length") {
-      c.max_text_seq_length = GetInt(v, key, source);
+      c.max_text_seq_length = json::ExpectInt(v, key, source);
     } else if (key == "activation_fn") {
-      c.activation_fn = GetString(v, key, source);
+      c.activation_fn = json::ExpectString(v, key, source);
     } else if (key == "timestep_activation_fn") {
-      c.timestep_activation_fn = GetString(v, key, source);
+      c.timestep_activation_fn = json::ExpectString(v, key, source);
     } else if (key == "norm_elementwise_affine") {
-      c.norm_elementwise_affine = GetBool(v, key, source);
+      c.norm_elementwise_affine = json::ExpectBool(v, key, source);
     } else if (key == "norm_eps") {
-      c.norm_eps = GetDouble(v, key, source);
+      c.norm_eps = json::ExpectDouble(v, key, source);
     } else if (key == "spatial_interpolation_scale") {
-      c.spatial_interpolation_scale = GetDouble(v, key, source);
+      c.spatial_interpolation_scale = json::ExpectDouble(v, key, source);
     } else if (key == "temporal_interpolation_scale") {
-      c.temporal_interpolation_scale = GetDouble(v, key, source);
+      c.temporal_interpolation_scale = json::ExpectDouble(v, key, source);
     } else if (key == "use_rotary_positional_embeddings") {
-      c.use_rotary_positional_embeddings = GetBool(v, key, source);
+      c.use_rotary_positional_embeddings = json::ExpectBool(v, key, source);
     } else if (key == "use_learned_positional_embeddings") {
-      c.use_learned_positional_embeddings = GetBool(v, key, source);
+      c.use_learned_positional_embeddings = json::ExpectBool(v, key, source);
     } else if (key == "patch_bias") {
-      c.patch_bias = GetBool(v, key, source);
+      c.patch_bias = json::ExpectBool(v, key, source);
     } else {
       SDPO_FAIL(source, ": unknown key \"", key, "\" in a diffusers CogVideoX config");
     }

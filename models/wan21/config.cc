@@ -16,33 +16,9 @@ std::string Lower(std::string s) {
   return s;
 }
 
-int64_t GetInt(const json::Value& v, const std::string& key, const std::string& source) {
-  if (v.is_int()) return v.as_int();
-  if (v.is_number() && std::floor(v.as_double()) == v.as_double() &&
-      std::abs(v.as_double()) < 9e15) {
-    return static_cast<int64_t>(v.as_double());
-  }
-  SDPO_FAIL(source, ": key \"", key, "\" must be an integer, found ", json::TypeName(v.type()), " ",
-            json::Serialize(v));
-}
 
-double GetDouble(const json::Value& v, const std::string& key, const std::string& source) {
-  SDPO_CHECK(v.is_number(), source, ": key \"", key, "\" must be a number, found ",
-             json::TypeName(v.type()), " ", json::Serialize(v));
-  return v.as_double();
-}
 
-bool GetBool(const json::Value& v, const std::string& key, const std::string& source) {
-  SDPO_CHECK(v.is_bool(), source, ": key \"", key, "\" must be true or false, found ",
-             json::TypeName(v.type()), " ", json::Serialize(v));
-  return v.as_bool();
-}
 
-std::string GetString(const json::Value& v, const std::string& key, const std::string& source) {
-  SDPO_CHECK(v.is_string(), source, ": key \"", key, "\" must be a string, found ",
-             json::TypeName(v.type()), " ", json::Serialize(v));
-  return v.as_string();
-}
 
 template <size_t N>
 std::array<int64_t, N> GetInts(const json::Value& v, const std::string& key,
@@ -50,7 +26,7 @@ std::array<int64_t, N> GetInts(const json::Value& v, const std::string& key,
   SDPO_CHECK(v.is_array() && v.as_array().size() == N, source, ": key \"", key,
              "\" must be a list of ", N, " integers, found ", json::Serialize(v));
   std::array<int64_t, N> out{};
-  for (size_t i = 0; i < N; ++i) out[i] = GetInt(v.as_array()[i], key, source);
+  for (size_t i = 0; i < N; ++i) out[i] = json::ExpectInt(v.as_array()[i], key, source);
   return out;
 }
 
@@ -59,35 +35,35 @@ WanConfig FromOfficialJson(const json::Value& value, const std::string& source) 
   for (const auto& [key, v] : value.as_object()) {
     if (!key.empty() && key[0] == '_') continue;  // _class_name, _diffusers_version, ...
     if (key == "model_type") {
-      c.model_type = GetString(v, key, source);
+      c.model_type = json::ExpectString(v, key, source);
     } else if (key == "patch_size") {
       c.patch_size = GetInts<3>(v, key, source);
     } else if (key == "text_len") {
-      c.text_len = GetInt(v, key, source);
+      c.text_len = json::ExpectInt(v, key, source);
     } else if (key == "in_dim") {
-      c.in_dim = GetInt(v, key, source);
+      c.in_dim = json::ExpectInt(v, key, source);
     } else if (key == "dim") {
-      c.dim = GetInt(v, key, source);
+      c.dim = json::ExpectInt(v, key, source);
     } else if (key == "ffn_dim") {
-      c.ffn_dim = GetInt(v, key, source);
+      c.ffn_dim = json::ExpectInt(v, key, source);
     } else if (key == "freq_dim") {
-      c.freq_dim = GetInt(v, key, source);
+      c.freq_dim = json::ExpectInt(v, key, source);
     } else if (key == "text_dim") {
-      c.text_dim = GetInt(v, key, source);
+      c.text_dim = json::ExpectInt(v, key, source);
     } else if (key == "out_dim") {
-      c.out_dim = GetInt(v, key, source);
+      c.out_dim = json::ExpectInt(v, key, source);
     } else if (key == "num_heads") {
-      c.num_heads = GetInt(v, key, source);
+      c.num_heads = json::ExpectInt(v, key, source);
     } else if (key == "num_layers") {
-      c.num_layers = GetInt(v, key, source);
+      c.num_layers = json::ExpectInt(v, key, source);
     } else if (key == "window_size") {
       c.window_size = GetInts<2>(v, key, source);
     } else if (key == "qk_norm") {
-      c.qk_norm = GetBool(v, key, source);
+      c.qk_norm = json::ExpectBool(v, key, source);
     } else if (key == "cross_attn_norm") {
-      c.cross_attn_norm = GetBool(v, key, source);
+      c.cross_attn_norm = json::ExpectBool(v, key, source);
     } else if (key == "eps") {
-      c.eps = GetDouble(v, key, source);
+      c.eps = json::ExpectDouble(v, key, source);
     } else {
       SDPO_FAIL(source, ": unknown Wan2.1 config key \"", key,
                 "\" (known: model_type, patch_size, text_len, in_dim, dim, ffn_dim, freq_dim, "
@@ -107,43 +83,43 @@ WanConfig FromDiffusersJson(const json::Value& value, const std::string& source)
     if (key == "patch_size") {
       c.patch_size = GetInts<3>(v, key, source);
     } else if (key == "num_attention_heads") {
-      heads = GetInt(v, key, source);
+      heads = json::ExpectInt(v, key, source);
     } else if (key == "attention_head_dim") {
-      head_dim = GetInt(v, key, source);
+      head_dim = json::ExpectInt(v, key, source);
     } else if (key == "in_channels") {
-      c.in_dim = GetInt(v, key, source);
+      c.in_dim = json::ExpectInt(v, key, source);
     } else if (key == "out_channels") {
-      c.out_dim = GetInt(v, key, source);
+      c.out_dim = json::ExpectInt(v, key, source);
     } else if (key == "text_dim") {
-      c.text_dim = GetInt(v, key, source);
+      c.text_dim = json::ExpectInt(v, key, source);
     } else if (key == "freq_dim") {
-      c.freq_dim = GetInt(v, key, source);
+      c.freq_dim = json::ExpectInt(v, key, source);
     } else if (key == "ffn_dim") {
-      c.ffn_dim = GetInt(v, key, source);
+      c.ffn_dim = json::ExpectInt(v, key, source);
     } else if (key == "num_layers") {
-      c.num_layers = GetInt(v, key, source);
+      c.num_layers = json::ExpectInt(v, key, source);
     } else if (key == "cross_attn_norm") {
-      c.cross_attn_norm = GetBool(v, key, source);
+      c.cross_attn_norm = json::ExpectBool(v, key, source);
     } else if (key == "qk_norm") {
       if (v.is_null()) {
         c.qk_norm = false;
       } else {
-        std::string s = GetString(v, key, source);
+        std::string s = json::ExpectString(v, key, source);
         SDPO_CHECK(s == "rms_norm_across_heads", source, ": qk_norm \"", s,
                    "\" is not supported (Wan2.1 uses \"rms_norm_across_heads\")");
         c.qk_norm = true;
       }
     } else if (key == "eps") {
-      c.eps = GetDouble(v, key, source);
+      c.eps = json::ExpectDouble(v, key, source);
     } else if (key == "image_dim" || key == "added_kv_proj_dim" || key == "pos_embed_seq_len") {
       SDPO_CHECK(v.is_null(), source, ": \"", key, "\" = ", json::Serialize(v),
                  " describes an image-conditioned variant (only T2V is implemented)");
     } else if (key == "rope_max_seq_len") {
-      SDPO_CHECK(GetInt(v, key, source) == 1024, source,
+      SDPO_CHECK(json::ExpectInt(v, key, source) == 1024, source,
                  ": rope_max_seq_len must be 1024 (the official table), found ",
                  json::Serialize(v));
     } else if (key == "text_len") {
-      c.text_len = GetInt(v, key, source);
+      c.text_len = json::ExpectInt(v, key, source);
     } else {
       SDPO_FAIL(source, ": unknown key \"", key, "\" in a diffusers Wan config");
     }
