@@ -1,5 +1,7 @@
 #include "trainers/preference_step.h"
 
+#include "tensor/ops.h"
+
 namespace sdpo::trainers {
 
 NoisedPairs NoisePairs(const PairTensors& pairs, const std::vector<TimePoint>& timepoints,
@@ -77,7 +79,9 @@ PreferenceLoss ComputePreferenceLoss(const ObjectiveConfig& config,
     g[b + i] = out.result.grad_policy_loser[i];
   }
   for (int64_t i = 0; i < 2 * b; ++i) dot += g[i] * pol[i];
-  Tensor grad = Tensor::FromVector(g, {2 * b}, policy_errors.dtype());
+  // On the errors' device (the model may run on CUDA).
+  Tensor grad = ops::To(Tensor::FromVector(g, {2 * b}, policy_errors.dtype()),
+                        policy_errors.device());
   Tensor linear = sum(mul(policy_errors, grad));
   out.loss = add(linear, out.result.loss - dot);
   return out;

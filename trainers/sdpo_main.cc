@@ -7,6 +7,7 @@
 //       fine-tunes a real checkpoint on an on-disk preference dataset (docs/data.md).
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -22,6 +23,7 @@
 #include "tensor/thread_pool.h"
 #include "trainers/data/preference_dataset.h"
 #include "trainers/demo_setup.h"
+#include "trainers/distributed/communicator.h"
 #include "trainers/model_factory.h"
 #include "trainers/trainer.h"
 
@@ -111,7 +113,7 @@ std::string OutDir() {
 
 std::string Quoted(const std::string& s) { return json::Quote(s); }
 
-int Main() {
+int Main(distributed::Communicator& comm) {
   const std::string model_name = absl::GetFlag(FLAGS_model);
   SDPO_CHECK(model_name == "wan21" || model_name == "cogvideox-2b" || model_name == "cogvideox-5b",
              "--model=", model_name, ": expected wan21, cogvideox-2b or cogvideox-5b");
@@ -126,7 +128,7 @@ int Main() {
   const bool demo = absl::GetFlag(FLAGS_data).empty();
   const bool full = absl::GetFlag(FLAGS_full);
   std::string out = OutDir();
-  if (!absl::GetFlag(FLAGS_resume) && std::filesystem::exists(out)) {
+  if (!absl::GetFlag(FLAGS_resume) && comm.is_root() && std::filesystem::exists(out)) {
     std::filesystem::remove(std::filesystem::path(out) / "metrics.jsonl");
   }
 
@@ -212,6 +214,7 @@ int Main() {
   tc.max_bad_steps = absl::GetFlag(FLAGS_max_bad_steps);
   tc.out_dir = out;
   tc.progress = absl::GetFlag(FLAGS_progress);
+  tc.comm = &comm;
   tc.description = absl::StrCat(
       "{\"model\": ", Quoted(model_name), ", \"checkpoint\": ", Quoted(weights),
       ", \"data\": ", Quoted(demo ? "demo" : absl::GetFlag(FLAGS_data)), ", \"objective\": ",
@@ -229,6 +232,11 @@ int Main() {
               total * 4 * mib, static_cast<long long>(trainable), trainable * 4 * mib,
               trainable * 8 * mib, trainable * 4 * mib,
               full ? absl::StrFormat(", reference copy %.1f MiB", total * 4 * mib).c_str() : "");
+  if (comm.world_size() > 1) {
+    std::printf("data parallel: %d ranks (%s) x batch %lld = global batch %lld pairs\n",
+                comm.world_size(), comm.name().c_str(), static_cast<long long>(tc.batch),
+                static_cast<long long>(tc.batch * comm.world_size()));
+  }
   std::printf("objective: %s\noutput: %s\n", DescribeObjectiveConfig(tc.objective).c_str(),
               out.c_str());
 
@@ -252,9 +260,26 @@ int Main() {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("preference fine-tuning of video diffusion transformers");
   absl::ParseCommandLine(argc, argv);
+  // Under mpirun (detected from OpenMPI's environment) this process is one data-parallel rank;
+  // otherwise the world is this process alone and MPI is never initialised.
+  std::unique_ptr<sdpo::distributed::Communicator> comm;
   try {
-    return sdpo::trainers::Main();
+    comm = sdpo::distributed::MakeCommunicator();
   } catch (const std::exception& e) {
+    std::fprintf(stderr, "sdpo: error: %s\n", e.what());
+    return 1;
+  }
+  // Only rank 0 prints; the others keep stderr for warnings and errors.
+  if (!comm->is_root() && std::freopen("/dev/null", "w", stdout) == nullptr) return 1;
+  try {
+    return sdpo::trainers::Main(*comm);
+  } catch (const std::exception& e) {
+    if (comm->world_size() > 1) {
+      std::fprintf(stderr, "\nsdpo: error (rank %d of %d): %s\n", comm->rank(),
+                   comm->world_size(), e.what());
+      // Other ranks may be waiting in a collective: end the whole job.
+      static_cast<sdpo::distributed::MpiCommunicator*>(comm.get())->Abort(1);
+    }
     std::fprintf(stderr, "\nsdpo: error: %s\n", e.what());
     return 1;
   }

@@ -27,6 +27,45 @@ constexpr uint64_t kTimestepSalt = 0x7153a1d2e4b6c8f0ull;
 constexpr uint64_t kNoiseSalt = 0x2b992ddfa23249d6ull;
 constexpr char kStateFormat[] = "sdpo-train-state-v1";
 
+// Per pair, what every rank needs to evaluate the objective on the whole global micro-batch: the
+// four errors and the time point.
+constexpr size_t kPairFields = 10;
+
+void AppendPair(std::vector<double>& out, const TimePoint& tp, double pw, double pl, double rw,
+                double rl) {
+  const double v[kPairFields] = {pw,           pl,       rw,       rl,
+                                 tp.timestep, tp.alpha, tp.sigma, tp.alpha_prev,
+                                 tp.sigma_prev, static_cast<double>(tp.index)};
+  out.insert(out.end(), v, v + kPairFields);
+}
+
+PairBatch UnpackPairs(const std::vector<double>& flat, ScheduleFamily family) {
+  PairBatch b;
+  for (size_t k = 0; k + kPairFields <= flat.size(); k += kPairFields) {
+    const double* v = flat.data() + k;
+    b.policy_winner.push_back(v[0]);
+    b.policy_loser.push_back(v[1]);
+    b.reference_winner.push_back(v[2]);
+    b.reference_loser.push_back(v[3]);
+    TimePoint tp;
+    tp.family = family;
+    tp.timestep = v[4];
+    tp.alpha = v[5];
+    tp.sigma = v[6];
+    tp.alpha_prev = v[7];
+    tp.sigma_prev = v[8];
+    tp.index = static_cast<int>(v[9]);
+    b.timepoints.push_back(tp);
+  }
+  return b;
+}
+
+uint64_t Fnv1a(const std::string& s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
+  return h;
+}
+
 bool AllFinite(const std::vector<Tensor>& params) {
   for (const Tensor& p : params) {
     Tensor g = p.grad();
@@ -55,12 +94,18 @@ Trainer::Trainer(TrainerConfig config, NoiseSchedule schedule, models::Diffusion
                  models::DiffusionModel* reference, const data::PairDataset& data,
                  Evaluator* evaluator)
     : config_(std::move(config)),
+      local_comm_(config_.comm != nullptr ? nullptr
+                                          : std::make_unique<distributed::LocalCommunicator>()),
+      comm_(config_.comm != nullptr ? config_.comm : local_comm_.get()),
       schedule_(std::move(schedule)),
       sampler_(schedule_, config_.timesteps),
       policy_(policy),
       reference_(reference),
       data_(data),
-      data_order_(data.size(), config_.batch, config_.seed),
+      // The sampler shards every global batch: this rank takes pairs
+      // [rank * batch, (rank + 1) * batch) of it.
+      data_order_(data.size(), std::max<int64_t>(1, config_.batch) * comm_->world_size(),
+                  config_.seed, comm_->rank(), comm_->world_size()),
       evaluator_(evaluator),
       profile_(10, schedule_.max_timestep()) {
   ValidateObjectiveConfig(config_.objective);
@@ -77,7 +122,50 @@ Trainer::Trainer(TrainerConfig config, NoiseSchedule schedule, models::Diffusion
   opt.lr = config_.lr.At(0);
   opt.weight_decay = config_.weight_decay;
   optimizer_ = std::make_unique<nn::AdamW>(named, opt);
-  if (!config_.out_dir.empty()) std::filesystem::create_directories(config_.out_dir);
+  if (!config_.out_dir.empty() && is_root()) std::filesystem::create_directories(config_.out_dir);
+  if (comm_->world_size() > 1) {
+    CheckRanksAgree();
+    // Identical starting weights on every rank, whatever each rank's initialisation did.
+    comm_->Broadcast(params_, 0);
+  }
+}
+
+void Trainer::CheckRanksAgree() {
+  int64_t trainable = 0;
+  for (const Tensor& p : params_) trainable += p.numel();
+  const std::vector<std::pair<std::string, uint64_t>> fields = {
+      {"description", Fnv1a(config_.description)},
+      {"objective", Fnv1a(DescribeObjectiveConfig(config_.objective))},
+      {"dataset_size", static_cast<uint64_t>(data_.size())},
+      {"batch", static_cast<uint64_t>(config_.batch)},
+      {"grad_accum", static_cast<uint64_t>(config_.grad_accum)},
+      {"steps", static_cast<uint64_t>(config_.steps)},
+      {"seed", config_.seed},
+      {"max_grad_norm", Fnv1a(absl::StrCat(config_.max_grad_norm))},
+      {"lr", Fnv1a(absl::StrCat(config_.lr.base_lr, "/", config_.lr.At(config_.steps / 2)))},
+      {"trainable_parameters", static_cast<uint64_t>(trainable)},
+      {"trainable_tensors", params_.size()},
+  };
+  std::vector<uint64_t> root(fields.size());
+  for (size_t i = 0; i < fields.size(); ++i) root[i] = fields[i].second;
+  comm_->Broadcast(root, 0);
+  // Per field, the number of ranks that disagree with rank 0: every rank learns the verdict, so
+  // all of them stop together instead of leaving some waiting in the next collective.
+  std::vector<double> mismatches(fields.size(), 0.0);
+  for (size_t i = 0; i < fields.size(); ++i) mismatches[i] = root[i] != fields[i].second;
+  comm_->AllReduceSum(mismatches);
+  std::string bad;
+  for (size_t i = 0; i < fields.size(); ++i) {
+    if (mismatches[i] > 0) {
+      absl::StrAppend(&bad, bad.empty() ? "" : ", ", fields[i].first, " (", mismatches[i],
+                      " rank(s) differ from rank 0", root[i] != fields[i].second
+                          ? absl::StrCat("; rank ", comm_->rank(), " has ", fields[i].second,
+                                         ", rank 0 ", root[i])
+                          : std::string(), ")");
+    }
+  }
+  SDPO_CHECK(bad.empty(), "trainer (rank ", comm_->rank(), " of ", comm_->world_size(),
+             "): the ranks' configurations differ: ", bad);
 }
 
 Trainer::~Trainer() {
@@ -96,15 +184,18 @@ StepRecord Trainer::Step() {
   optimizer_->set_lr(record.lr);
   optimizer_->ZeroGrad();
 
-  PairBatch all_pairs;
+  PairBatch all_pairs;  // the whole global batch (all ranks, all micro-batches), for metrics
   ObjectiveResult all_results;
   double loss_sum = 0;
   bool finite = true;
   const double micro_scale = 1.0 / static_cast<double>(config_.grad_accum);
+  const int64_t world = comm_->world_size();
+  const int64_t global_batch = config_.batch * world;
   for (int64_t micro = 0; micro < config_.grad_accum; ++micro) {
-    // Draws are a pure function of (seed, step, micro-batch): resume is bit-exact.
-    const uint64_t draw_base =
-        static_cast<uint64_t>((step_ * config_.grad_accum + micro) * config_.batch);
+    // Draws are a pure function of (seed, step, micro-batch, GLOBAL pair index): resume is
+    // bit-exact, and N ranks x b pairs draw exactly what 1 rank x N*b pairs draws.
+    const uint64_t draw_base = static_cast<uint64_t>(
+        (step_ * config_.grad_accum + micro) * global_batch + comm_->rank() * config_.batch);
     if (!loader_) loader_ = std::make_unique<data::PrefetchingLoader>(data_, data_order_);
     data::PreferenceBatch loaded = loader_->Next();
     data_order_.set_cursor(loaded.cursor);
@@ -137,39 +228,80 @@ StepRecord Trainer::Step() {
             policy_.ForwardList(batch.inputs, batch.timesteps, batch.contexts), batch.targets);
       }
     }
+    // Every rank gathers the errors and time points of the whole global micro-batch and
+    // evaluates the objective on it, exactly as one rank holding all the pairs would (batch
+    // normalisations such as C&M's mean over active pairs and SDPO's self-normalised weights
+    // included). Each rank then backpropagates the objective's gradient for its own pairs, so the
+    // SUM of the ranks' parameter gradients is the single-rank gradient of the global batch.
+    const int64_t b = static_cast<int64_t>(tps.size());
+    const std::vector<double> pol = policy_err.ToVector(), ref = reference_err.ToVector();
+    std::vector<double> mine;
+    mine.reserve(kPairFields * static_cast<size_t>(b));
+    for (int64_t i = 0; i < b; ++i) {
+      AppendPair(mine, tps[i], pol[i], pol[b + i], ref[i], ref[b + i]);
+    }
+    PairBatch global = UnpackPairs(comm_->AllGather(mine), tps.front().family);
+    // Decided on the gathered values: every rank skips the step together.
     bool errors_finite = true;
-    for (const Tensor* e : {&policy_err, &reference_err}) {
-      for (double v : e->ToVector()) errors_finite = errors_finite && std::isfinite(v);
+    for (const auto* v : {&global.policy_winner, &global.policy_loser, &global.reference_winner,
+                          &global.reference_loser}) {
+      for (double x : *v) errors_finite = errors_finite && std::isfinite(x);
     }
     if (!errors_finite) {
       finite = false;
       break;
     }
-    PreferenceLoss loss = ComputePreferenceLoss(config_.objective, tps, policy_err, reference_err);
-    if (!std::isfinite(loss.result.loss)) {
+    ObjectiveResult result = EvaluateObjective(config_.objective, global);
+    if (!std::isfinite(result.loss)) {
       finite = false;
       break;
     }
-    loss_sum += loss.result.loss * micro_scale;
-    Backward(mul(loss.loss, micro_scale));
+    const int64_t offset = comm_->rank() * b;
+    std::vector<double> g(2 * b);
+    for (int64_t i = 0; i < b; ++i) {
+      g[i] = result.grad_policy_winner[offset + i];
+      g[b + i] = result.grad_policy_loser[offset + i];
+    }
+    // d loss / d policy_err = g (the objective's analytic gradient), as ComputePreferenceLoss.
+    Tensor grad = Tensor::FromVector(g, {2 * b}, policy_err.dtype());
+    loss_sum += result.loss * micro_scale;
+    Backward(mul(sum(mul(policy_err, grad)), micro_scale));
     // Accumulate what the metrics need across micro-batches.
-    auto append = [](std::vector<double>& a, const std::vector<double>& b) {
-      a.insert(a.end(), b.begin(), b.end());
+    auto append = [](std::vector<double>& a, const std::vector<double>& v) {
+      a.insert(a.end(), v.begin(), v.end());
     };
-    all_pairs.timepoints.insert(all_pairs.timepoints.end(), tps.begin(), tps.end());
-    append(all_pairs.policy_winner, loss.batch.policy_winner);
-    append(all_pairs.policy_loser, loss.batch.policy_loser);
-    append(all_pairs.reference_winner, loss.batch.reference_winner);
-    append(all_pairs.reference_loser, loss.batch.reference_loser);
-    all_results.pairs.insert(all_results.pairs.end(), loss.result.pairs.begin(),
-                             loss.result.pairs.end());
-    all_results.num_active += loss.result.num_active;
-    all_results.num_weights_clipped += loss.result.num_weights_clipped;
-    all_results.num_weights_to_clip += loss.result.num_weights_to_clip;
+    append(all_pairs.policy_winner, global.policy_winner);
+    append(all_pairs.policy_loser, global.policy_loser);
+    append(all_pairs.reference_winner, global.reference_winner);
+    append(all_pairs.reference_loser, global.reference_loser);
+    all_pairs.timepoints.insert(all_pairs.timepoints.end(), global.timepoints.begin(),
+                                global.timepoints.end());
+    all_results.pairs.insert(all_results.pairs.end(), result.pairs.begin(), result.pairs.end());
+    all_results.num_active += result.num_active;
+    all_results.num_weights_clipped += result.num_weights_clipped;
+    all_results.num_weights_to_clip += result.num_weights_to_clip;
   }
   all_results.loss = loss_sum;
 
+  if (finite && world > 1) {
+    // Sum the trainable parameters' gradients over ranks (see above: no division by world).
+    std::vector<Tensor> grads;
+    grads.reserve(params_.size());
+    for (Tensor& p : params_) {
+      Tensor g = p.grad();
+      if (!g.defined()) g = Tensor::Zeros(p.shape(), p.dtype());
+      grads.push_back(g);
+    }
+    comm_->AllReduceSum(grads);
+    for (size_t i = 0; i < params_.size(); ++i) params_[i].set_grad(grads[i]);
+  }
   if (finite) finite = AllFinite(params_);
+  if (world > 1) {
+    // Collective, so that no rank updates while another skips.
+    std::vector<double> bad = {finite ? 0.0 : 1.0};
+    comm_->AllReduceSum(bad);
+    finite = bad[0] == 0.0;
+  }
   if (finite) {
     record.grad_norm = config_.max_grad_norm > 0 ? nn::ClipGradNorm(params_, config_.max_grad_norm)
                                                  : nn::GradNorm(params_);
@@ -188,8 +320,11 @@ StepRecord Trainer::Step() {
     record.skipped = true;
     ++bad_streak_;
     ++bad_total_;
-    std::fprintf(stderr, "\nwarning: step %lld skipped: non-finite loss or gradient (%lld in a row)\n",
-                 static_cast<long long>(record.step), static_cast<long long>(bad_streak_));
+    if (is_root()) {
+      std::fprintf(stderr,
+                   "\nwarning: step %lld skipped: non-finite loss or gradient (%lld in a row)\n",
+                   static_cast<long long>(record.step), static_cast<long long>(bad_streak_));
+    }
     SDPO_CHECK(bad_streak_ < config_.max_bad_steps, "training stopped: ", bad_streak_,
                " consecutive steps with a NaN/Inf loss or gradient (limit --max-bad-steps=",
                config_.max_bad_steps, "); lower --lr or check the data");
@@ -203,7 +338,7 @@ StepRecord Trainer::Step() {
 }
 
 void Trainer::AppendMetrics(const StepRecord& r) {
-  if (config_.out_dir.empty()) return;
+  if (config_.out_dir.empty() || !is_root()) return;
   std::ofstream f(std::filesystem::path(config_.out_dir) / "metrics.jsonl", std::ios::app);
   std::string m = r.skipped ? "{}" : MetricsToJson(r.metrics);
   f << absl::StrFormat("{\"step\": %d, \"lr\": %.9g, \"grad_norm\": %.9g, \"seconds\": %.6f, "
@@ -271,34 +406,36 @@ EvalResult Trainer::Run() {
   auto t0 = std::chrono::steady_clock::now();
   const int64_t first_step = step_;
   EvalResult before;
-  if (evaluator_ != nullptr && step_ == 0) {
-    before = evaluator_->Evaluate(policy_);
+  // Evaluation and outputs are rank 0's (the ranks hold identical weights).
+  Evaluator* evaluator = is_root() ? evaluator_ : nullptr;
+  if (evaluator != nullptr && step_ == 0) {
+    before = evaluator->Evaluate(policy_);
   }
   std::vector<std::pair<int64_t, EvalResult>> evals;
   if (!before.values.empty()) evals.push_back({0, before});
-  ProgressBar bar("train", config_.steps, config_.progress);
+  ProgressBar bar("train", config_.steps, config_.progress && is_root());
   while (step_ < config_.steps) {
     StepRecord r = Step();
     bar.Update(step_, r.skipped ? std::string("skipped")
                                 : absl::StrFormat("loss %.4f acc %.2f", r.metrics.loss,
                                                   r.metrics.reward_accuracy));
     if (config_.save_every > 0 && step_ % config_.save_every == 0 && step_ < config_.steps &&
-        !config_.out_dir.empty()) {
+        !config_.out_dir.empty() && is_root()) {
       SaveCheckpoint(CheckpointPath(config_.out_dir));
     }
-    if (evaluator_ != nullptr && config_.eval_every > 0 && step_ % config_.eval_every == 0 &&
+    if (evaluator != nullptr && config_.eval_every > 0 && step_ % config_.eval_every == 0 &&
         step_ < config_.steps) {
-      evals.push_back({step_, evaluator_->Evaluate(policy_)});
+      evals.push_back({step_, evaluator->Evaluate(policy_)});
     }
   }
   bar.Finish();
   EvalResult after;
-  if (evaluator_ != nullptr) {
-    after = evaluator_->Evaluate(policy_);
+  if (evaluator != nullptr) {
+    after = evaluator->Evaluate(policy_);
     evals.push_back({step_, after});
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (!config_.out_dir.empty()) {
+  if (!config_.out_dir.empty() && is_root()) {
     SaveCheckpoint(CheckpointPath(config_.out_dir));
     // The adapters alone, PEFT-named, for //trainers:sample --lora and other tools.
     if (!nn::LoraLayers(policy_.module()).empty()) {

@@ -19,6 +19,7 @@
 #include "trainers/data/loader.h"
 #include "trainers/data/preference_dataset.h"
 #include "trainers/data/sampler.h"
+#include "trainers/distributed/communicator.h"
 
 namespace sdpo::trainers {
 
@@ -39,7 +40,7 @@ struct TrainerConfig {
   TimestepSamplerConfig timesteps;
   PredictionType target = PredictionType::kV;  // what the model predicts (flow: v)
   int64_t steps = 100;
-  int64_t batch = 4;       // pairs per micro-batch
+  int64_t batch = 4;       // pairs per micro-batch on each rank (global: batch * world_size)
   int64_t grad_accum = 1;  // micro-batches per optimizer step
   nn::LrSchedule lr;       // lr.base_lr is the peak learning rate
   double weight_decay = 0.0;
@@ -51,6 +52,11 @@ struct TrainerConfig {
   std::string out_dir;     // metrics.jsonl, checkpoint, report
   bool progress = true;    // progress bar on stderr
   std::string description;  // the run's configuration as JSON (summary.json)
+  // Data parallelism (docs/distributed.md): the ranks' collectives, or null for one process.
+  // Not owned; must outlive the Trainer. Every rank trains on its slice of each global batch;
+  // gradients are summed over ranks, so the run equals one rank with batch * world_size pairs.
+  // Only rank 0 writes metrics, checkpoints and reports and runs the evaluator.
+  distributed::Communicator* comm = nullptr;
 };
 
 // Per-step record (one line of metrics.jsonl).
@@ -70,14 +76,15 @@ class Trainer {
           models::DiffusionModel* reference, const data::PairDataset& data, Evaluator* evaluator);
   ~Trainer();
 
-  // Restores the full training state from a checkpoint written by SaveCheckpoint.
+  // Restores the full training state from a checkpoint written by SaveCheckpoint (every rank
+  // reads the same file).
   void Resume(const std::string& path);
   // Trains until config.steps, evaluating and checkpointing as configured, and writes
   // summary.json and the report. Returns the final evaluation.
   EvalResult Run();
   // One optimizer step (grad_accum micro-batches). Returns its record.
   StepRecord Step();
-  // Writes the full training state atomically.
+  // Writes the full training state atomically (call on rank 0 only: ranks hold identical state).
   void SaveCheckpoint(const std::string& path) const;
 
   int64_t step() const { return step_; }
@@ -87,8 +94,13 @@ class Trainer {
 
  private:
   void AppendMetrics(const StepRecord& record);
+  // Throws on every rank, naming the fields, when the ranks' configurations differ.
+  void CheckRanksAgree();
+  bool is_root() const { return comm_->is_root(); }
 
   TrainerConfig config_;
+  std::unique_ptr<distributed::Communicator> local_comm_;  // when config.comm is null
+  distributed::Communicator* comm_;
   NoiseSchedule schedule_;
   TimestepSampler sampler_;
   models::DiffusionModel& policy_;

@@ -37,7 +37,9 @@ strip --strip-all "$DEST"/cuda_check 2>/dev/null || true
 } > "$DEST/MANIFEST"
 cat "$DEST/MANIFEST"
 # Sanity: the binaries must carry the CUDA backend (not the CPU-only fallback).
-if ! objdump -p "$DEST/cuda_check" | grep -q 'NEEDED.*libcudart'; then
+# (objdump's output captured first: `grep -q` closing the pipe early fails it under pipefail.)
+NEEDED=$(objdump -p "$DEST/cuda_check" | awk '/NEEDED/ {print $2}')
+if ! grep -q 'libcudart' <<< "$NEEDED"; then
   echo "bundle.sh: cuda_check does not link libcudart: built without CUDA?" >&2
   exit 1
 fi

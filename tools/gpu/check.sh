@@ -3,7 +3,8 @@
 #   bash tools/gpu/check.sh
 # Runs every CUDA test and the micro-benchmarks from gpu_bundle/cuda (built by
 # tools/gpu/bundle.sh), the same benchmarks through the machine's PyTorch
-# (bench/peers/gpu_ops.py), and prints a short table last. Each step has its own timeout; the
+# (bench/peers/gpu_ops.py), one Wan2.1-1.3B SDPO step (cuda_check wan_step, via
+# tools/gpu/wan_step.sh), and prints a short table last. Each step has its own timeout; the
 # table is printed whatever failed. Logs: $OUT/check.log, summary.txt, gpu_check_logs.tgz
 # ($OUT unset: /tmp/sdpo_gpu_check).
 set -u
@@ -91,6 +92,10 @@ step parity_attention 90 "$OUTDIR/parity_attention.log" "$BUNDLE/cuda_check" --g
 unset SDPO_CUDA_SYNC
 step bench_sdpo 120 "$OUTDIR/bench_sdpo.log" "$BUNDLE/cuda_check" bench --json "$OUTDIR/bench_sdpo.jsonl"
 step bench_torch 120 "$OUTDIR/bench_torch.log" "$PY" bench/peers/gpu_ops.py --json "$OUTDIR/bench_torch.jsonl"
+# Last: one SDPO step of Wan2.1-1.3B (bench/cuda/wan_step.h), tried in decreasing sizes (see
+# tools/gpu/wan_step.sh); the table compares it with the PyTorch peer's earlier H200 numbers.
+step wan_step 150 "$OUTDIR/wan_step.log" bash tools/gpu/wan_step.sh "$BUNDLE/cuda_check" \
+  "$OUTDIR/bench_wan_step.jsonl" 140
 
 # Failure details (first lines) into check.log; the table below names the failed tests.
 for f in "$OUTDIR"/parity_*.log; do

@@ -77,6 +77,50 @@ def bench(outdir):
     return res
 
 
+# The PyTorch peer (bench/peers/wan_bench.py --gpu) measured earlier on an H200 (torch 2.11,
+# bf16 autocast, SDPA; docs/performance.md "GPU"): not re-run by check.sh (time).
+PEER_WAN = [
+    ("torch ref (H200, earlier): no ckpt, RoPE f32", 1.032, 31.8, 103.8),
+    ("torch ref (H200, earlier): no ckpt, RoPE f64", 1.134, 29.0, 103.8),
+    ("torch ref (H200, earlier): ckpt every block", 1.409, 23.3, 33.5),
+]
+
+
+def wan_step(outdir):
+    path = os.path.join(outdir, "bench_wan_step.jsonl")
+    print()
+    print("Wan2.1-1.3B SDPO step (batch 2 = winner + loser, latent 16x6x60x104 = 9,360 tokens/sample")
+    print("unless stated; model FLOPs = policy 3x fwd + reference 1x fwd per sample; MFU vs 989 TFLOP/s)")
+    print(f"  {'run':<46} {'s/step':>8} {'min s':>8} {'TFLOP':>7} {'MFU':>6} {'peak GiB':>9} {'steps':>6}")
+    recs = []
+    if os.path.exists(path):
+        for line in open(path):
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    recs.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+    if not recs:
+        print("  sdpo: no result (step did not run)")
+    for r in recs:
+        label = "sdpo " + str(r.get("label", "?"))
+        if r.get("ok"):
+            tok = r.get("tokens_per_sample")
+            if tok and tok != 9360:
+                label += f" ({tok} tok)"
+            print(f"  {label:<46} {r['median_s']:>8.3f} {r['min_s']:>8.3f} {r['tflop_per_step']:>7.1f} "
+                  f"{100 * r['mfu']:>5.1f}% {r['peak_allocated_gib']:>9.1f} "
+                  f"{r.get('warmup', '?')}+{r.get('steps', '?'):<4}")
+            print(f"    setup {r.get('setup_s', 0):.1f} s, first step {r.get('first_step_s', 0):.2f} s, "
+                  f"reserved {r.get('peak_reserved_gib', 0):.1f} GiB, trainable {r.get('trainable')}, "
+                  f"loss {r.get('loss')}, grad norm {r.get('grad_norm')}")
+        else:
+            print(f"  {label:<46} FAILED: {str(r.get('error', ''))[:300]}")
+    for label, sec, mfu, gib in PEER_WAN:
+        print(f"  {label:<46} {sec:>8.3f} {'-':>8} {324.8:>7.1f} {mfu:>5.1f}% {gib:>9.1f} {'3+10':>6}")
+
+
 def main():
     outdir = sys.argv[1] if len(sys.argv) > 1 else "/tmp/sdpo_gpu_check"
     total_p = total_f = total_s = 0
@@ -103,6 +147,10 @@ def main():
         print(f"{label:<36} {fmt(sv):>10} {fmt(tv):>10} {unit if unit != 'error' else '':>8} {ratio:>11}")
     for name, rec in errors:
         print(f"  error {rec.get('impl')} {name}: {rec.get('error', '')[:200]}")
+    try:
+        wan_step(outdir)
+    except Exception as e:  # the rest of the table must print
+        print(f"wan_step summary failed: {e}")
     print()
     print(f"{total_p} passed, {total_f} failed, {total_s} skipped")
     return 0
