@@ -33,10 +33,8 @@ constexpr size_t kPairFields = 10;
 
 void AppendPair(std::vector<double>& out, const TimePoint& tp, double pw, double pl, double rw,
                 double rl) {
-  const double v[kPairFields] = {pw,           pl,       rw,       rl,
-                                 tp.timestep, tp.alpha, tp.sigma, tp.alpha_prev,
-                                 tp.sigma_prev, static_cast<double>(tp.index)};
-  out.insert(out.end(), v, v + kPairFields);
+  out.insert(out.end(), {pw, pl, rw, rl, tp.timestep, tp.alpha, tp.sigma, tp.alpha_prev,
+                         tp.sigma_prev, static_cast<double>(tp.index)});
 }
 
 PairBatch UnpackPairs(const std::vector<double>& flat, ScheduleFamily family) {
@@ -156,13 +154,14 @@ void Trainer::CheckRanksAgree() {
   comm_->AllReduceSum(mismatches);
   std::string bad;
   for (size_t i = 0; i < fields.size(); ++i) {
-    if (mismatches[i] > 0) {
-      absl::StrAppend(&bad, bad.empty() ? "" : ", ", fields[i].first, " (", mismatches[i],
-                      " rank(s) differ from rank 0", root[i] != fields[i].second
-                          ? absl::StrCat("; rank ", comm_->rank(), " has ", fields[i].second,
-                                         ", rank 0 ", root[i])
-                          : std::string(), ")");
+    if (mismatches[i] == 0) continue;
+    absl::StrAppend(&bad, bad.empty() ? "" : ", ", fields[i].first, " (", mismatches[i],
+                    " rank(s) differ from rank 0");
+    if (root[i] != fields[i].second) {
+      absl::StrAppend(&bad, "; rank ", comm_->rank(), " has ", fields[i].second, ", rank 0 ",
+                      root[i]);
     }
+    absl::StrAppend(&bad, ")");
   }
   SDPO_CHECK(bad.empty(), "trainer (rank ", comm_->rank(), " of ", comm_->world_size(),
              "): the ranks' configurations differ: ", bad);
@@ -214,7 +213,8 @@ StepRecord Trainer::Step() {
     }
     NoisedPairs batch = NoisePairs(pairs, tps, noise, config_.target);
 
-    std::vector<Tensor> policy_pred = policy_.ForwardList(batch.inputs, batch.timesteps, batch.contexts);
+    std::vector<Tensor> policy_pred =
+        policy_.ForwardList(batch.inputs, batch.timesteps, batch.contexts);
     Tensor policy_err = PerSampleMse(policy_pred, batch.targets);
     Tensor reference_err;
     {

@@ -1,0 +1,58 @@
+// One SDPO training step of a Wan2.1 DiT, exactly as trainers/trainer.cc runs it, on any device:
+// policy ForwardList on a batch of pairs (winners then losers) + PerSampleMse, the reference
+// forward under NoGradGuard (LoRA: the same weights with LoraDisabledScope; full: a frozen bf16
+// copy), ComputePreferenceLoss + Backward, ClipGradNorm, AdamW step. Device-agnostic (no CUDA
+// header): the CUDA benchmark (`cuda_check wan_step`, wan_step_cli.cc) passes its own
+// synchronisation hook, and tests/models/wan21/wan_cuda_step_test.cc runs it on the CPU and on
+// the emulated CUDA device.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "models/wan21/config.h"
+#include "tensor/tensor.h"
+
+namespace sdpo::bench {
+
+struct WanStepOptions {
+  wan21::WanConfig config = wan21::WanConfig::Preset("1.3b");
+  Device device = Device::CPU();
+  DType compute_dtype = kBF16;  // master weights stay f32
+  int64_t frames = 6, height = 60, width = 104;  // latent [in_dim, F, H, W]
+  int64_t pairs = 1;                             // batch = 2 * pairs (winners + losers)
+  bool lora = false;
+  int64_t lora_rank = 64;
+  bool recompute = false;
+  bool rope_f64 = false;
+  double beta = 500.0;  // the objective's beta (wan_bench.py --gpu's default)
+  int warmup = 2;
+  int steps = 5;
+  // > 0: after the first step, timed steps are cut so that the whole run fits (at least 1).
+  double budget_s = 0;
+  uint64_t seed = 1;
+  std::function<void()> sync;                  // waits for the device (null: nothing)
+  std::function<void(const std::string&)> log;  // progress lines (null: none)
+};
+
+struct WanStepResult {
+  int64_t tokens_per_sample = 0;
+  int64_t num_parameters = 0, num_trainable = 0;
+  double setup_s = 0;
+  std::vector<double> step_s;  // every step, warm-ups included
+  int warmup_done = 0;
+  std::vector<double> losses, grad_norms;  // every step
+  std::vector<std::vector<double>> policy_errors, reference_errors;  // every step, [2 * pairs]
+  double median_s = 0, min_s = 0;          // over the timed steps
+};
+
+// Matmul FLOPs of one Wan forward of one sample (shared/research/models.md section 5).
+double WanForwardFlops(const wan21::WanConfig& config, int64_t tokens);
+// Model FLOPs of one step: policy 3 x fwd per sample, reference 1 x fwd per sample.
+double WanStepFlops(const wan21::WanConfig& config, int64_t tokens, int64_t samples);
+
+WanStepResult RunWanStep(const WanStepOptions& options);
+
+}  // namespace sdpo::bench

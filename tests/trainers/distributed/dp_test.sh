@@ -1,0 +1,97 @@
+#!/bin/bash
+# Data-parallel training on 2 MPI ranks (see docs/distributed.md):
+#   1. 2 ranks x batch 2 give the same LoRA weights as 1 rank x batch 4 (Diffusion-DPO, SDPO with
+#      its C&M mask, DPO-C&M; gradient accumulation too);
+#   2. a 2-rank run resumed from its checkpoint continues exactly as the straight 2-rank run;
+#   3. ranks with different configurations stop with an error naming the field;
+#   4. a rank that dies (error exit, exit 0 without MPI_Finalize, SIGKILL) makes mpirun stop
+#      with a non-zero status within 60 s.
+set -u
+
+BIN="${TEST_SRCDIR}/${TEST_WORKSPACE}/tests/trainers/distributed/dp_train"
+T="${TEST_TMPDIR:-$(mktemp -d)}"
+
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+
+if ! command -v mpirun > /dev/null 2>&1; then
+  fail "mpirun not found: this test needs OpenMPI (Debian: apt-get install libopenmpi-dev" \
+    "openmpi-bin, as tools/setup.sh does)"
+fi
+# Shared-memory transport only (no network probing in sandboxes); root is fine in containers.
+export OMPI_MCA_btl="self,vader"
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
+export OMPI_MCA_rmaps_base_oversubscribe=1
+MPIRUN=(timeout 60 mpirun --allow-run-as-root --oversubscribe -np 2)
+
+run2() {  # run2 OUT ARGS...: 2 ranks
+  local out="$1"
+  shift
+  "${MPIRUN[@]}" "$BIN" --out="$out" "$@" > "$out.log" 2>&1
+}
+run1() {  # run1 OUT ARGS...: one process, no MPI
+  local out="$1"
+  shift
+  "$BIN" --out="$out" "$@" > "$out.log" 2>&1
+}
+
+# 1. 2 x b == 1 x 2b.
+for obj in diffusion_dpo sdpo dpo_cm; do
+  run1 "$T/one_$obj" --objective="$obj" --steps=3 --batch=4 || {
+    cat "$T/one_$obj.log"
+    fail "1-rank run ($obj)"
+  }
+  run2 "$T/two_$obj" --objective="$obj" --steps=3 --batch=2 || {
+    cat "$T/two_$obj.log"
+    fail "2-rank run ($obj)"
+  }
+  "$BIN" --compare "$T/one_$obj/checkpoint.safetensors" "$T/two_$obj/checkpoint.safetensors" ||
+    fail "$obj: 2 ranks x batch 2 differ from 1 rank x batch 4"
+  # Rank 0 alone writes the per-step log, with the global batch's metrics.
+  [ "$(wc -l < "$T/two_$obj/metrics.jsonl")" -eq 3 ] || fail "$obj: metrics.jsonl should have 3 lines"
+done
+run1 "$T/one_accum" --steps=2 --batch=4 --grad_accum=2 || fail "1-rank run with grad_accum"
+run2 "$T/two_accum" --steps=2 --batch=2 --grad_accum=2 || {
+  cat "$T/two_accum.log"
+  fail "2-rank run with grad_accum"
+}
+"$BIN" --compare "$T/one_accum/checkpoint.safetensors" "$T/two_accum/checkpoint.safetensors" ||
+  fail "grad_accum 2: 2 ranks x batch 2 differ from 1 rank x batch 4"
+
+# 2. Resume: 2 steps, then on to 3, equals the straight 3-step 2-rank run.
+run2 "$T/resumed" --steps=2 --batch=2 || fail "2-rank run (first half)"
+run2 "$T/resumed" --steps=3 --batch=2 --resume || {
+  cat "$T/resumed.log"
+  fail "2-rank resume"
+}
+"$BIN" --compare --tolerance=0 "$T/two_sdpo/checkpoint.safetensors" \
+  "$T/resumed/checkpoint.safetensors" || fail "a resumed 2-rank run differs from the straight one"
+
+# 3. Mismatched configurations.
+run2 "$T/mismatch" --steps=1 --batch=2 --mismatch_rank=1 && fail "mismatched ranks ran"
+grep -q "configurations differ: batch" "$T/mismatch.log" || {
+  cat "$T/mismatch.log"
+  fail "the mismatch error does not name the field"
+}
+
+# 4. A dead rank (error exit, exit 0 without MPI_Finalize, SIGKILL): mpirun must end the whole
+# job with a non-zero status instead of leaving rank 0 waiting in a collective.
+for how in exit3 exit0 kill; do
+  start=$(date +%s)
+  run2 "$T/dead_$how" --steps=20 --batch=2 --die_rank=1 --die_step=1 --die_how="$how"
+  rc=$?
+  elapsed=$(($(date +%s) - start))
+  [ "$rc" -ne 0 ] || {
+    cat "$T/dead_$how.log"
+    fail "mpirun exited 0 although rank 1 died ($how)"
+  }
+  [ "$rc" -ne 124 ] || {
+    cat "$T/dead_$how.log"
+    fail "mpirun hung after rank 1 died ($how; killed by timeout after ${elapsed}s)"
+  }
+  echo "dead rank ($how): mpirun exited with $rc after ${elapsed}s"
+done
+
+echo "PASS"

@@ -1,0 +1,172 @@
+// A small data-parallel training job for dp_test.sh: the tiny Wan2.1-architecture model of
+// trainer_test with LoRA on synthetic pairs, trained by the Trainer on however many ranks
+// mpirun starts (one process without mpirun). Also compares the trainable parameters of two
+// checkpoints (--compare).
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "models/wan21/model.h"
+#include "nn/checkpoint_io.h"
+#include "nn/init.h"
+#include "nn/lora.h"
+#include "trainers/distributed/communicator.h"
+#include "trainers/trainer.h"
+
+ABSL_FLAG(std::string, out, "", "output directory (checkpoint, metrics)");
+ABSL_FLAG(int64_t, steps, 4, "optimizer steps");
+ABSL_FLAG(int64_t, batch, 2, "pairs per rank per micro-batch");
+ABSL_FLAG(int64_t, grad_accum, 1, "micro-batches per step");
+ABSL_FLAG(std::string, objective, "sdpo", "sdpo | diffusion_dpo | dpo_cm");
+ABSL_FLAG(bool, resume, false, "resume from <out>/checkpoint.safetensors");
+ABSL_FLAG(int, die_rank, -1, "this rank exits abruptly (no MPI_Finalize) after --die_step");
+ABSL_FLAG(int64_t, die_step, 1, "see --die_rank");
+ABSL_FLAG(std::string, die_how, "exit3",
+          "exit3 | exit0 (_Exit with that status) | kill (SIGKILL, as the OOM killer)");
+ABSL_FLAG(int, mismatch_rank, -1, "this rank uses batch + 1 (a configuration mismatch)");
+ABSL_FLAG(bool, compare, false, "compare the trainable parameters of the two checkpoints given");
+ABSL_FLAG(double, tolerance, 1e-5, "--compare: max |a - b| / max(1e-3, max |a|)");
+
+namespace sdpo {
+namespace {
+
+wan21::WanConfig TinyConfig() {
+  wan21::WanConfig c;
+  c.in_dim = c.out_dim = 4;
+  c.dim = 32;
+  c.ffn_dim = 64;
+  c.freq_dim = 16;
+  c.text_dim = 8;
+  c.text_len = 6;
+  c.num_heads = 2;
+  c.num_layers = 2;
+  return c;
+}
+
+class SyntheticPairs : public data::PairDataset {
+ public:
+  explicit SyntheticPairs(int64_t n) : n_(n) {}
+  int64_t size() const override { return n_; }
+  data::PreferencePair Get(int64_t i) const override {
+    data::PreferencePair p;
+    p.id = std::to_string(i);
+    p.winner = ops::MulScalar(ops::RandomNormal({4, 2, 4, 4}, 77, i * 128), 0.5);
+    p.loser = ops::Add(p.winner, ops::RandomNormal({4, 2, 4, 4}, 78, i * 128));
+    p.context = ops::RandomNormal({3, 8}, 79, i * 24);
+    return p;
+  }
+
+ private:
+  int64_t n_;
+};
+
+int Compare(const std::string& a_path, const std::string& b_path) {
+  nn::TensorMap a = nn::ReadSafetensors(a_path), b = nn::ReadSafetensors(b_path);
+  double max_diff = 0, max_abs = 0;
+  int64_t compared = 0;
+  for (const auto& [key, ta] : a) {
+    if (key.rfind("param/", 0) != 0) continue;
+    auto it = b.find(key);
+    SDPO_CHECK(it != b.end(), b_path, " lacks ", key);
+    std::vector<double> va = ta.ToVector(), vb = it->second.ToVector();
+    SDPO_CHECK(va.size() == vb.size(), key, ": sizes differ");
+    for (size_t i = 0; i < va.size(); ++i) {
+      max_diff = std::max(max_diff, std::abs(va[i] - vb[i]));
+      max_abs = std::max(max_abs, std::abs(va[i]));
+    }
+    ++compared;
+  }
+  SDPO_CHECK(compared > 0, a_path, " has no trainable parameters");
+  const double rel = max_diff / std::max(1e-3, max_abs);
+  const double tol = absl::GetFlag(FLAGS_tolerance);
+  std::printf(
+      "compare: %lld tensors, max |diff| %.3g, max |param| %.3g, relative %.3g (tolerance "
+      "%.3g)\n",
+      static_cast<long long>(compared), max_diff, max_abs, rel, tol);
+  return rel <= tol ? 0 : 2;
+}
+
+int Train(distributed::Communicator& comm) {
+  nn::SetInitSeed(5);
+  wan21::WanModel model(TinyConfig());
+  nn::LoraConfig lora;
+  lora.rank = 4;
+  lora.alpha = 4;
+  lora.targets = {"blocks.*.self_attn.{q,k,v,o}", "blocks.*.ffn.{0,2}"};
+  nn::AttachLora(model, lora);
+  SyntheticPairs data(5);  // odd: batches straddle epochs
+
+  trainers::TrainerConfig c;
+  c.steps = absl::GetFlag(FLAGS_steps);
+  c.batch = absl::GetFlag(FLAGS_batch);
+  if (comm.rank() == absl::GetFlag(FLAGS_mismatch_rank)) ++c.batch;
+  c.grad_accum = absl::GetFlag(FLAGS_grad_accum);
+  c.lr.base_lr = 1e-3;
+  c.seed = 11;
+  c.out_dir = absl::GetFlag(FLAGS_out);
+  c.progress = false;
+  const std::string objective = absl::GetFlag(FLAGS_objective);
+  c.objective = objective == "diffusion_dpo" ? ObjectiveConfig::DiffusionDpo()
+                : objective == "dpo_cm"      ? ObjectiveConfig::DpoCm()
+                                             : ObjectiveConfig::Sdpo();
+  c.objective.beta = 50;
+  c.description = "dp_train";
+  c.comm = &comm;
+  trainers::Trainer t(c, NoiseSchedule::Flow(FlowScheduleConfig::Wan21()), model, nullptr, data,
+                      nullptr);
+  if (absl::GetFlag(FLAGS_resume)) t.Resume(trainers::Trainer::CheckpointPath(c.out_dir));
+  if (absl::GetFlag(FLAGS_die_rank) >= 0) {
+    while (t.step() < c.steps) {
+      t.Step();
+      if (comm.rank() == absl::GetFlag(FLAGS_die_rank) &&
+          t.step() == absl::GetFlag(FLAGS_die_step)) {
+        const std::string how = absl::GetFlag(FLAGS_die_how);
+        std::fprintf(stderr, "dp_train: rank %d dies (%s) after step %lld\n", comm.rank(),
+                     how.c_str(), static_cast<long long>(t.step()));
+        // No MPI_Finalize, no destructors: a crashed rank.
+        if (how == "kill") std::raise(SIGKILL);
+        std::_Exit(how == "exit0" ? 0 : 3);
+      }
+    }
+    return 0;
+  }
+  t.Run();
+  if (comm.is_root()) {
+    const trainers::StepRecord& r = t.history().back();
+    std::printf("dp_train: %d rank(s), step %lld, loss %.6f, grad_norm %.6f\n", comm.world_size(),
+                static_cast<long long>(r.step), r.metrics.loss, r.grad_norm);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace sdpo
+
+int main(int argc, char** argv) {
+  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  try {
+    if (absl::GetFlag(FLAGS_compare)) {
+      SDPO_CHECK(args.size() == 3, "--compare needs two checkpoint paths");
+      return sdpo::Compare(args[1], args[2]);
+    }
+    std::unique_ptr<sdpo::distributed::Communicator> comm = sdpo::distributed::MakeCommunicator();
+    try {
+      return sdpo::Train(*comm);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "dp_train: error (rank %d of %d): %s\n", comm->rank(),
+                   comm->world_size(), e.what());
+      if (comm->world_size() > 1) {
+        static_cast<sdpo::distributed::MpiCommunicator*>(comm.get())->Abort(1);
+      }
+      return 1;
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dp_train: error: %s\n", e.what());
+    return 1;
+  }
+}
