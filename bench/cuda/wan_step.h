@@ -27,7 +27,10 @@ struct WanStepOptions {
   int64_t lora_rank = 64;
   bool recompute = false;
   bool rope_f64 = false;
-  double beta = 500.0;  // the objective's beta (wan_bench.py --gpu's default)
+  // The objective's beta. 1 keeps the log-sigmoid out of saturation: with random weights the
+  // policy (bf16 casts of f32 masters) and its frozen bf16 copy differ by rounding only, and
+  // beta 500 amplified that into a saturated loss with zero gradients (timing unaffected).
+  double beta = 1.0;
   int warmup = 2;
   int steps = 5;
   // > 0: after the first step, timed steps are cut so that the whole run fits (at least 1).
