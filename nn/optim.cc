@@ -156,14 +156,29 @@ void AdamWLoop(T* p, const T* g, T* m, T* v, int64_t n, double keep, double b1, 
 }
 }  // namespace
 
+namespace {
+struct AdamWCoefficients {
+  double keep, step_size, bc2_sqrt;
+};
+AdamWCoefficients Coefficients(const AdamWOptions& o, double lr, int64_t step, bool decay) {
+  const double wd = decay ? o.weight_decay : 0.0;
+  const double t = static_cast<double>(step);
+  return {1 - lr * wd, lr / (1 - std::pow(o.beta1, t)), std::sqrt(1 - std::pow(o.beta2, t))};
+}
+}  // namespace
+
+void AdamWUpdate(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t n,
+                 const AdamWOptions& options, double lr, int64_t step, bool decay) {
+  SDPO_CHECK(step >= 1, "AdamWUpdate: step must be at least 1, got ", step);
+  const AdamWCoefficients c = Coefficients(options, lr, step, decay);
+  AdamWLoop(param, grad, exp_avg, exp_avg_sq, n, c.keep, options.beta1, options.beta2, c.step_size,
+            c.bc2_sqrt, options.eps);
+}
+
 void AdamW::Update(ParamState& s, const Tensor& grad) {
   const AdamWOptions& o = options_;
-  const double wd = (!o.decays || o.decays(s.name)) ? o.weight_decay : 0.0;
-  const double keep = 1 - lr_ * wd;
-  const double t = static_cast<double>(s.step);
-  const double bc1 = 1 - std::pow(o.beta1, t);
-  const double bc2_sqrt = std::sqrt(1 - std::pow(o.beta2, t));
-  const double step_size = lr_ / bc1;
+  const AdamWCoefficients c = Coefficients(o, lr_, s.step, !o.decays || o.decays(s.name));
+  const double keep = c.keep, step_size = c.step_size, bc2_sqrt = c.bc2_sqrt;
   Tensor& m = Slot(s, 0);
   Tensor& v = Slot(s, 1);
   const Tensor& p = s.param;

@@ -96,6 +96,12 @@ class AdamW : public Optimizer {
   AdamWOptions options_;
 };
 
+// One fused CPU AdamW update of n contiguous f32 elements whose parameter has had `step` (>= 1)
+// updates, decayed or not: the arithmetic AdamW::Step applies to a CPU f32 tensor, element for
+// element. For optimisers with their own state layout (ZeRO-1 shards, trainers/distributed/zero.h).
+void AdamWUpdate(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t n,
+                 const AdamWOptions& options, double lr, int64_t step, bool decay);
+
 struct SGDOptions {
   double lr = 1e-3;
   double momentum = 0;

@@ -67,6 +67,13 @@ ABSL_FLAG(std::string, timestep_sampling, "uniform_grid", "uniform_grid | unifor
 ABSL_FLAG(int, pairs_per_prompt, 8, "demo: preference pairs generated per training prompt");
 ABSL_FLAG(int, eval_samples, 8, "demo: samples per held-out prompt in the evaluation");
 ABSL_FLAG(bool, progress, true, "progress bar on stderr");
+ABSL_FLAG(int, zero, 0,
+          "0: every rank holds the whole optimizer state (gradients all-reduced); 1: ZeRO-1, f32 "
+          "master weights and AdamW moments sharded over the ranks (docs/distributed.md)");
+ABSL_FLAG(double, collective_timeout_s, 600,
+          "mpirun: a collective that does not complete in this many seconds (a hung rank) ends "
+          "the job with an error (<= 0: wait forever)");
+ABSL_FLAG(double, bucket_mb, 25, "mpirun: gradient all-reduce bucket size in MiB");
 
 namespace sdpo::trainers {
 namespace {
@@ -215,6 +222,7 @@ int Main(distributed::Communicator& comm) {
   tc.out_dir = out;
   tc.progress = absl::GetFlag(FLAGS_progress);
   tc.comm = &comm;
+  tc.zero_stage = absl::GetFlag(FLAGS_zero);
   tc.description = absl::StrCat(
       "{\"model\": ", Quoted(model_name), ", \"checkpoint\": ", Quoted(weights),
       ", \"data\": ", Quoted(demo ? "demo" : absl::GetFlag(FLAGS_data)), ", \"objective\": ",
@@ -233,9 +241,16 @@ int Main(distributed::Communicator& comm) {
               trainable * 8 * mib, trainable * 4 * mib,
               full ? absl::StrFormat(", reference copy %.1f MiB", total * 4 * mib).c_str() : "");
   if (comm.world_size() > 1) {
-    std::printf("data parallel: %d ranks (%s) x batch %lld = global batch %lld pairs\n",
-                comm.world_size(), comm.name().c_str(), static_cast<long long>(tc.batch),
-                static_cast<long long>(tc.batch * comm.world_size()));
+    const std::string optimizer =
+        tc.zero_stage == 1 ? absl::StrFormat("ZeRO-1 (master + moments %.1f MiB per rank)",
+                                             trainable * 12 * mib / comm.world_size())
+                           : "replicated optimizer";
+    std::printf(
+        "data parallel: %d ranks (%s) x batch %lld = global batch %lld pairs, %s, "
+        "collective timeout %g s, buckets %.0f MiB\n",
+        comm.world_size(), comm.name().c_str(), static_cast<long long>(tc.batch),
+        static_cast<long long>(tc.batch * comm.world_size()), optimizer.c_str(),
+        comm.options().timeout_s, comm.options().bucket_bytes * mib);
   }
   std::printf("objective: %s\noutput: %s\n", DescribeObjectiveConfig(tc.objective).c_str(),
               out.c_str());
@@ -264,7 +279,10 @@ int main(int argc, char** argv) {
   // otherwise the world is this process alone and MPI is never initialised.
   std::unique_ptr<sdpo::distributed::Communicator> comm;
   try {
-    comm = sdpo::distributed::MakeCommunicator();
+    sdpo::distributed::CommOptions options;
+    options.timeout_s = absl::GetFlag(FLAGS_collective_timeout_s);
+    options.bucket_bytes = static_cast<int64_t>(absl::GetFlag(FLAGS_bucket_mb) * (1 << 20));
+    comm = sdpo::distributed::MakeCommunicator(options);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "sdpo: error: %s\n", e.what());
     return 1;
@@ -278,7 +296,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "\nsdpo: error (rank %d of %d): %s\n", comm->rank(),
                    comm->world_size(), e.what());
       // Other ranks may be waiting in a collective: end the whole job.
-      static_cast<sdpo::distributed::MpiCommunicator*>(comm.get())->Abort(1);
+      comm->Abort(1);
     }
     std::fprintf(stderr, "\nsdpo: error: %s\n", e.what());
     return 1;

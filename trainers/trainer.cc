@@ -116,15 +116,22 @@ Trainer::Trainer(TrainerConfig config, NoiseSchedule schedule, models::Diffusion
   SDPO_CHECK(!named.empty(),
              "trainer: the policy has no trainable parameters (attach LoRA or unfreeze them)");
   for (const auto& [name, p] : named) params_.push_back(p);
+  SDPO_CHECK(config_.zero_stage == 0 || config_.zero_stage == 1,
+             "trainer: zero_stage must be 0 (replicated optimizer) or 1 (ZeRO-1), got ",
+             config_.zero_stage);
   nn::AdamWOptions opt;
   opt.lr = config_.lr.At(0);
   opt.weight_decay = config_.weight_decay;
-  optimizer_ = std::make_unique<nn::AdamW>(named, opt);
   if (!config_.out_dir.empty() && is_root()) std::filesystem::create_directories(config_.out_dir);
   if (comm_->world_size() > 1) {
     CheckRanksAgree();
     // Identical starting weights on every rank, whatever each rank's initialisation did.
     comm_->Broadcast(params_, 0);
+  }
+  if (config_.zero_stage == 1) {
+    zero_ = std::make_unique<distributed::ZeroAdamW>(named, opt, *comm_);
+  } else {
+    optimizer_ = std::make_unique<nn::AdamW>(named, opt);
   }
 }
 
@@ -143,6 +150,7 @@ void Trainer::CheckRanksAgree() {
       {"lr", Fnv1a(absl::StrCat(config_.lr.base_lr, "/", config_.lr.At(config_.steps / 2)))},
       {"trainable_parameters", static_cast<uint64_t>(trainable)},
       {"trainable_tensors", params_.size()},
+      {"zero_stage", static_cast<uint64_t>(config_.zero_stage)},
   };
   std::vector<uint64_t> root(fields.size());
   for (size_t i = 0; i < fields.size(); ++i) root[i] = fields[i].second;
@@ -171,6 +179,21 @@ Trainer::~Trainer() {
   if (loader_) loader_->Stop();
 }
 
+void Trainer::WaitForRoot() {
+  if (comm_->world_size() == 1) return;
+  // Rank 0 may have evaluated for longer than the collective timeout: wait without it.
+  const distributed::CommOptions saved = comm_->options();
+  distributed::CommOptions patient = saved;
+  patient.timeout_s = 0;
+  comm_->set_options(patient);
+  comm_->Barrier();
+  comm_->set_options(saved);
+}
+
+void Trainer::ZeroGrads() {
+  for (Tensor& p : params_) p.zero_grad();
+}
+
 std::vector<std::pair<std::string, Tensor>> Trainer::TrainableParameters() const {
   return policy_.module().NamedTrainableParameters();
 }
@@ -180,8 +203,7 @@ StepRecord Trainer::Step() {
   StepRecord record;
   record.step = step_ + 1;
   record.lr = config_.lr.At(step_);
-  optimizer_->set_lr(record.lr);
-  optimizer_->ZeroGrad();
+  ZeroGrads();
 
   PairBatch all_pairs;  // the whole global batch (all ranks, all micro-batches), for metrics
   ObjectiveResult all_results;
@@ -283,8 +305,52 @@ StepRecord Trainer::Step() {
   }
   all_results.loss = loss_sum;
 
+  if (zero_ != nullptr) {
+    // ZeRO-1: reduce-scatter, the collective NaN/Inf decision, global-norm clipping, the shard's
+    // AdamW update and the all-gather of the weights (trainers/distributed/zero.h). A non-finite
+    // loss was decided on gathered values, so every rank skips this together.
+    if (finite) {
+      const distributed::ZeroAdamW::StepResult z = zero_->Step(record.lr, config_.max_grad_norm);
+      finite = z.finite;
+      record.grad_norm = z.grad_norm;
+    }
+  } else {
+    finite = ReplicatedUpdate(finite, record);
+  }
+  if (finite) {
+    bad_streak_ = 0;
+    record.metrics = ComputeStepMetrics(all_pairs, all_results,
+                                        {10, schedule_.max_timestep()});
+    for (size_t i = 0; i < all_pairs.timepoints.size(); ++i) {
+      profile_.Add(all_pairs.timepoints[i].timestep, all_results.pairs[i].log_weight_winner,
+                   all_results.pairs[i].log_weight_loser, all_results.pairs[i].active);
+    }
+  } else {
+    record.skipped = true;
+    ++bad_streak_;
+    ++bad_total_;
+    if (is_root()) {
+      std::fprintf(stderr,
+                   "\nwarning: step %lld skipped: non-finite loss or gradient (%lld in a row)\n",
+                   static_cast<long long>(record.step), static_cast<long long>(bad_streak_));
+    }
+    SDPO_CHECK(bad_streak_ < config_.max_bad_steps, "training stopped: ", bad_streak_,
+               " consecutive steps with a NaN/Inf loss or gradient (limit --max-bad-steps=",
+               config_.max_bad_steps, "); lower --lr or check the data");
+  }
+  ZeroGrads();
+  ++step_;
+  record.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  history_.push_back(record);
+  AppendMetrics(record);
+  return record;
+}
+
+bool Trainer::ReplicatedUpdate(bool finite, StepRecord& record) {
+  const int64_t world = comm_->world_size();
   if (finite && world > 1) {
-    // Sum the trainable parameters' gradients over ranks (see above: no division by world).
+    // Sum the trainable parameters' gradients over ranks (see above: no division by world), in
+    // buckets of CommOptions::bucket_bytes.
     std::vector<Tensor> grads;
     grads.reserve(params_.size());
     for (Tensor& p : params_) {
@@ -308,33 +374,10 @@ StepRecord Trainer::Step() {
     finite = std::isfinite(record.grad_norm);
   }
   if (finite) {
+    optimizer_->set_lr(record.lr);
     optimizer_->Step();
-    bad_streak_ = 0;
-    record.metrics = ComputeStepMetrics(all_pairs, all_results,
-                                        {10, schedule_.max_timestep()});
-    for (size_t i = 0; i < all_pairs.timepoints.size(); ++i) {
-      profile_.Add(all_pairs.timepoints[i].timestep, all_results.pairs[i].log_weight_winner,
-                   all_results.pairs[i].log_weight_loser, all_results.pairs[i].active);
-    }
-  } else {
-    record.skipped = true;
-    ++bad_streak_;
-    ++bad_total_;
-    if (is_root()) {
-      std::fprintf(stderr,
-                   "\nwarning: step %lld skipped: non-finite loss or gradient (%lld in a row)\n",
-                   static_cast<long long>(record.step), static_cast<long long>(bad_streak_));
-    }
-    SDPO_CHECK(bad_streak_ < config_.max_bad_steps, "training stopped: ", bad_streak_,
-               " consecutive steps with a NaN/Inf loss or gradient (limit --max-bad-steps=",
-               config_.max_bad_steps, "); lower --lr or check the data");
   }
-  optimizer_->ZeroGrad();
-  ++step_;
-  record.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  history_.push_back(record);
-  AppendMetrics(record);
-  return record;
+  return finite;
 }
 
 void Trainer::AppendMetrics(const StepRecord& r) {
@@ -347,9 +390,13 @@ void Trainer::AppendMetrics(const StepRecord& r) {
 }
 
 void Trainer::SaveCheckpoint(const std::string& path) const {
+  // ZeRO-1: every rank takes part in gathering the optimizer shards; rank 0 writes the same
+  // complete file as an unsharded run (so either can resume the other, with any world size).
+  const nn::TensorMap optim = zero_ != nullptr ? zero_->GatherStateDict() : optimizer_->StateDict();
+  if (!is_root()) return;
   nn::TensorMap tensors;
   for (const auto& [name, p] : TrainableParameters()) tensors["param/" + name] = p;
-  for (const auto& [key, t] : optimizer_->StateDict()) tensors["optim/" + key] = t;
+  for (const auto& [key, t] : optim) tensors["optim/" + key] = t;
   std::map<std::string, std::string> meta = {
       {"format", kStateFormat},
       {"step", absl::StrCat(step_)},
@@ -394,7 +441,11 @@ void Trainer::Resume(const std::string& path) {
   }
   SDPO_CHECK(params.size() == named.size(), "resume: ", path, " has ", params.size(),
              " trainable parameters, the model ", named.size());
-  optimizer_->LoadStateDict(optim);
+  if (zero_ != nullptr) {
+    zero_->LoadStateDict(optim);  // this rank's shard; the master shard from the restored params
+  } else {
+    optimizer_->LoadStateDict(optim);
+  }
   step_ = std::stoll(get("step"));
   data_order_.RestoreState(json::Parse(get("data_cursor"), path + " metadata data_cursor"));
   loader_.reset();  // restart prefetching from the restored cursor
@@ -411,6 +462,7 @@ EvalResult Trainer::Run() {
   if (evaluator != nullptr && step_ == 0) {
     before = evaluator->Evaluate(policy_);
   }
+  WaitForRoot();
   std::vector<std::pair<int64_t, EvalResult>> evals;
   if (!before.values.empty()) evals.push_back({0, before});
   ProgressBar bar("train", config_.steps, config_.progress && is_root());
@@ -420,12 +472,15 @@ EvalResult Trainer::Run() {
                                 : absl::StrFormat("loss %.4f acc %.2f", r.metrics.loss,
                                                   r.metrics.reward_accuracy));
     if (config_.save_every > 0 && step_ % config_.save_every == 0 && step_ < config_.steps &&
-        !config_.out_dir.empty() && is_root()) {
+        !config_.out_dir.empty()) {
       SaveCheckpoint(CheckpointPath(config_.out_dir));
     }
     if (evaluator != nullptr && config_.eval_every > 0 && step_ % config_.eval_every == 0 &&
         step_ < config_.steps) {
       evals.push_back({step_, evaluator->Evaluate(policy_)});
+    }
+    if (config_.eval_every > 0 && step_ % config_.eval_every == 0 && step_ < config_.steps) {
+      WaitForRoot();
     }
   }
   bar.Finish();
@@ -434,9 +489,10 @@ EvalResult Trainer::Run() {
     after = evaluator->Evaluate(policy_);
     evals.push_back({step_, after});
   }
+  WaitForRoot();
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!config_.out_dir.empty()) SaveCheckpoint(CheckpointPath(config_.out_dir));  // collective
   if (!config_.out_dir.empty() && is_root()) {
-    SaveCheckpoint(CheckpointPath(config_.out_dir));
     // The adapters alone, PEFT-named, for //trainers:sample --lora and other tools.
     if (!nn::LoraLayers(policy_.module()).empty()) {
       nn::SaveLora(policy_.module(), (std::filesystem::path(config_.out_dir) / "adapters.safetensors").string());

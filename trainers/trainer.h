@@ -20,6 +20,7 @@
 #include "trainers/data/preference_dataset.h"
 #include "trainers/data/sampler.h"
 #include "trainers/distributed/communicator.h"
+#include "trainers/distributed/zero.h"
 
 namespace sdpo::trainers {
 
@@ -57,6 +58,10 @@ struct TrainerConfig {
   // gradients are summed over ranks, so the run equals one rank with batch * world_size pairs.
   // Only rank 0 writes metrics, checkpoints and reports and runs the evaluator.
   distributed::Communicator* comm = nullptr;
+  // 0: every rank holds the whole AdamW state and the gradients are all-reduced. 1: ZeRO-1
+  // (trainers/distributed/zero.h): master weights and moments sharded over the ranks, gradients
+  // reduce-scattered, weights all-gathered. Checkpoints are the same either way.
+  int zero_stage = 0;
 };
 
 // Per-step record (one line of metrics.jsonl).
@@ -84,7 +89,8 @@ class Trainer {
   EvalResult Run();
   // One optimizer step (grad_accum micro-batches). Returns its record.
   StepRecord Step();
-  // Writes the full training state atomically (call on rank 0 only: ranks hold identical state).
+  // Writes the full training state atomically. Call it on every rank: with ZeRO-1 it gathers the
+  // optimizer shards first (a collective); only rank 0 writes.
   void SaveCheckpoint(const std::string& path) const;
 
   int64_t step() const { return step_; }
@@ -97,6 +103,12 @@ class Trainer {
   // Throws on every rank, naming the fields, when the ranks' configurations differ.
   void CheckRanksAgree();
   bool is_root() const { return comm_->is_root(); }
+  void ZeroGrads();
+  // Every rank waits (without the collective timeout) for rank 0 to finish its evaluation.
+  void WaitForRoot();
+  // The all-reduce path (zero_stage 0): sums the gradients over ranks, decides NaN/Inf skips
+  // together, clips and steps the replicated AdamW. Returns whether the step was applied.
+  bool ReplicatedUpdate(bool finite, StepRecord& record);
 
   TrainerConfig config_;
   std::unique_ptr<distributed::Communicator> local_comm_;  // when config.comm is null
@@ -111,7 +123,8 @@ class Trainer {
   data::PairSampler data_order_;
   std::unique_ptr<data::PrefetchingLoader> loader_;
   Evaluator* evaluator_;
-  std::unique_ptr<nn::AdamW> optimizer_;
+  std::unique_ptr<nn::AdamW> optimizer_;          // zero_stage 0
+  std::unique_ptr<distributed::ZeroAdamW> zero_;  // zero_stage 1
   std::vector<Tensor> params_;
   int64_t step_ = 0;
   int64_t bad_streak_ = 0, bad_total_ = 0;

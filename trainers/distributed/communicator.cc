@@ -2,46 +2,45 @@
 
 #include <mpi.h>
 
+#include <algorithm>
+#include <chrono>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "tensor/error.h"
+#include "tensor/ops.h"
 
 namespace sdpo::distributed {
 namespace {
 
-void CheckCpuTensors(const std::vector<Tensor>& tensors, const char* what, int rank) {
+void CheckTensor(const Tensor& t, const std::string& what, int rank, Device device) {
+  SDPO_CHECK(t.defined(), what, " (rank ", rank, "): tensor is undefined");
+  SDPO_CHECK(t.device() == device && t.is_contiguous(), what, " (rank ", rank,
+             "): expected a contiguous tensor on ", device.str(), ", found ",
+             t.is_contiguous() ? "a contiguous" : "a non-contiguous", " tensor on ",
+             t.device().str());
+}
+
+void CheckMpiTensor(const Tensor& t, const std::string& what, int rank) {
+  CheckTensor(t, what, rank, Device::CPU());
+  SDPO_CHECK(t.dtype() == kF32 || t.dtype() == kF64, what, " (rank ", rank, "): tensor is ",
+             DTypeName(t.dtype()), "; MPI collectives take f32 and f64");
+}
+
+void CheckMpiTensors(const std::vector<Tensor>& tensors, const char* what, int rank) {
   for (size_t i = 0; i < tensors.size(); ++i) {
-    const Tensor& t = tensors[i];
-    SDPO_CHECK(t.defined(), what, " (rank ", rank, "): tensor ", i, " is undefined");
-    SDPO_CHECK(t.device().is_cpu() && t.is_contiguous(), what, " (rank ", rank, "): tensor ", i,
-               " must be a contiguous CPU tensor");
-    SDPO_CHECK(t.dtype() == kF32 || t.dtype() == kF64, what, " (rank ", rank, "): tensor ", i,
-               " is ", DTypeName(t.dtype()), "; only f32 and f64 are supported");
+    CheckMpiTensor(tensors[i], absl::StrCat(what, " tensor ", i), rank);
   }
 }
 
-// Copies every tensor of `dtype` into one buffer (one collective for the whole list), or back.
-template <typename T>
-std::vector<T> Pack(const std::vector<Tensor>& tensors, DType dtype) {
-  std::vector<T> buf;
-  for (const Tensor& t : tensors) {
-    if (t.dtype() != dtype) continue;
-    const T* p = t.data<T>();
-    buf.insert(buf.end(), p, p + t.numel());
-  }
-  return buf;
-}
+MPI_Datatype MpiType(DType dtype) { return dtype == kF64 ? MPI_DOUBLE : MPI_FLOAT; }
 
-template <typename T>
-void Unpack(const std::vector<T>& buf, std::vector<Tensor>& tensors, DType dtype) {
-  size_t off = 0;
-  for (Tensor& t : tensors) {
-    if (t.dtype() != dtype) continue;
-    std::memcpy(t.data<T>(), buf.data() + off, sizeof(T) * static_cast<size_t>(t.numel()));
-    off += static_cast<size_t>(t.numel());
-  }
+// Elements of `elem_size` bytes per collective for a bucket of `bytes`, in [1, INT_MAX].
+int64_t BucketElems(int64_t bytes, size_t elem_size) {
+  return std::clamp<int64_t>(bytes / static_cast<int64_t>(elem_size), 1, INT_MAX);
 }
 
 std::string MpiErrorString(int code) {
@@ -51,27 +50,112 @@ std::string MpiErrorString(int code) {
   return std::string(text, static_cast<size_t>(len));
 }
 
+// Walks the tensors of one dtype as one flat stream, in buckets of at most `bucket` elements:
+// copies each bucket into a buffer, calls fn(buffer, count, index, buckets), copies it back.
+template <typename Fn>
+void ForEachBucket(std::vector<Tensor>& tensors, DType dtype, int64_t bucket, Fn fn) {
+  const size_t es = ElementSize(dtype);
+  int64_t total = 0;
+  for (const Tensor& t : tensors) {
+    if (t.dtype() == dtype) total += t.numel();
+  }
+  if (total == 0) return;
+  const int64_t buckets = (total + bucket - 1) / bucket;
+  std::vector<char> buf(static_cast<size_t>(std::min(total, bucket)) * es);
+  struct Piece {
+    char* data;
+    size_t bytes;
+  };
+  size_t ti = 0;
+  int64_t offset = 0;  // elements of tensors[ti] already placed in earlier buckets
+  for (int64_t k = 0; k < buckets; ++k) {
+    std::vector<Piece> pieces;
+    int64_t filled = 0;
+    while (filled < bucket && ti < tensors.size()) {
+      Tensor& t = tensors[ti];
+      if (t.dtype() != dtype || offset == t.numel()) {
+        ++ti;
+        offset = 0;
+        continue;
+      }
+      const int64_t n = std::min(bucket - filled, t.numel() - offset);
+      Piece p{static_cast<char*>(t.raw_data()) + offset * es, static_cast<size_t>(n) * es};
+      std::memcpy(buf.data() + filled * es, p.data, p.bytes);
+      pieces.push_back(p);
+      filled += n;
+      offset += n;
+    }
+    fn(buf.data(), static_cast<int>(filled), k, buckets);
+    size_t at = 0;
+    for (const Piece& p : pieces) {
+      std::memcpy(p.data, buf.data() + at, p.bytes);
+      at += p.bytes;
+    }
+  }
+}
+
 }  // namespace
 
+void Communicator::set_options(const CommOptions& options) {
+  SDPO_CHECK(options.bucket_bytes > 0, "communicator: bucket_bytes must be positive, got ",
+             options.bucket_bytes);
+  options_ = options;
+}
+
+// ----------------------------------------------------------------------------- LocalCommunicator
+
 void LocalCommunicator::AllReduceSum(std::vector<Tensor>& tensors) {
-  CheckCpuTensors(tensors, "AllReduceSum", 0);
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    CheckTensor(tensors[i], absl::StrCat("AllReduceSum tensor ", i), 0, device_);
+  }
+}
+
+void LocalCommunicator::ReduceScatterSum(const Tensor& input, Tensor& output) {
+  CheckTensor(input, "ReduceScatterSum input", 0, device_);
+  CheckTensor(output, "ReduceScatterSum output", 0, device_);
+  SDPO_CHECK(input.numel() == output.numel() && input.dtype() == output.dtype(),
+             "ReduceScatterSum (rank 0 of 1): input has ", input.numel(), " ",
+             DTypeName(input.dtype()), " elements, expected the output's ", output.numel(), " ",
+             DTypeName(output.dtype()));
+  ops::CopyInto(output, ops::View(input, output.shape()));
+}
+
+void LocalCommunicator::AllGather(const Tensor& input, Tensor& output) {
+  CheckTensor(input, "AllGather input", 0, device_);
+  CheckTensor(output, "AllGather output", 0, device_);
+  SDPO_CHECK(input.numel() == output.numel() && input.dtype() == output.dtype(),
+             "AllGather (rank 0 of 1): output has ", output.numel(), " ", DTypeName(output.dtype()),
+             " elements, expected the input's ", input.numel(), " ", DTypeName(input.dtype()));
+  ops::CopyInto(output, ops::View(input, output.shape()));
 }
 
 void LocalCommunicator::Broadcast(std::vector<Tensor>& tensors, int root) {
   SDPO_CHECK(root == 0, "Broadcast (rank 0): root ", root, " outside a world of 1");
-  CheckCpuTensors(tensors, "Broadcast", 0);
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    CheckTensor(tensors[i], absl::StrCat("Broadcast tensor ", i), 0, device_);
+  }
 }
 
 void LocalCommunicator::Broadcast(std::vector<uint64_t>&, int root) {
   SDPO_CHECK(root == 0, "Broadcast (rank 0): root ", root, " outside a world of 1");
 }
 
+void LocalCommunicator::Abort(int code) { std::_Exit(code); }
+
 bool LaunchedByMpirun() { return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr; }
 
-std::unique_ptr<Communicator> MakeCommunicator() {
-  if (LaunchedByMpirun()) return std::make_unique<MpiCommunicator>();
-  return std::make_unique<LocalCommunicator>();
+std::unique_ptr<Communicator> MakeCommunicator(const CommOptions& options) {
+  std::unique_ptr<Communicator> comm;
+  if (LaunchedByMpirun()) {
+    comm = std::make_unique<MpiCommunicator>(options);
+  } else {
+    comm = std::make_unique<LocalCommunicator>();
+  }
+  comm->set_options(options);
+  return comm;
 }
+
+// ----------------------------------------------------------------------------- MpiCommunicator
 
 #define SDPO_MPI_CALL(what, call)                                                                \
   do {                                                                                           \
@@ -80,7 +164,8 @@ std::unique_ptr<Communicator> MakeCommunicator() {
                ": ", MpiErrorString(sdpo_mpi_rc));                                               \
   } while (0)
 
-MpiCommunicator::MpiCommunicator() {
+MpiCommunicator::MpiCommunicator(const CommOptions& options) {
+  set_options(options);
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (!initialized) {
@@ -107,46 +192,138 @@ void MpiCommunicator::Abort(int code) {
   std::_Exit(code);  // MPI_Abort does not return; keep the compiler (and a broken MPI) honest
 }
 
+template <typename Start>
+void MpiCommunicator::Run(const std::string& what, Start start) {
+  MPI_Request request = MPI_REQUEST_NULL;
+  SDPO_MPI_CALL(what, start(&request));
+  const auto t0 = std::chrono::steady_clock::now();
+  const double timeout = options_.timeout_s;
+  for (int64_t polls = 0;; ++polls) {
+    int done = 0;
+    SDPO_MPI_CALL(what, MPI_Test(&request, &done, MPI_STATUS_IGNORE));
+    if (done) return;
+    // Spin briefly (small collectives finish within microseconds), then poll less often.
+    if (polls > 2000) {
+      const double waited =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (timeout > 0 && waited > timeout) {
+        SDPO_FAIL(what, " timed out on rank ", rank_, " of ", world_size_, " after ", timeout,
+                  " s (--collective_timeout_s): at least one other rank did not join it (a rank "
+                  "that hangs, or ranks calling collectives in a different order); the job is "
+                  "aborted");
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(waited < 1.0 ? 20 : 500));
+    }
+  }
+}
+
+void MpiCommunicator::AllReduceBuckets(std::vector<Tensor>& tensors, DType dtype) {
+  ForEachBucket(tensors, dtype, BucketElems(options_.bucket_bytes, ElementSize(dtype)),
+                [&](void* buf, int count, int64_t k, int64_t buckets) {
+                  Run(absl::StrCat("AllReduceSum (", DTypeName(dtype), " tensors, bucket ", k + 1,
+                                   " of ", buckets, ", ", count, " elements)"),
+                      [&](MPI_Request* r) {
+                        return MPI_Iallreduce(MPI_IN_PLACE, buf, count, MpiType(dtype), MPI_SUM,
+                                              MPI_COMM_WORLD, r);
+                      });
+                });
+}
+
 void MpiCommunicator::AllReduceSum(std::vector<Tensor>& tensors) {
-  CheckCpuTensors(tensors, "AllReduceSum", rank_);
-  std::vector<float> f32 = Pack<float>(tensors, kF32);
-  std::vector<double> f64 = Pack<double>(tensors, kF64);
-  if (!f32.empty()) {
-    SDPO_MPI_CALL("AllReduceSum (f32 tensors)",
-                  MPI_Allreduce(MPI_IN_PLACE, f32.data(), static_cast<int>(f32.size()), MPI_FLOAT,
-                                MPI_SUM, MPI_COMM_WORLD));
-    Unpack(f32, tensors, kF32);
-  }
-  if (!f64.empty()) {
-    SDPO_MPI_CALL("AllReduceSum (f64 tensors)",
-                  MPI_Allreduce(MPI_IN_PLACE, f64.data(), static_cast<int>(f64.size()), MPI_DOUBLE,
-                                MPI_SUM, MPI_COMM_WORLD));
-    Unpack(f64, tensors, kF64);
-  }
+  CheckMpiTensors(tensors, "AllReduceSum", rank_);
+  AllReduceBuckets(tensors, kF32);
+  AllReduceBuckets(tensors, kF64);
 }
 
 void MpiCommunicator::AllReduceSum(std::vector<double>& values) {
   if (values.empty()) return;
-  SDPO_MPI_CALL("AllReduceSum (doubles)",
-                MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()),
-                              MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+  Run("AllReduceSum (doubles)", [&](MPI_Request* r) {
+    return MPI_Iallreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE,
+                          MPI_SUM, MPI_COMM_WORLD, r);
+  });
+}
+
+void MpiCommunicator::ReduceScatterSum(const Tensor& input, Tensor& output) {
+  CheckMpiTensor(input, "ReduceScatterSum input", rank_);
+  CheckMpiTensor(output, "ReduceScatterSum output", rank_);
+  const int64_t n = output.numel();
+  SDPO_CHECK(input.dtype() == output.dtype() && input.numel() == n * world_size_,
+             "ReduceScatterSum (rank ", rank_, " of ", world_size_, "): input has ", input.numel(),
+             " ", DTypeName(input.dtype()), " elements, expected ", world_size_, " x ", n, " ",
+             DTypeName(output.dtype()));
+  if (n == 0) return;
+  const size_t es = ElementSize(input.dtype());
+  const int64_t chunk = BucketElems(options_.bucket_bytes / world_size_, es);
+  const char* in = static_cast<const char*>(input.raw_data());
+  char* out = static_cast<char*>(output.raw_data());
+  std::vector<char> send;
+  for (int64_t a = 0; a < n; a += chunk) {
+    const int64_t len = std::min(chunk, n - a);
+    const char* src = in;
+    if (len != n) {  // the ranks' blocks of this chunk, side by side
+      send.resize(static_cast<size_t>(world_size_ * len) * es);
+      for (int r = 0; r < world_size_; ++r) {
+        std::memcpy(send.data() + r * len * es, in + (r * n + a) * es, len * es);
+      }
+      src = send.data();
+    }
+    Run(absl::StrCat("ReduceScatterSum (", DTypeName(input.dtype()), ", elements [", a, ", ",
+                     a + len, ") of ", n, " per rank)"),
+        [&](MPI_Request* r) {
+          return MPI_Ireduce_scatter_block(src, out + a * es, static_cast<int>(len),
+                                           MpiType(input.dtype()), MPI_SUM, MPI_COMM_WORLD, r);
+        });
+  }
+}
+
+void MpiCommunicator::AllGather(const Tensor& input, Tensor& output) {
+  CheckMpiTensor(input, "AllGather input", rank_);
+  CheckMpiTensor(output, "AllGather output", rank_);
+  const int64_t n = input.numel();
+  SDPO_CHECK(input.dtype() == output.dtype() && output.numel() == n * world_size_,
+             "AllGather (rank ", rank_, " of ", world_size_, "): output has ", output.numel(), " ",
+             DTypeName(output.dtype()), " elements, expected ", world_size_, " x ", n, " ",
+             DTypeName(input.dtype()));
+  if (n == 0) return;
+  const size_t es = ElementSize(input.dtype());
+  const int64_t chunk = BucketElems(options_.bucket_bytes / world_size_, es);
+  const char* in = static_cast<const char*>(input.raw_data());
+  char* out = static_cast<char*>(output.raw_data());
+  std::vector<char> recv;
+  for (int64_t a = 0; a < n; a += chunk) {
+    const int64_t len = std::min(chunk, n - a);
+    char* dst = out;
+    if (len != n) {
+      recv.resize(static_cast<size_t>(world_size_ * len) * es);
+      dst = recv.data();
+    }
+    Run(absl::StrCat("AllGather (", DTypeName(input.dtype()), ", elements [", a, ", ", a + len,
+                     ") of ", n, " per rank)"),
+        [&](MPI_Request* r) {
+          return MPI_Iallgather(in + a * es, static_cast<int>(len), MpiType(input.dtype()), dst,
+                                static_cast<int>(len), MpiType(input.dtype()), MPI_COMM_WORLD, r);
+        });
+    if (len != n) {
+      for (int r = 0; r < world_size_; ++r) {
+        std::memcpy(out + (r * n + a) * es, recv.data() + r * len * es, len * es);
+      }
+    }
+  }
 }
 
 void MpiCommunicator::Broadcast(std::vector<Tensor>& tensors, int root) {
   SDPO_CHECK(root >= 0 && root < world_size_, "Broadcast (rank ", rank_, "): root ", root,
              " outside [0, ", world_size_, ")");
-  CheckCpuTensors(tensors, "Broadcast", rank_);
-  std::vector<float> f32 = Pack<float>(tensors, kF32);
-  std::vector<double> f64 = Pack<double>(tensors, kF64);
-  if (!f32.empty()) {
-    SDPO_MPI_CALL("Broadcast (f32 tensors)", MPI_Bcast(f32.data(), static_cast<int>(f32.size()),
-                                                       MPI_FLOAT, root, MPI_COMM_WORLD));
-    Unpack(f32, tensors, kF32);
-  }
-  if (!f64.empty()) {
-    SDPO_MPI_CALL("Broadcast (f64 tensors)", MPI_Bcast(f64.data(), static_cast<int>(f64.size()),
-                                                       MPI_DOUBLE, root, MPI_COMM_WORLD));
-    Unpack(f64, tensors, kF64);
+  CheckMpiTensors(tensors, "Broadcast", rank_);
+  for (DType dtype : {kF32, kF64}) {
+    ForEachBucket(tensors, dtype, BucketElems(options_.bucket_bytes, ElementSize(dtype)),
+                  [&](void* buf, int count, int64_t k, int64_t buckets) {
+                    Run(absl::StrCat("Broadcast (", DTypeName(dtype), " tensors, bucket ", k + 1,
+                                     " of ", buckets, ")"),
+                        [&](MPI_Request* r) {
+                          return MPI_Ibcast(buf, count, MpiType(dtype), root, MPI_COMM_WORLD, r);
+                        });
+                  });
   }
 }
 
@@ -155,23 +332,28 @@ void MpiCommunicator::Broadcast(std::vector<uint64_t>& values, int root) {
              " outside [0, ", world_size_, ")");
   // The count first, so that a rank with a different list length fails with a message.
   uint64_t n = values.size();
-  SDPO_MPI_CALL("Broadcast (count)", MPI_Bcast(&n, 1, MPI_UINT64_T, root, MPI_COMM_WORLD));
+  Run("Broadcast (count)",
+      [&](MPI_Request* r) { return MPI_Ibcast(&n, 1, MPI_UINT64_T, root, MPI_COMM_WORLD, r); });
   SDPO_CHECK(n == values.size(), "Broadcast (rank ", rank_, "): root ", root, " sends ", n,
              " values, this rank expects ", values.size());
   if (n == 0) return;
-  SDPO_MPI_CALL("Broadcast (uint64 values)",
-                MPI_Bcast(values.data(), static_cast<int>(n), MPI_UINT64_T, root, MPI_COMM_WORLD));
+  Run("Broadcast (uint64 values)", [&](MPI_Request* r) {
+    return MPI_Ibcast(values.data(), static_cast<int>(n), MPI_UINT64_T, root, MPI_COMM_WORLD, r);
+  });
 }
 
 std::vector<double> MpiCommunicator::AllGather(const std::vector<double>& values) {
   std::vector<double> out(values.size() * static_cast<size_t>(world_size_));
-  SDPO_MPI_CALL("AllGather", MPI_Allgather(values.data(), static_cast<int>(values.size()),
-                                           MPI_DOUBLE, out.data(), static_cast<int>(values.size()),
-                                           MPI_DOUBLE, MPI_COMM_WORLD));
+  Run("AllGather (doubles)", [&](MPI_Request* r) {
+    return MPI_Iallgather(values.data(), static_cast<int>(values.size()), MPI_DOUBLE, out.data(),
+                          static_cast<int>(values.size()), MPI_DOUBLE, MPI_COMM_WORLD, r);
+  });
   return out;
 }
 
-void MpiCommunicator::Barrier() { SDPO_MPI_CALL("Barrier", MPI_Barrier(MPI_COMM_WORLD)); }
+void MpiCommunicator::Barrier() {
+  Run("Barrier", [&](MPI_Request* r) { return MPI_Ibarrier(MPI_COMM_WORLD, r); });
+}
 
 #undef SDPO_MPI_CALL
 

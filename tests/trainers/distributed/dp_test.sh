@@ -5,7 +5,12 @@
 #   2. a 2-rank run resumed from its checkpoint continues exactly as the straight 2-rank run;
 #   3. ranks with different configurations stop with an error naming the field;
 #   4. a rank that dies (error exit, exit 0 without MPI_Finalize, SIGKILL) makes mpirun stop
-#      with a non-zero status within 60 s.
+#      with a non-zero status within 60 s;
+#   5. ZeRO-1: 2 ranks x batch 2 with --zero=1 equal 1 rank x batch 4 and 2 ranks with --zero=0;
+#      a resumed 2-rank ZeRO-1 run continues bit for bit; checkpoints of either kind resume the
+#      other; tiny all-reduce buckets give the same run as one bucket;
+#   6. a rank that hangs while alive makes the others stop with a timeout error naming the
+#      collective within --collective_timeout_s (5 s here), and mpirun ends the job.
 set -u
 
 BIN="${TEST_SRCDIR}/${TEST_WORKSPACE}/tests/trainers/distributed/dp_train"
@@ -92,6 +97,68 @@ for how in exit3 exit0 kill; do
     fail "mpirun hung after rank 1 died ($how; killed by timeout after ${elapsed}s)"
   }
   echo "dead rank ($how): mpirun exited with $rc after ${elapsed}s"
+done
+
+# 5. ZeRO-1.
+run2 "$T/zero_sdpo" --objective=sdpo --steps=3 --batch=2 --zero=1 || {
+  cat "$T/zero_sdpo.log"
+  fail "2-rank ZeRO-1 run"
+}
+"$BIN" --compare "$T/one_sdpo/checkpoint.safetensors" "$T/zero_sdpo/checkpoint.safetensors" ||
+  fail "ZeRO-1: 2 ranks x batch 2 differ from 1 rank x batch 4"
+"$BIN" --compare --tolerance=1e-6 "$T/two_sdpo/checkpoint.safetensors" \
+  "$T/zero_sdpo/checkpoint.safetensors" || fail "2 ranks: ZeRO-1 differs from the all-reduce path"
+"$BIN" --compare --optimizer --tolerance=1e-6 "$T/two_sdpo/checkpoint.safetensors" \
+  "$T/zero_sdpo/checkpoint.safetensors" || fail "2 ranks: ZeRO-1's gathered AdamW state differs"
+run2 "$T/zero_accum" --steps=2 --batch=2 --grad_accum=2 --zero=1 || fail "ZeRO-1 with grad_accum"
+"$BIN" --compare "$T/one_accum/checkpoint.safetensors" "$T/zero_accum/checkpoint.safetensors" ||
+  fail "ZeRO-1 grad_accum 2: 2 ranks x batch 2 differ from 1 rank x batch 4"
+# Resume of a ZeRO-1 run (its shards gathered into one checkpoint, re-sharded on load).
+run2 "$T/zero_resumed" --steps=2 --batch=2 --zero=1 || fail "2-rank ZeRO-1 run (first half)"
+run2 "$T/zero_resumed" --steps=3 --batch=2 --zero=1 --resume || {
+  cat "$T/zero_resumed.log"
+  fail "2-rank ZeRO-1 resume"
+}
+"$BIN" --compare --tolerance=0 "$T/zero_sdpo/checkpoint.safetensors" \
+  "$T/zero_resumed/checkpoint.safetensors" || fail "a resumed ZeRO-1 run differs from the straight one"
+"$BIN" --compare --optimizer --tolerance=0 "$T/zero_sdpo/checkpoint.safetensors" \
+  "$T/zero_resumed/checkpoint.safetensors" || fail "a resumed ZeRO-1 run's AdamW state differs"
+# Cross: a ZeRO-1 checkpoint resumed without ZeRO, and the other way round.
+run2 "$T/cross_a" --steps=2 --batch=2 --zero=1 || fail "cross (ZeRO-1 first half)"
+run2 "$T/cross_a" --steps=3 --batch=2 --zero=0 --resume || fail "cross (resume without ZeRO)"
+"$BIN" --compare --tolerance=1e-6 "$T/zero_sdpo/checkpoint.safetensors" \
+  "$T/cross_a/checkpoint.safetensors" || fail "a ZeRO-1 checkpoint resumed without ZeRO differs"
+run2 "$T/cross_b" --steps=2 --batch=2 --zero=0 || fail "cross (all-reduce first half)"
+run2 "$T/cross_b" --steps=3 --batch=2 --zero=1 --resume || fail "cross (resume with ZeRO-1)"
+"$BIN" --compare --tolerance=1e-6 "$T/two_sdpo/checkpoint.safetensors" \
+  "$T/cross_b/checkpoint.safetensors" || fail "an all-reduce checkpoint resumed with ZeRO-1 differs"
+# Buckets of 1 KiB (dozens per step, tensors split across buckets) vs the default 25 MiB.
+run2 "$T/small_buckets" --steps=3 --batch=2 --bucket_mb=0.001 || fail "2-rank run, 1 KiB buckets"
+"$BIN" --compare --tolerance=0 "$T/two_sdpo/checkpoint.safetensors" \
+  "$T/small_buckets/checkpoint.safetensors" || fail "1 KiB buckets differ from one bucket"
+run2 "$T/zero_small" --steps=3 --batch=2 --zero=1 --bucket_mb=0.001 || fail "ZeRO-1, 1 KiB chunks"
+"$BIN" --compare --tolerance=0 "$T/zero_sdpo/checkpoint.safetensors" \
+  "$T/zero_small/checkpoint.safetensors" || fail "ZeRO-1 with 1 KiB chunks differs from one chunk"
+
+# 6. A hung rank (alive, sleeping outside any collective): rank 0 must give up after the 5 s
+# timeout with an error naming the collective, and the job must end (MPI_Abort).
+for zero in 0 1; do
+  start=$(date +%s)
+  run2 "$T/hang_$zero" --steps=20 --batch=2 --zero="$zero" --hang_rank=1 --hang_step=1 \
+    --collective_timeout_s=5
+  rc=$?
+  elapsed=$(($(date +%s) - start))
+  [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || {
+    cat "$T/hang_$zero.log"
+    fail "a hung rank (zero=$zero): mpirun exited with $rc after ${elapsed}s"
+  }
+  grep -q "rank 0 of 2): .*timed out on rank 0 of 2 after 5 s" "$T/hang_$zero.log" || {
+    cat "$T/hang_$zero.log"
+    fail "a hung rank (zero=$zero): no timeout error from rank 0"
+  }
+  [ "$elapsed" -le 30 ] || fail "a hung rank (zero=$zero): the job took ${elapsed}s to end"
+  echo "hung rank (zero=$zero): $(grep -o 'error (rank 0 of 2): [A-Za-z]* ([^)]*)' \
+    "$T/hang_$zero.log" | head -1); mpirun exited with $rc after ${elapsed}s"
 done
 
 echo "PASS"
