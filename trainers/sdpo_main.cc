@@ -23,7 +23,7 @@
 #include "tensor/thread_pool.h"
 #include "trainers/data/preference_dataset.h"
 #include "trainers/demo_setup.h"
-#include "trainers/distributed/communicator.h"
+#include "trainers/distributed/mpi_communicator.h"
 #include "trainers/model_factory.h"
 #include "trainers/trainer.h"
 

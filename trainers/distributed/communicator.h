@@ -1,13 +1,13 @@
 // Collective communication between the ranks of a data-parallel job.
 //
 // LocalCommunicator is the single-process world (rank 0 of 1; every collective is the identity).
-// MpiCommunicator wraps MPI_COMM_WORLD for CPU tensors; MakeCommunicator() picks it only when the
-// process was started by OpenMPI's mpirun (OMPI_COMM_WORLD_SIZE is set), so single-process runs
-// never touch MPI. NcclCommunicator (nccl_communicator.h, CUDA builds) does the same for GPU
-// tensors. Collectives must be called by every rank in the same order. Failures throw
-// sdpo::Error naming the collective and the rank; a collective that does not complete within
-// CommOptions::timeout_s (a rank that hangs while alive) throws too, and the caller should then
-// Abort() the job. See docs/distributed.md.
+// MpiCommunicator (mpi_communicator.h) wraps MPI_COMM_WORLD for CPU tensors; MakeCommunicator()
+// there picks it only when the process was started by OpenMPI's mpirun (OMPI_COMM_WORLD_SIZE is
+// set), so single-process runs never touch MPI. The NCCL communicator (nccl_communicator.h) does
+// the same for GPU tensors. This header and its library do not depend on MPI. Collectives must be
+// called by every rank in the same order. Failures throw sdpo::Error naming the collective and the
+// rank; a collective that does not complete within CommOptions::timeout_s (a rank that hangs while
+// alive) throws too, and the caller should then Abort() the job. See docs/distributed.md.
 #pragma once
 
 #include <cstdint>
@@ -84,48 +84,5 @@ class LocalCommunicator : public Communicator {
  private:
   Device device_;
 };
-
-// MPI_COMM_WORLD with MPI_ERRORS_RETURN: an MPI error becomes an exception instead of an
-// immediate abort. Every collective is non-blocking (MPI_Iallreduce, ...) followed by a polling
-// wait with the options' deadline. Initialises MPI (MPI_THREAD_FUNNELED: only the thread that
-// created the communicator calls MPI) on construction unless already initialised, finalises on
-// destruction. At most one instance per process.
-class MpiCommunicator : public Communicator {
- public:
-  explicit MpiCommunicator(const CommOptions& options = {});
-  ~MpiCommunicator() override;
-  MpiCommunicator(const MpiCommunicator&) = delete;
-  MpiCommunicator& operator=(const MpiCommunicator&) = delete;
-
-  int rank() const override { return rank_; }
-  int world_size() const override { return world_size_; }
-  std::string name() const override { return "mpi"; }
-  void AllReduceSum(std::vector<Tensor>& tensors) override;
-  void AllReduceSum(std::vector<double>& values) override;
-  void ReduceScatterSum(const Tensor& input, Tensor& output) override;
-  void AllGather(const Tensor& input, Tensor& output) override;
-  void Broadcast(std::vector<Tensor>& tensors, int root) override;
-  void Broadcast(std::vector<uint64_t>& values, int root) override;
-  std::vector<double> AllGather(const std::vector<double>& values) override;
-  void Barrier() override;
-  // MPI_Abort: mpirun ends every rank.
-  [[noreturn]] void Abort(int code) override;
-
- private:
-  // Starts a non-blocking collective (`start` fills the request) and polls it until done or the
-  // deadline, throwing an error naming `what` on failure or timeout.
-  template <typename Start>
-  void Run(const std::string& what, Start start);
-  // One dtype's tensors of an AllReduceSum, bucket by bucket.
-  void AllReduceBuckets(std::vector<Tensor>& tensors, DType dtype);
-
-  int rank_ = 0, world_size_ = 1;
-  bool owns_init_ = false;
-};
-
-// True when this process was launched by mpirun (OpenMPI sets OMPI_COMM_WORLD_SIZE).
-bool LaunchedByMpirun();
-// MpiCommunicator under mpirun, LocalCommunicator otherwise (CPU tensors).
-std::unique_ptr<Communicator> MakeCommunicator(const CommOptions& options = {});
 
 }  // namespace sdpo::distributed

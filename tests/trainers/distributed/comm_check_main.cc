@@ -19,7 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "nn/optim.h"
 #include "tensor/ops.h"
-#include "trainers/distributed/communicator.h"
+#include "trainers/distributed/mpi_communicator.h"
 #include "trainers/distributed/sharding.h"
 #include "trainers/distributed/zero.h"
 

@@ -17,7 +17,7 @@
 #include "nn/checkpoint_io.h"
 #include "nn/init.h"
 #include "nn/lora.h"
-#include "trainers/distributed/communicator.h"
+#include "trainers/distributed/mpi_communicator.h"
 #include "trainers/trainer.h"
 
 ABSL_FLAG(std::string, out, "", "output directory (checkpoint, metrics)");
