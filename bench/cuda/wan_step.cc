@@ -14,6 +14,7 @@
 #include "nn/optim.h"
 #include "sdpo/objectives.h"
 #include "sdpo/schedules.h"
+#include "tensor/kernel_profiler.h"
 #include "tensor/ops.h"
 #include "trainers/preference_step.h"
 
@@ -151,8 +152,8 @@ WanStepResult RunWanStep(const WanStepOptions& o) {
       "), tokens/sample " + std::to_string(res.tokens_per_sample));
 
   // --- steps --------------------------------------------------------------------------------
-  int total = o.warmup + o.steps;
-  for (int step = 0; step < total; ++step) {
+  // One step; appends its time, loss, gradient norm and errors to res.
+  auto run_step = [&] {
     sync();
     const double t0 = Now();
     optimizer.ZeroGrad();
@@ -189,9 +190,14 @@ WanStepResult RunWanStep(const WanStepOptions& o) {
     res.reference_errors.back().insert(res.reference_errors.back().end(),
                                        loss.batch.reference_loser.begin(),
                                        loss.batch.reference_loser.end());
+  };
+  int total = o.warmup + o.steps;
+  for (int step = 0; step < total; ++step) {
+    run_step();
+    const double dt = res.step_s.back();
     log("step " + std::to_string(step + 1) + "/" + std::to_string(total) +
         (step < o.warmup ? " (warm-up)" : "") + ": " + std::to_string(dt) + " s, loss " +
-        std::to_string(loss.result.loss) + ", grad norm " + std::to_string(grad_norm));
+        std::to_string(res.losses.back()) + ", grad norm " + std::to_string(res.grad_norms.back()));
     if (step == 0 && o.budget_s > 0) {
       const double left = o.budget_s - res.setup_s - dt;
       const int fit = static_cast<int>(left / std::max(dt, 1e-6)) - 1;
@@ -213,6 +219,13 @@ WanStepResult RunWanStep(const WanStepOptions& o) {
   res.median_s = timed.size() % 2 ? timed[timed.size() / 2]
                                   : 0.5 * (timed[timed.size() / 2 - 1] + timed[timed.size() / 2]);
   res.min_s = timed.front();
+  if (o.profile) {
+    SDPO_CHECK(o.sync != nullptr, "RunWanStep: profile needs a sync hook");
+    KernelProfiler profiler(o.sync);
+    run_step();
+    res.profile = profiler.Report(res.step_s.back());
+    res.step_s.pop_back();  // the profiled step is slower: not a timed step
+  }
   return res;
 }
 

@@ -36,6 +36,9 @@ struct WanStepOptions {
   // > 0: after the first step, timed steps are cut so that the whole run fits (at least 1).
   double budget_s = 0;
   uint64_t seed = 1;
+  // After the timed steps, one more step under a KernelProfiler (CUDA only; needs `sync`): its
+  // per-kernel table goes to WanStepResult::profile.
+  bool profile = false;
   std::function<void()> sync;                  // waits for the device (null: nothing)
   std::function<void(const std::string&)> log;  // progress lines (null: none)
 };
@@ -49,6 +52,7 @@ struct WanStepResult {
   std::vector<double> losses, grad_norms;  // every step
   std::vector<std::vector<double>> policy_errors, reference_errors;  // every step, [2 * pairs]
   double median_s = 0, min_s = 0;          // over the timed steps
+  std::string profile;                     // the profiled step's table (options.profile)
 };
 
 // Matmul FLOPs of one Wan forward of one sample (shared/research/models.md section 5).

@@ -1,4 +1,4 @@
-// cuda_check wan_step [--tokens_f=6 --h=60 --w=104] [--recompute] [--lora] [--rope_f64]
+// cuda_check wan_step [--tokens_f=6 --h=60 --w=104] [--recompute] [--lora] [--rope_f64] [--profile]
 //                     [--steps=5 --warmup=2 --budget_s=120 --pairs=1 --rank=64]
 //                     [--config=1.3b] [--json FILE] [--label NAME]
 // One SDPO step of Wan2.1 (bench/cuda/wan_step.h) on cuda:0, bf16 compute / f32 master. Prints
@@ -73,6 +73,7 @@ int RunWanStepBench(int argc, char** argv) {
     if (a == "--recompute") o.recompute = true;
     else if (a == "--lora") o.lora = true;
     else if (a == "--rope_f64") o.rope_f64 = true;
+    else if (a == "--profile") o.profile = true;
     else if (val("tokens_f", &v) || val("f", &v)) o.frames = std::atoll(v.c_str());
     else if (val("h", &v)) o.height = std::atoll(v.c_str());
     else if (val("w", &v)) o.width = std::atoll(v.c_str());
@@ -148,6 +149,10 @@ int RunWanStepBench(int argc, char** argv) {
                   flops / r.median_s / 1e12, flops / r.median_s / 989e12, peak_alloc,
                   peak_reserved, Num(r.losses.back()).c_str(), Num(r.grad_norms.back()).c_str());
     emit(head + buf);
+    if (!r.profile.empty()) {
+      std::fprintf(stderr, "wan_step: kernel profile of one extra step (%s)\n%s", label.c_str(),
+                   r.profile.c_str());
+    }
     return 0;
   } catch (const std::exception& e) {
     emit(head + ", \"ok\": false, \"error\": \"" + JsonEscape(e.what()).substr(0, 600) + "\"}");

@@ -94,59 +94,170 @@ SDPO_D void LoadTile(uint16_t* dst, const uint16_t* src, int64_t row0, int64_t L
   }
 }
 
-// ------------------------------------------------------------------------- tensor-core forward
-constexpr int kFwdBr = 64, kFwdBc = 64;
-
-template <int D>
-constexpr size_t FwdSmemBytes() {
-  return static_cast<size_t>(kFwdBr + 2 * kFwdBc) * (D + 8) * 2;
+// 16-byte asynchronous copy global -> shared (cp.async.cg), zero-filled when !valid (src is then
+// not read). Completion is waited for per commit group; the emulation copies synchronously.
+SDPO_D void CpAsync16(uint16_t* dst, const uint16_t* src, bool valid) {
+#ifdef SDPO_CUDA_EMULATE
+  U4 v{0, 0, 0, 0};
+  if (valid) v = *reinterpret_cast<const U4*>(src);
+  *reinterpret_cast<U4*>(dst) = v;
+#else
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(addr), "l"(src),
+               "r"(valid ? 16 : 0));
+#endif
+}
+SDPO_D void CpAsyncCommit() {
+#ifndef SDPO_CUDA_EMULATE
+  asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+// Waits until at most N of this thread's committed groups are still in flight.
+template <int N>
+SDPO_D void CpAsyncWait() {
+#ifndef SDPO_CUDA_EMULATE
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+#endif
 }
 
+// LoadTile with cp.async (rows past L zero-filled); the caller commits and waits.
+template <int D>
+SDPO_D void LoadTileAsync(uint16_t* dst, const uint16_t* src, int64_t row0, int64_t L, int rows) {
+  constexpr int kChunks = D / 8;
+  constexpr int LD = D + 8;
+  for (int c = threadIdx.x; c < rows * kChunks; c += blockDim.x) {
+    const int r = c / kChunks, cc = c % kChunks;
+    const bool valid = row0 + r < L;
+    CpAsync16(dst + r * LD + cc * 8, valid ? src + (row0 + r) * D + cc * 8 : src, valid);
+  }
+}
+
+// ldmatrix.sync.aligned.m8n8.x4(.trans).shared.b16: four 8 x 8 matrices of 16-bit elements; lane
+// l passes the address of row l % 8 of matrix l / 8 (16-byte aligned). Without trans, lane l gets
+// r[j] = matrix j, row l / 4, columns 2 (l % 4) and 2 (l % 4) + 1 (low half first); with trans,
+// r[j] = matrix j, rows 2 (l % 4) and 2 (l % 4) + 1, column l / 4. These are the A and B
+// fragments of mma.m16n8k16 for row-major and column-major operands in shared memory.
+// The emulation reads each lane's row and moves the elements with shuffles.
+template <bool kTrans>
+SDPO_D void LdMatrixX4(uint32_t (&r)[4], const uint16_t* row) {
+#ifdef SDPO_CUDA_EMULATE
+  const int lane = threadIdx.x % 32;
+  uint32_t w[4];
+  for (int i = 0; i < 4; ++i) w[i] = Ld32(row + 2 * i);
+  for (int j = 0; j < 4; ++j) {
+    if (!kTrans) {
+      uint32_t got[4];
+      for (int i = 0; i < 4; ++i) got[i] = __shfl_sync(0xffffffffu, w[i], 8 * j + lane / 4);
+      r[j] = got[lane % 4];
+    } else {
+      const int src = 8 * j + 2 * (lane % 4), col = lane / 4;
+      uint32_t lo[4], hi[4];
+      for (int i = 0; i < 4; ++i) {
+        lo[i] = __shfl_sync(0xffffffffu, w[i], src);
+        hi[i] = __shfl_sync(0xffffffffu, w[i], src + 1);
+      }
+      const int shift = (col % 2) * 16;
+      r[j] = ((lo[col / 2] >> shift) & 0xffffu) | (((hi[col / 2] >> shift) & 0xffffu) << 16);
+    }
+  }
+#else
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  if constexpr (kTrans) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+  } else {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+  }
+#endif
+}
+
+// This lane's row address offset within a 16 x 16 block of a [rows][ld] shared tile, for
+// LdMatrixX4 with matrices ordered
+//   rows first (rows 0-7, rows 8-15 of columns 0-7, then of columns 8-15): an A fragment a[0..3]
+//     from row-major A [m][k]; with trans, two B fragments {r0, r1}, {r2, r3} (n-tiles 0 and 1)
+//     from B stored [k][n];
+//   columns first (columns 0-7, columns 8-15 of rows 0-7, then of rows 8-15): two B fragments
+//     from B stored [n][k]; with trans, an A fragment from A stored [k][m].
+SDPO_D int LdOffsetRowsFirst(int lane, int ld) {
+  return ((lane & 7) + ((lane >> 3) & 1) * 8) * ld + (lane >> 4) * 8;
+}
+SDPO_D int LdOffsetColsFirst(int lane, int ld) {
+  return ((lane & 7) + (lane >> 4) * 8) * ld + ((lane >> 3) & 1) * 8;
+}
+
+// ------------------------------------------------------------------------- tensor-core forward
+constexpr int kFwdBr = 64, kFwdBc = 64;
+static_assert(kFwdBr == kFwdBc, "the Q tile is staged in a K tile's place");
+
+// Two stages of [K tile | V tile], each [kFwdBc][D + 8].
+template <int D>
+constexpr size_t FwdSmemBytes() {
+  return static_cast<size_t>(4 * kFwdBc) * (D + 8) * 2;
+}
+
+// K/V tiles are double-buffered: the copy of tile i + 1 (cp.async) overlaps the math on tile i.
+// Fragments come from shared memory through ldmatrix (V transposed on the fly).
 template <typename T, int D>
 __global__ void __launch_bounds__(128) FlashFwdKernel(AttnArgs a) {
-  constexpr int LD = D + 8;
+  constexpr int LD = D + 8, kTile = kFwdBc * LD;
   SDPO_DYNAMIC_SMEM(smem);
-  uint16_t* qs = smem;
-  uint16_t* ks = qs + kFwdBr * LD;
-  uint16_t* vs = ks + kFwdBc * LD;
+  uint16_t* const stage[2] = {smem, smem + 2 * kTile};
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   const int64_t bh = blockIdx.y, bi = bh / a.h, hi = bh % a.h;
   const int64_t q0 = static_cast<int64_t>(blockIdx.x) * kFwdBr;
   const uint16_t* q = static_cast<const uint16_t*>(a.q) + bh * a.lq * D;
   const uint16_t* k = static_cast<const uint16_t*>(a.k) + bh * a.lk * D;
   const uint16_t* v = static_cast<const uint16_t*>(a.v) + bh * a.lk * D;
-  LoadTile<D>(qs, q, q0, a.lq, kFwdBr);
+  const int64_t tiles = (a.lk + kFwdBc - 1) / kFwdBc;
+  // Group 0: the Q tile (in stage 1's K place); group 1: K/V tile 0.
+  LoadTileAsync<D>(stage[1], q, q0, a.lq, kFwdBr);
+  CpAsyncCommit();
+  LoadTileAsync<D>(stage[0], k, 0, a.lk, kFwdBc);
+  LoadTileAsync<D>(stage[0] + kTile, v, 0, a.lk, kFwdBc);
+  CpAsyncCommit();
+  CpAsyncWait<1>();
   __syncthreads();
   const int r0 = warp * 16;
   uint32_t qf[D / 16][4];
 #pragma unroll
   for (int ks_ = 0; ks_ < D / 16; ++ks_) {
-    const int c = ks_ * 16 + 2 * t;
-    qf[ks_][0] = Ld32(qs + (r0 + g) * LD + c);
-    qf[ks_][1] = Ld32(qs + (r0 + g + 8) * LD + c);
-    qf[ks_][2] = Ld32(qs + (r0 + g) * LD + c + 8);
-    qf[ks_][3] = Ld32(qs + (r0 + g + 8) * LD + c + 8);
+    LdMatrixX4<false>(qf[ks_], stage[1] + r0 * LD + ks_ * 16 + LdOffsetRowsFirst(lane, LD));
   }
+  __syncthreads();  // every warp holds its Q fragments before stage 1 is refilled
   float o[D / 8][4];
 #pragma unroll
   for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
   const float sl2 = static_cast<float>(a.scale) * kLog2e;
   const int64_t row_g[2] = {q0 + r0 + g, q0 + r0 + g + 8};
-  for (int64_t kb = 0; kb < a.lk; kb += kFwdBc) {
-    __syncthreads();  // every warp is done with the previous K/V tile
-    LoadTile<D>(ks, k, kb, a.lk, kFwdBc);
-    LoadTile<D>(vs, v, kb, a.lk, kFwdBc);
+  const int off_k = LdOffsetColsFirst(lane, LD), off_v = LdOffsetRowsFirst(lane, LD);
+  for (int64_t it = 0; it < tiles; ++it) {
+    const int64_t kb = it * kFwdBc;
+    if (it + 1 < tiles) {
+      uint16_t* next = stage[(it + 1) & 1];
+      LoadTileAsync<D>(next, k, kb + kFwdBc, a.lk, kFwdBc);
+      LoadTileAsync<D>(next + kTile, v, kb + kFwdBc, a.lk, kFwdBc);
+    }
+    CpAsyncCommit();  // possibly empty: keeps "all but the newest group" = tile it
+    CpAsyncWait<1>();
     __syncthreads();
+    const uint16_t* ks = stage[it & 1];
+    const uint16_t* vs = ks + kTile;
     float s[kFwdBc / 8][4];
 #pragma unroll
-    for (int nt = 0; nt < kFwdBc / 8; ++nt) {
-      s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+    for (int nt = 0; nt < kFwdBc / 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+#pragma unroll
+    for (int np = 0; np < kFwdBc / 16; ++np) {
 #pragma unroll
       for (int ks_ = 0; ks_ < D / 16; ++ks_) {
-        const uint16_t* kr = ks + (nt * 8 + g) * LD + ks_ * 16 + 2 * t;
-        const uint32_t bfrag[2] = {Ld32(kr), Ld32(kr + 8)};
-        Mma<T>(s[nt], qf[ks_], bfrag);
+        uint32_t kf[4];
+        LdMatrixX4<false>(kf, ks + np * 16 * LD + ks_ * 16 + off_k);
+        const uint32_t b0[2] = {kf[0], kf[1]}, b1[2] = {kf[2], kf[3]};
+        Mma<T>(s[2 * np], qf[ks_], b0);
+        Mma<T>(s[2 * np + 1], qf[ks_], b1);
       }
     }
     float mx[2] = {m[0], m[1]};
@@ -203,14 +314,16 @@ __global__ void __launch_bounds__(128) FlashFwdKernel(AttnArgs a) {
                               Pack2<T>(s[2 * kk][2], s[2 * kk][3]),
                               Pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                               Pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-      const uint16_t* v0 = vs + (kk * 16 + 2 * t) * LD + g;
 #pragma unroll
-      for (int dt = 0; dt < D / 8; ++dt) {
-        const uint16_t* vp = v0 + dt * 8;
-        const uint32_t bfrag[2] = {Ld2(vp, vp + LD), Ld2(vp + 8 * LD, vp + 9 * LD)};
-        Mma<T>(o[dt], pa, bfrag);
+      for (int dp = 0; dp < D / 16; ++dp) {
+        uint32_t vf[4];
+        LdMatrixX4<true>(vf, vs + kk * 16 * LD + dp * 16 + off_v);
+        const uint32_t b0[2] = {vf[0], vf[1]}, b1[2] = {vf[2], vf[3]};
+        Mma<T>(o[2 * dp], pa, b0);
+        Mma<T>(o[2 * dp + 1], pa, b1);
       }
     }
+    __syncthreads();  // every warp is done with this stage before it is refilled
   }
   uint16_t* out = static_cast<uint16_t*>(a.out) + bh * a.lq * D;
 #pragma unroll
@@ -232,24 +345,25 @@ __global__ void __launch_bounds__(128) FlashFwdKernel(AttnArgs a) {
 // ------------------------------------------------------------------------ tensor-core backward
 constexpr int kBwdBc = 64, kBwdBr = 32;
 
+// K, V; two stages of [Q tile | dO tile]; dS^T; two stages of lse and delta.
 template <int D>
 constexpr size_t BwdSmemBytes() {
-  return static_cast<size_t>(2 * kBwdBc + 2 * kBwdBr) * (D + 8) * 2 +
-         static_cast<size_t>(kBwdBc) * (kBwdBr + 8) * 2 + 2 * kBwdBr * sizeof(float);
+  return static_cast<size_t>(2 * kBwdBc + 4 * kBwdBr) * (D + 8) * 2 +
+         static_cast<size_t>(kBwdBc) * (kBwdBr + 8) * 2 + 4 * kBwdBr * sizeof(float);
 }
 
+// Q/dO tiles are double-buffered (cp.async); fragments come through ldmatrix.
 template <typename T, int D>
 __global__ void __launch_bounds__(128)
     FlashBwdKernel(AttnArgs a, const float* delta, float* dq_acc) {
-  constexpr int LD = D + 8, LDS = kBwdBr + 8;
+  constexpr int LD = D + 8, LDS = kBwdBr + 8, kQTile = kBwdBr * LD;
   SDPO_DYNAMIC_SMEM(smem);
   uint16_t* ks = smem;
   uint16_t* vs = ks + kBwdBc * LD;
-  uint16_t* qs = vs + kBwdBc * LD;
-  uint16_t* dos = qs + kBwdBr * LD;
-  uint16_t* dss = dos + kBwdBr * LD;  // dS^T [key][query]
-  float* lse_s = reinterpret_cast<float*>(dss + kBwdBc * LDS);
-  float* delta_s = lse_s + kBwdBr;
+  uint16_t* const qstage[2] = {vs + kBwdBc * LD, vs + kBwdBc * LD + 2 * kQTile};  // [Q | dO]
+  uint16_t* dss = qstage[1] + 2 * kQTile;  // dS^T [key][query]
+  float* const lse_stage[2] = {reinterpret_cast<float*>(dss + kBwdBc * LDS),
+                               reinterpret_cast<float*>(dss + kBwdBc * LDS) + 2 * kBwdBr};
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   const int64_t bh = blockIdx.y, bi = bh / a.h, hi = bh % a.h;
   const int64_t k0 = static_cast<int64_t>(blockIdx.x) * kBwdBc;
@@ -257,8 +371,23 @@ __global__ void __launch_bounds__(128)
   const uint16_t* dout = static_cast<const uint16_t*>(a.dout) + bh * a.lq * D;
   const uint16_t* k = static_cast<const uint16_t*>(a.k) + bh * a.lk * D;
   const uint16_t* v = static_cast<const uint16_t*>(a.v) + bh * a.lk * D;
-  LoadTile<D>(ks, k, k0, a.lk, kBwdBc);
-  LoadTile<D>(vs, v, k0, a.lk, kBwdBc);
+  const int64_t tiles = (a.lq + kBwdBr - 1) / kBwdBr;
+  // Stage `st` <- query tile `tile`: Q and dO by cp.async, lse (log2 domain) and delta by plain
+  // stores (read after the next __syncthreads).
+  auto prefetch = [&](int64_t tile, int st) {
+    const int64_t qb = tile * kBwdBr;
+    LoadTileAsync<D>(qstage[st], q, qb, a.lq, kBwdBr);
+    LoadTileAsync<D>(qstage[st] + kQTile, dout, qb, a.lq, kBwdBr);
+    if (threadIdx.x < kBwdBr) {
+      const int64_t row = qb + threadIdx.x;
+      lse_stage[st][threadIdx.x] = row < a.lq ? a.lse[bh * a.lq + row] * kLog2e : -INFINITY;
+      lse_stage[st][kBwdBr + threadIdx.x] = row < a.lq ? delta[bh * a.lq + row] : 0.f;
+    }
+  };
+  LoadTileAsync<D>(ks, k, k0, a.lk, kBwdBc);
+  LoadTileAsync<D>(vs, v, k0, a.lk, kBwdBc);
+  prefetch(0, 0);
+  CpAsyncCommit();
   const int kr = warp * 16;
   const int64_t key_g[2] = {k0 + kr + g, k0 + kr + g + 8};
   const float sl2 = static_cast<float>(a.scale) * kLog2e;
@@ -269,16 +398,17 @@ __global__ void __launch_bounds__(128)
     dk[i][0] = dk[i][1] = dk[i][2] = dk[i][3] = 0.f;
   }
   const int mt = warp & 1, nbase = (warp >> 1) * (D / 16);
-  for (int64_t qb = 0; qb < a.lq; qb += kBwdBr) {
-    __syncthreads();  // the previous iteration's reads of Q, dO, dS^T are done
-    LoadTile<D>(qs, q, qb, a.lq, kBwdBr);
-    LoadTile<D>(dos, dout, qb, a.lq, kBwdBr);
-    if (threadIdx.x < kBwdBr) {
-      const int64_t row = qb + threadIdx.x;
-      lse_s[threadIdx.x] = row < a.lq ? a.lse[bh * a.lq + row] * kLog2e : -INFINITY;
-      delta_s[threadIdx.x] = row < a.lq ? delta[bh * a.lq + row] : 0.f;
-    }
+  const int off_rows = LdOffsetRowsFirst(lane, LD), off_cols = LdOffsetColsFirst(lane, LD);
+  for (int64_t it = 0; it < tiles; ++it) {
+    const int64_t qb = it * kBwdBr;
+    if (it + 1 < tiles) prefetch(it + 1, static_cast<int>((it + 1) & 1));
+    CpAsyncCommit();
+    CpAsyncWait<1>();
     __syncthreads();
+    const uint16_t* qs = qstage[it & 1];
+    const uint16_t* dos = qs + kQTile;
+    const float* lse_s = lse_stage[it & 1];
+    const float* delta_s = lse_s + kBwdBr;
     // S^T = K_w Q^T and dP^T = V_w dO^T: 16 keys x 32 queries per warp.
     float st[kBwdBr / 8][4], dpt[kBwdBr / 8][4];
 #pragma unroll
@@ -288,21 +418,20 @@ __global__ void __launch_bounds__(128)
     }
 #pragma unroll
     for (int ks_ = 0; ks_ < D / 16; ++ks_) {
-      const int c = ks_ * 16 + 2 * t;
-      const uint32_t ka[4] = {Ld32(ks + (kr + g) * LD + c), Ld32(ks + (kr + g + 8) * LD + c),
-                              Ld32(ks + (kr + g) * LD + c + 8),
-                              Ld32(ks + (kr + g + 8) * LD + c + 8)};
-      const uint32_t va[4] = {Ld32(vs + (kr + g) * LD + c), Ld32(vs + (kr + g + 8) * LD + c),
-                              Ld32(vs + (kr + g) * LD + c + 8),
-                              Ld32(vs + (kr + g + 8) * LD + c + 8)};
+      uint32_t ka[4], va[4];
+      LdMatrixX4<false>(ka, ks + kr * LD + ks_ * 16 + off_rows);
+      LdMatrixX4<false>(va, vs + kr * LD + ks_ * 16 + off_rows);
 #pragma unroll
-      for (int nt = 0; nt < kBwdBr / 8; ++nt) {
-        const uint16_t* qr = qs + (nt * 8 + g) * LD + c;
-        const uint32_t bq[2] = {Ld32(qr), Ld32(qr + 8)};
-        Mma<T>(st[nt], ka, bq);
-        const uint16_t* dr = dos + (nt * 8 + g) * LD + c;
-        const uint32_t bd[2] = {Ld32(dr), Ld32(dr + 8)};
-        Mma<T>(dpt[nt], va, bd);
+      for (int np = 0; np < kBwdBr / 16; ++np) {
+        uint32_t qf[4], df[4];
+        LdMatrixX4<false>(qf, qs + np * 16 * LD + ks_ * 16 + off_cols);
+        LdMatrixX4<false>(df, dos + np * 16 * LD + ks_ * 16 + off_cols);
+        const uint32_t bq0[2] = {qf[0], qf[1]}, bq1[2] = {qf[2], qf[3]};
+        const uint32_t bd0[2] = {df[0], df[1]}, bd1[2] = {df[2], df[3]};
+        Mma<T>(st[2 * np], ka, bq0);
+        Mma<T>(st[2 * np + 1], ka, bq1);
+        Mma<T>(dpt[2 * np], va, bd0);
+        Mma<T>(dpt[2 * np + 1], va, bd1);
       }
     }
     // P^T and dS^T (element: key row key_g[i >> 1], query column nt * 8 + 2t + (i & 1)).
@@ -335,16 +464,17 @@ __global__ void __launch_bounds__(128)
                               Pack2<T>(dpt[2 * kk][2], dpt[2 * kk][3]),
                               Pack2<T>(dpt[2 * kk + 1][0], dpt[2 * kk + 1][1]),
                               Pack2<T>(dpt[2 * kk + 1][2], dpt[2 * kk + 1][3])};
-      const uint16_t* d0 = dos + (kk * 16 + 2 * t) * LD + g;
-      const uint16_t* q0p = qs + (kk * 16 + 2 * t) * LD + g;
 #pragma unroll
-      for (int dt = 0; dt < D / 8; ++dt) {
-        const uint16_t* dp = d0 + dt * 8;
-        const uint32_t bd[2] = {Ld2(dp, dp + LD), Ld2(dp + 8 * LD, dp + 9 * LD)};
-        Mma<T>(dv[dt], pa, bd);
-        const uint16_t* qp = q0p + dt * 8;
-        const uint32_t bq[2] = {Ld2(qp, qp + LD), Ld2(qp + 8 * LD, qp + 9 * LD)};
-        Mma<T>(dk[dt], da, bq);
+      for (int dp = 0; dp < D / 16; ++dp) {
+        uint32_t df[4], qf[4];
+        LdMatrixX4<true>(df, dos + kk * 16 * LD + dp * 16 + off_rows);
+        LdMatrixX4<true>(qf, qs + kk * 16 * LD + dp * 16 + off_rows);
+        const uint32_t bd0[2] = {df[0], df[1]}, bd1[2] = {df[2], df[3]};
+        const uint32_t bq0[2] = {qf[0], qf[1]}, bq1[2] = {qf[2], qf[3]};
+        Mma<T>(dv[2 * dp], pa, bd0);
+        Mma<T>(dv[2 * dp + 1], pa, bd1);
+        Mma<T>(dk[2 * dp], da, bq0);
+        Mma<T>(dk[2 * dp + 1], da, bq1);
       }
     }
     // dS^T to shared memory for dQ.
@@ -363,16 +493,15 @@ __global__ void __launch_bounds__(128)
     for (int j = 0; j < D / 16; ++j) dqa[j][0] = dqa[j][1] = dqa[j][2] = dqa[j][3] = 0.f;
 #pragma unroll
     for (int kk = 0; kk < kBwdBc / 16; ++kk) {
-      const uint16_t* s0 = dss + (kk * 16 + 2 * t) * LDS + mt * 16 + g;
-      const uint32_t aq[4] = {Ld2(s0, s0 + LDS), Ld2(s0 + 8, s0 + LDS + 8),
-                              Ld2(s0 + 8 * LDS, s0 + 9 * LDS),
-                              Ld2(s0 + 8 * LDS + 8, s0 + 9 * LDS + 8)};
-      const uint16_t* kb0 = ks + (kk * 16 + 2 * t) * LD + g;
+      uint32_t aq[4];
+      LdMatrixX4<true>(aq, dss + kk * 16 * LDS + mt * 16 + LdOffsetColsFirst(lane, LDS));
 #pragma unroll
-      for (int j = 0; j < D / 16; ++j) {
-        const uint16_t* kp = kb0 + (nbase + j) * 8;
-        const uint32_t bk[2] = {Ld2(kp, kp + LD), Ld2(kp + 8 * LD, kp + 9 * LD)};
-        Mma<T>(dqa[j], aq, bk);
+      for (int jp = 0; jp < D / 32; ++jp) {
+        uint32_t kf[4];
+        LdMatrixX4<true>(kf, ks + kk * 16 * LD + (nbase + 2 * jp) * 8 + off_rows);
+        const uint32_t bk0[2] = {kf[0], kf[1]}, bk1[2] = {kf[2], kf[3]};
+        Mma<T>(dqa[2 * jp], aq, bk0);
+        Mma<T>(dqa[2 * jp + 1], aq, bk1);
       }
     }
 #pragma unroll
@@ -384,6 +513,7 @@ __global__ void __launch_bounds__(128)
         if (query < a.lq) atomicAdd(dq_acc + (bh * a.lq + query) * D + col, dqa[j][i]);
       }
     }
+    __syncthreads();  // this stage and dS^T are free for the next prefetch and iteration
   }
   uint16_t* dkp = static_cast<uint16_t*>(a.dk) + bh * a.lk * D;
   uint16_t* dvp = static_cast<uint16_t*>(a.dv_out) + bh * a.lk * D;

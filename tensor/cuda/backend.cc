@@ -452,8 +452,17 @@ class CudaKernels final : public Kernels {
     SDPO_CHECK(x.dtype() != kBool, "reduction over a bool tensor (cast it first)");
     DeviceGuard guard(Dev(x));
     Tensor xc = ops::Contiguous(x);
-    LaunchReduceRows(static_cast<int>(kind), out.raw_data(), xc.raw_data(), Code(x.dtype()),
-                     xc.size(0), xc.size(1), correction, StreamOf(x));
+    const int code = Code(x.dtype());
+    if (const int chunks = ChunkedSumChunks(static_cast<int>(kind), code, xc.size(0), xc.size(1));
+        chunks > 0) {
+      Tensor partial = Tensor::Empty({xc.size(0), chunks}, kF64, x.device());
+      LaunchChunkedSumRows(static_cast<int>(kind), out.raw_data(), xc.raw_data(),
+                           static_cast<double*>(partial.raw_data()), chunks, code, xc.size(0),
+                           xc.size(1), StreamOf(x));
+      return;
+    }
+    LaunchReduceRows(static_cast<int>(kind), out.raw_data(), xc.raw_data(), code, xc.size(0),
+                     xc.size(1), correction, StreamOf(x));
   }
 
   void SoftmaxRows(const Tensor& out, const Tensor& x, bool log) override {

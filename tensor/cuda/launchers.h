@@ -66,6 +66,11 @@ void LaunchReduceRows(int kind, void* out, const void* x, int dtype, int64_t row
                       int64_t correction, cudaStream_t s);
 void LaunchSoftmaxRows(void* out, const void* x, int dtype, int64_t rows, int64_t cols, bool log,
                        cudaStream_t s);
+// Sum / mean of few long float rows in two passes: > 0 chunks per row when that pays (else 0);
+// partial holds rows * chunks doubles.
+int ChunkedSumChunks(int kind, int dtype, int64_t rows, int64_t cols);
+void LaunchChunkedSumRows(int kind, void* out, const void* x, double* partial, int chunks,
+                          int dtype, int64_t rows, int64_t cols, cudaStream_t s);
 
 // --- norm.cu ----------------------------------------------------------------------------------
 // x, out contiguous [rows, d]; weight/bias [d] or null; stats [rows] f32 (f64 for f64 x).

@@ -1,5 +1,6 @@
 // Row reductions and softmax over contiguous [rows, cols], one block per row. Floating inputs
 // accumulate in double and integers in int64, like the CPU oracle (tensor/cpu/reduce.cc).
+#include <algorithm>
 #include <cmath>
 
 #include "tensor/cuda/device_common.cuh"
@@ -111,6 +112,35 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Sum / mean of few long rows: block (chunk, row) sums columns [chunk * len, (chunk + 1) * len)
+// into partial[row, chunk] (double), then one thread per row adds its chunks in order. The
+// one-block-per-row kernel would run a 13.8M-column row (a weight's gradient norm) on one SM.
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    ChunkSumKernel(double* partial, const T* x, int64_t cols, int64_t len) {
+  using C = typename Compute<T>::type;
+  __shared__ double scratch[32];
+  const int64_t r = blockIdx.y, c0 = static_cast<int64_t>(blockIdx.x) * len;
+  const int64_t c1 = c0 + len < cols ? c0 + len : cols;
+  const T* row = x + r * cols;
+  double s = 0;
+  for (int64_t c = c0 + threadIdx.x; c < c1; c += blockDim.x) {
+    s += static_cast<double>(ConvertTo<C>(row[c]));
+  }
+  s = BlockSum(s, scratch);
+  if (threadIdx.x == 0) partial[r * gridDim.x + blockIdx.x] = s;
+}
+
+template <typename T>
+__global__ void FinishChunkSumKernel(T* out, const double* partial, int64_t rows, int chunks,
+                                     int64_t cols, bool mean) {
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (r >= rows) return;
+  double s = 0;
+  for (int c = 0; c < chunks; ++c) s += partial[r * chunks + c];
+  out[r] = ConvertTo<T>(mean ? s / static_cast<double>(cols) : s);
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
     SoftmaxKernel(T* out, const T* x, int64_t rows, int64_t cols, bool log) {
@@ -168,6 +198,39 @@ void LaunchReduceRows(int kind, void* out, const void* x, int dtype, int64_t row
       SDPO_LAUNCH(kern, GridFor(rows, 1, 65535 * 8), kThreads, 0, s, kind, out,
                   static_cast<const T*>(x), rows, cols, correction);
       SDPO_CHECK_LAUNCH("reduce_rows", s);
+    }
+  });
+}
+
+int ChunkedSumChunks(int kind, int dtype, int64_t rows, int64_t cols) {
+  if (kind != kRSum && kind != kRMean) return 0;
+  bool floating = false;
+  DispatchAll(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (!std::is_same_v<T, bool>) {
+      floating = std::is_floating_point_v<typename Compute<T>::type>;
+    }
+  });
+  if (!floating || rows == 0 || rows >= 128 || cols < 32768) return 0;
+  // About 1024 blocks in all, each over at least 8192 columns.
+  int64_t chunks = std::min<int64_t>(1024 / rows, cols / 8192);
+  return static_cast<int>(std::max<int64_t>(chunks, 2));
+}
+
+void LaunchChunkedSumRows(int kind, void* out, const void* x, double* partial, int chunks,
+                          int dtype, int64_t rows, int64_t cols, cudaStream_t s) {
+  const int64_t len = (cols + chunks - 1) / chunks;
+  DispatchAll(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (!std::is_same_v<T, bool>) {
+      auto chunk_kern = &ChunkSumKernel<T>;
+      SDPO_LAUNCH(chunk_kern, dim3(chunks, static_cast<unsigned>(rows)), kThreads, 0, s, partial,
+                  static_cast<const T*>(x), cols, len);
+      SDPO_CHECK_LAUNCH("reduce_rows(chunks)", s);
+      auto finish = &FinishChunkSumKernel<T>;
+      SDPO_LAUNCH(finish, GridFor(rows, 128, 65535), 128, 0, s, static_cast<T*>(out), partial,
+                  rows, chunks, cols, kind == kRMean);
+      SDPO_CHECK_LAUNCH("reduce_rows(finish)", s);
     }
   });
 }

@@ -239,6 +239,14 @@ std::vector<Case>& Table() {
                             ops::Mean(x, {2}, false), ops::Max(x, {0})};
            },
            {}, Tol(t)});
+      // Few long rows take the two-pass chunked sum (an odd length: the last chunk is short).
+      add({Name("reduce_long_rows", t), [t] { return Tensors{Randn({3, 70001}, t)}; },
+           [](const Tensors& in) {
+             const Tensor& x = in[0];
+             return Tensors{ops::Sum(x, {1}), ops::Mean(x, {1}), ops::Sum(x),
+                            ops::Sum(ops::Square(x))};
+           },
+           {}, Tol(t)});
       add({Name("argmax", t), [t] { return Tensors{Randn({6, 129, 5}, t)}; },
            [](const Tensors& in) { return Tensors{ops::ArgMax(in[0], 1), ops::ArgMax(in[0], 2)}; },
            {}, 0});
