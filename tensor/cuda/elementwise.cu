@@ -2,9 +2,11 @@
 // generator. Semantics follow the CPU oracle (tensor/cpu/elementwise.cc) exactly: the same
 // compute types, conversions and NaN rules.
 //
-// Two paths: a contiguous one (every operand contiguous or a broadcast scalar) with 16-byte
+// Three paths: a contiguous one (every operand contiguous or a broadcast scalar) with 16-byte
 // vector loads/stores when the pointers allow it, and a strided one (up to kMaxDims collapsed
-// dims, broadcast dims have stride 0) with 32-bit index math when the offsets fit.
+// dims, broadcast dims have stride 0) with 32-bit index math when the offsets fit, which moves
+// 16-byte vectors along the innermost dim when that dim is contiguous (permuted copies, row
+// broadcasts such as a bias or an AdaLN gate).
 #include <cmath>
 
 #include "tensor/cuda/device_common.cuh"
@@ -119,6 +121,44 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// StridedKernel for V consecutive elements at a time along the innermost dim, which is contiguous
+// (stride 1) for out and for every input that is not broadcast along it (stride 0: the element is
+// repeated). The host checks that inner size and every outer stride are multiples of V and the
+// base pointers are aligned, so every vector access is aligned.
+template <typename Out, typename I0, typename I1, typename I2, int NIN, typename IndexT,
+          typename F>
+__global__ void __launch_bounds__(kThreads)
+    StridedVecKernel(Out* out, const I0* a, const I1* b, const I2* c, Desc d, unsigned bcast_mask,
+                     int64_t n, F f) {
+  constexpr int V = VecWidth<Out, I0, I1, I2>();
+  const int64_t chunks = n / V;
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t ch = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; ch < chunks;
+       ch += step) {
+    IndexT rem = static_cast<IndexT>(ch * V);
+    IndexT off[4] = {0, 0, 0, 0};
+#pragma unroll
+    for (int dim = 0; dim < kMaxDims; ++dim) {
+      if (dim == d.rank) break;
+      const IndexT size = static_cast<IndexT>(d.sizes[dim]);
+      const IndexT coord = rem % size;
+      rem /= size;
+#pragma unroll
+      for (int k = 0; k <= NIN; ++k) off[k] += coord * static_cast<IndexT>(d.strides[k][dim]);
+    }
+    I0 ra[V];
+    I1 rb[V];
+    I2 rc[V];
+    if constexpr (NIN >= 1) LoadVec<I0, V>(a + off[1], 0, bcast_mask & 1u, ra);
+    if constexpr (NIN >= 2) LoadVec<I1, V>(b + off[2], 0, bcast_mask & 2u, rb);
+    if constexpr (NIN >= 3) LoadVec<I2, V>(c + off[3], 0, bcast_mask & 4u, rc);
+    Pack<Out, V> po;
+#pragma unroll
+    for (int i = 0; i < V; ++i) po.v[i] = f(ra[i], rb[i], rc[i]);
+    *reinterpret_cast<Pack<Out, V>*>(out + off[0]) = po;
+  }
+}
+
 bool Aligned(const void* p, int bytes) {
   return (reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(bytes)) == 0;
 }
@@ -177,6 +217,37 @@ void Run(const char* name, const Iter& it, const Operand* ops, F f, cudaStream_t
   }
   for (int k = NIN + 1; k < 4; ++k) {
     for (int i = 0; i < kMaxDims; ++i) d.strides[k][i] = 0;
+  }
+  // Vector path: innermost dim contiguous for out and for each input (or broadcast along it).
+  constexpr int V = VecWidth<Out, I0, I1, I2>();
+  bool vec = it.rank >= 2 && d.strides[0][0] == 1 && d.sizes[0] % V == 0 &&
+             Aligned(out, V * SizeOrOne<Out>());
+  unsigned bcast_mask = 0;
+  const void* in_ptr[3] = {a, b, c};
+  const int in_size[3] = {SizeOrOne<I0>(), SizeOrOne<I1>(), SizeOrOne<I2>()};
+  for (int k = 0; k <= NIN && vec; ++k) {
+    if (k > 0) {
+      if (d.strides[k][0] == 0) {
+        bcast_mask |= 1u << (k - 1);
+      } else if (d.strides[k][0] != 1) {
+        vec = false;
+      }
+      vec = vec && Aligned(in_ptr[k - 1], V * in_size[k - 1]);
+    }
+    for (int i = 1; i < it.rank && vec; ++i) vec = d.strides[k][i] % V == 0;
+  }
+  if (vec) {
+    if (small) {
+      auto kern = &StridedVecKernel<Out, I0, I1, I2, NIN, uint32_t, F>;
+      SDPO_LAUNCH(kern, GridFor(it.numel / V, kThreads), kThreads, 0, s, out, a, b, c, d,
+                  bcast_mask, it.numel, f);
+    } else {
+      auto kern = &StridedVecKernel<Out, I0, I1, I2, NIN, int64_t, F>;
+      SDPO_LAUNCH(kern, GridFor(it.numel / V, kThreads), kThreads, 0, s, out, a, b, c, d,
+                  bcast_mask, it.numel, f);
+    }
+    SDPO_CHECK_LAUNCH(name, s);
+    return;
   }
   if (small) {
     auto kern = &StridedKernel<Out, I0, I1, I2, NIN, uint32_t, F>;

@@ -187,6 +187,26 @@ std::vector<Case>& Table() {
              {}, IsFloating(t) ? Tol(t) : 0});
       }
     }
+    // Strided operands whose innermost dim is contiguous take the vector path: row broadcasts
+    // (a bias, an AdaLN gate), head permutes, a cast of a permute; a misaligned view does not.
+    for (DType t : kFloats) {
+      add({Name("vector_strided", t),
+           [t] {
+             return Tensors{Randn({6, 5, 40}, t), Randn({6, 1, 40}, t), Randn({40}, t),
+                            Randn({4, 6, 5, 24}, t)};
+           },
+           [](const Tensors& in) {
+             const Tensor &a = in[0], &g = in[1], &bias = in[2], &x = in[3];
+             return Tensors{ops::Add(a, g), ops::Mul(a, g), ops::Add(a, bias),
+                            ops::Sub(bias, a),
+                            ops::Contiguous(ops::Permute(x, {0, 2, 1, 3})),
+                            ops::Cast(ops::Permute(x, {2, 0, 1, 3}), kBF16),
+                            ops::Cast(ops::Permute(x, {2, 0, 1, 3}), kF32),
+                            ops::Add(ops::Narrow(a, 2, 1, 32), ops::Narrow(g, 2, 0, 32)),
+                            ops::Add(ops::Narrow(a, 2, 8, 32), ops::Narrow(g, 2, 0, 32))};
+           },
+           {}, Tol(t)});
+    }
     for (CompareOp op : {CompareOp::kEq, CompareOp::kNe, CompareOp::kLt, CompareOp::kLe,
                          CompareOp::kGt, CompareOp::kGe}) {
       for (DType t : {kF32, kBF16, kI64}) {
