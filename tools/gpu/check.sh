@@ -3,8 +3,8 @@
 #   bash tools/gpu/check.sh
 # Runs every CUDA test and the micro-benchmarks from gpu_bundle/cuda (built by
 # tools/gpu/bundle.sh), the same benchmarks through the machine's PyTorch
-# (bench/peers/gpu_ops.py), one Wan2.1-1.3B SDPO step (cuda_check wan_step, via
-# tools/gpu/wan_step.sh), and prints a short table last. Each step has its own timeout; the
+# (bench/peers/gpu_ops.py), the NCCL communicator check (cuda_check nccl), one Wan2.1-1.3B SDPO
+# step (cuda_check wan_step, via tools/gpu/wan_step.sh), and prints a short table last. Each step has its own timeout; the
 # table is printed whatever failed. Logs: $OUT/check.log, summary.txt, gpu_check_logs.tgz
 # ($OUT unset: /tmp/sdpo_gpu_check).
 set -u
@@ -90,6 +90,10 @@ step parity_ops 120 "$OUTDIR/parity_ops.log" "$BUNDLE/cuda_check" --gtest_color=
 step parity_attention 90 "$OUTDIR/parity_attention.log" "$BUNDLE/cuda_check" --gtest_color=no \
   --gtest_filter='*attn*' --gtest_output="json:$OUTDIR/parity_attention.json"
 unset SDPO_CUDA_SYNC
+# The NCCL communicator on this GPU (world size 1; trainers/distributed/nccl_communicator.h):
+# all-reduce / reduce-scatter / all-gather / broadcast of f32, bf16 and f64 tensors against the
+# CPU. libnccl.so.2 is dlopen()ed: found above and put on LD_LIBRARY_PATH.
+step nccl 60 "$OUTDIR/nccl.log" "$BUNDLE/cuda_check" nccl
 step bench_sdpo 120 "$OUTDIR/bench_sdpo.log" "$BUNDLE/cuda_check" bench --json "$OUTDIR/bench_sdpo.jsonl"
 step bench_torch 120 "$OUTDIR/bench_torch.log" "$PY" bench/peers/gpu_ops.py --json "$OUTDIR/bench_torch.jsonl"
 # Last: one SDPO step of Wan2.1-1.3B (bench/cuda/wan_step.h), tried in decreasing sizes (see

@@ -59,6 +59,21 @@ def tests(outdir):
     return rows
 
 
+def nccl(outdir):
+    """cuda_check nccl's last line "nccl: N passed, M failed" (and its FAILED lines)."""
+    path = os.path.join(outdir, "nccl.log")
+    if not os.path.exists(path):
+        return 0, 0, 0, " (did not run)"
+    text = open(path, errors="replace").read()
+    m = re.findall(r"^nccl: (\d+) passed, (\d+) failed", text, re.M)
+    if not m:
+        return 0, 1, 0, " (no result line: crashed or timed out)"
+    p, f = int(m[-1][0]), int(m[-1][1])
+    status = " (skipped: no GPU)" if "nccl: skipped" in text else ""
+    fails = re.findall(r"^nccl: (FAILED .*|unusable: .*)$", text, re.M)
+    return p, f, 1 if status else 0, status + "".join(f"\n    {x[:240]}" for x in fails[:20])
+
+
 def bench(outdir):
     res = {}
     for impl in ("sdpo", "torch"):
@@ -132,6 +147,9 @@ def main():
             print(f"    FAILED {fl}")
         if len(failures) > 20:
             print(f"    ... and {len(failures) - 20} more")
+    p, f, s, status = nccl(outdir)
+    total_p, total_f, total_s = total_p + p, total_f + f, total_s + s
+    print(f"  {'nccl':<24} {p:>6}  {f:>6}  {s:>7}{status}")
     res = bench(outdir)
     errors = [(n, r[i]) for n, r in res.items() for i in r if r[i].get("unit") == "error"]
     print()
