@@ -3,11 +3,14 @@
 //   copy_d2d             GB/s (bytes read + written) of a 1 GiB device-to-device copy
 //   add_bf16             GB/s of an elementwise bf16 add (our kernel, 3 x 2 bytes/element)
 //   attn_{fwd,bwd,fwdbwd}_L{4096,16384}  TFLOP/s of bf16 attention, B=1, H=12, D=128
-//                        (flops: forward 4*B*H*L^2*D, backward 2.5x forward)
+//                        (flops: forward 4*B*H*L^2*D, backward 2.5x forward); the auto path
+//   attn_cudnn_*         the same, forced onto cuDNN's fused attention (path 3)
+//   attn_tc_*            the same, forced onto our tensor-core kernels (path 2)
 //   layer_norm_{fwd,bwd} GB/s of LayerNorm over bf16 [32760, 1536] (bytes read + written)
 // Inputs are random (never zeros); each figure is the median of timed repetitions after a
 // warm-up, timed with CUDA events on the backend's stream.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -102,7 +105,8 @@ void BenchCopy() {
   Emit("add_bf16", 3.0 * 2.0 * m / (ms2 * 1e-3) / 1e9, "GB/s", "");
 }
 
-void BenchAttention(int64_t L) {
+// path: 0 auto (ops::Attention), else cuda::AttentionWithPath(path); names prefix_{fwd,bwd,fwdbwd}_L.
+void BenchAttention(int64_t L, int path = 0, const std::string& prefix = "attn") {
   const int64_t B = 1, H = 12, D = 128;
   const Device dev = Device::CUDA(0);
   Tensor q = ops::RandomNormal({B, H, L, D}, 6, 0, kBF16, dev);
@@ -112,13 +116,22 @@ void BenchAttention(int64_t L) {
   const double fwd_flops = 4.0 * B * H * static_cast<double>(L) * L * D;
   ops::AttentionResult r;
   const int reps = L >= 16384 ? 3 : 10;
-  const double fwd = TimeMs([&] { r = ops::Attention(q, k, v, Tensor(), std::nullopt); }, 1, reps);
-  const double bwd = TimeMs(
-      [&] { ops::AttentionBackward(dout, q, k, v, Tensor(), std::nullopt, r.out, r.lse); }, 1, reps);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  const double fwd = TimeMs([&] {
+    r = path == 0 ? ops::Attention(q, k, v, Tensor(), std::nullopt)
+                  : cuda::AttentionWithPath(q, k, v, Tensor(), scale, path);
+  }, 1, reps);
+  const double bwd = TimeMs([&] {
+    if (path == 0) {
+      ops::AttentionBackward(dout, q, k, v, Tensor(), std::nullopt, r.out, r.lse);
+    } else {
+      cuda::AttentionBackwardWithPath(dout, q, k, v, Tensor(), scale, r.out, r.lse, path);
+    }
+  }, 1, reps);
   const std::string l = std::to_string(L);
-  Emit("attn_fwd_L" + l, fwd_flops / (fwd * 1e-3) / 1e12, "TFLOP/s", "");
-  Emit("attn_bwd_L" + l, 2.5 * fwd_flops / (bwd * 1e-3) / 1e12, "TFLOP/s", "");
-  Emit("attn_fwdbwd_L" + l, 3.5 * fwd_flops / ((fwd + bwd) * 1e-3) / 1e12, "TFLOP/s", "");
+  Emit(prefix + "_fwd_L" + l, fwd_flops / (fwd * 1e-3) / 1e12, "TFLOP/s", "");
+  Emit(prefix + "_bwd_L" + l, 2.5 * fwd_flops / (bwd * 1e-3) / 1e12, "TFLOP/s", "");
+  Emit(prefix + "_fwdbwd_L" + l, 3.5 * fwd_flops / ((fwd + bwd) * 1e-3) / 1e12, "TFLOP/s", "");
 }
 
 void BenchLayerNorm() {
@@ -163,6 +176,11 @@ int RunCudaBench(int argc, char** argv) {
   if (want("layer_norm")) Run("layer_norm", sdpo::BenchLayerNorm);
   if (want("attn")) Run("attn_L4096", [] { sdpo::BenchAttention(4096); });
   if (want("attn")) Run("attn_L16384", [] { sdpo::BenchAttention(16384); });
+  for (int64_t L : {4096, 16384}) {
+    const std::string l = std::to_string(L);
+    if (want("attn")) Run("attn_cudnn_L" + l, [L] { sdpo::BenchAttention(L, 3, "attn_cudnn"); });
+    if (want("attn")) Run("attn_tc_L" + l, [L] { sdpo::BenchAttention(L, 2, "attn_tc"); });
+  }
   const sdpo::cuda::AllocatorStats st = sdpo::cuda::GetAllocatorStats(0);
   std::printf("cuda_bench: allocator peak allocated %.2f GiB, reserved %.2f GiB, %lld cudaMalloc\n",
               st.peak_allocated_bytes / 1073741824.0, st.peak_reserved_bytes / 1073741824.0,

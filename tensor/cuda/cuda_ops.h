@@ -34,8 +34,11 @@ NormModulateGrads LayerNormModulateBackward(const Tensor& dy, const Tensor& x,
                                             const Tensor& scale, const Tensor& mean,
                                             const Tensor& rstd);
 
-// Attention with a chosen path: 0 auto, 1 simple (CUDA cores), 2 tensor cores (bf16/f16,
-// D = Dv in {64, 128}; throws otherwise). Arguments as ops::Attention (q/k/v [B, H, L, D]).
+// Attention with a chosen path: 0 auto (cuDNN fused attention when eligible and working, else
+// our kernels), 1 simple (CUDA cores), 2 tensor cores (bf16/f16, D = Dv in {64, 128}; throws
+// otherwise), 3 cuDNN fused attention (bf16/f16, no mask, D = Dv in {64, 128}; throws when cuDNN is
+// unavailable: see CudnnAttentionAvailable in tensor/cuda/cudnn_attention.h). Arguments as
+// ops::Attention (q/k/v [B, H, L, D]).
 ops::AttentionResult AttentionWithPath(const Tensor& q, const Tensor& k, const Tensor& v,
                                        const Tensor& mask, double scale, int path);
 ops::AttentionGrads AttentionBackwardWithPath(const Tensor& dout, const Tensor& q,

@@ -19,6 +19,19 @@ ORDER = [
     ("attn_fwd_L16384", "attention fwd L=16384 H=12 D=128"),
     ("attn_bwd_L16384", "attention bwd L=16384"),
     ("attn_fwdbwd_L16384", "attention fwd+bwd L=16384"),
+    # the same, forced onto one path (the rows above are the auto path: cuDNN when it works)
+    ("attn_cudnn_fwd_L4096", "attention cuDNN fwd L=4096"),
+    ("attn_cudnn_bwd_L4096", "attention cuDNN bwd L=4096"),
+    ("attn_cudnn_fwdbwd_L4096", "attention cuDNN fwd+bwd L=4096"),
+    ("attn_cudnn_fwd_L16384", "attention cuDNN fwd L=16384"),
+    ("attn_cudnn_bwd_L16384", "attention cuDNN bwd L=16384"),
+    ("attn_cudnn_fwdbwd_L16384", "attention cuDNN fwd+bwd L=16384"),
+    ("attn_tc_fwd_L4096", "attention own tc fwd L=4096"),
+    ("attn_tc_bwd_L4096", "attention own tc bwd L=4096"),
+    ("attn_tc_fwdbwd_L4096", "attention own tc fwd+bwd L=4096"),
+    ("attn_tc_fwd_L16384", "attention own tc fwd L=16384"),
+    ("attn_tc_bwd_L16384", "attention own tc bwd L=16384"),
+    ("attn_tc_fwdbwd_L16384", "attention own tc fwd+bwd L=16384"),
 ]
 
 
