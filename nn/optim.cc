@@ -1,10 +1,12 @@
 #include "nn/optim.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "tensor/kernels.h"
 #include "tensor/thread_pool.h"
 
 namespace sdpo::nn {
@@ -177,7 +179,8 @@ void AdamWUpdate(float* param, const float* grad, float* exp_avg, float* exp_avg
 
 void AdamW::Update(ParamState& s, const Tensor& grad) {
   const AdamWOptions& o = options_;
-  const AdamWCoefficients c = Coefficients(o, lr_, s.step, !o.decays || o.decays(s.name));
+  const bool decay = !o.decays || o.decays(s.name);
+  const AdamWCoefficients c = Coefficients(o, lr_, s.step, decay);
   const double keep = c.keep, step_size = c.step_size, bc2_sqrt = c.bc2_sqrt;
   Tensor& m = Slot(s, 0);
   Tensor& v = Slot(s, 1);
@@ -191,6 +194,11 @@ void AdamW::Update(ParamState& s, const Tensor& grad) {
                 p.numel(), keep, o.beta1, o.beta2, step_size, bc2_sqrt, o.eps);
     }
     return;
+  }
+  if (o.fused && !p.device().is_cpu() && p.is_contiguous() && p.dtype() == kF32 &&
+      m.dtype() == kF32 && grad.dtype() == kF32) {
+    const Kernels::AdamWStep h{lr_, o.beta1, o.beta2, o.eps, decay ? o.weight_decay : 0.0, s.step};
+    if (KernelsFor(p.device()).FusedAdamW(p, grad, m, v, h)) return;
   }
   // Device-generic path with tensor ops, in the state dtype.
   ops::CopyInto(m, ops::Add(ops::MulScalar(m, o.beta1), ops::MulScalar(grad, 1 - o.beta1)));
@@ -235,12 +243,23 @@ void SGD::Update(ParamState& s, const Tensor& grad) {
 // ----------------------------------------------------------------------------- utilities
 
 double GradNorm(const std::vector<Tensor>& params) {
-  double total = 0;
+  // Running f64 sums kept on each parameter's device: one host synchronisation per device, not
+  // one per tensor (the sum order per device is the parameters' order).
+  std::vector<Tensor> totals;
   for (const Tensor& p : params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
-    total += ops::Sum(ops::Square(ops::Cast(g, kF64))).item();
+    Tensor sq = ops::Sum(ops::Square(ops::Cast(g, kF64)));
+    auto it = std::find_if(totals.begin(), totals.end(),
+                           [&](const Tensor& t) { return t.device() == sq.device(); });
+    if (it == totals.end()) {
+      totals.push_back(sq);
+    } else {
+      *it = ops::Add(*it, sq);
+    }
   }
+  double total = 0;
+  for (const Tensor& t : totals) total += t.item();
   return std::sqrt(total);
 }
 

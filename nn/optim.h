@@ -75,8 +75,8 @@ struct AdamWOptions {
   double weight_decay = 0.01;
   // Which parameters decay (by name); null: all.
   std::function<bool(const std::string&)> decays;
-  // CPU: one fused loop per tensor. false: the device-generic tensor-op path (what non-CPU
-  // tensors use until a fused kernel exists).
+  // One fused update per tensor: a loop on the CPU, the device's kernel elsewhere (f32; see
+  // Kernels::FusedAdamW). false: the device-generic tensor-op path.
   bool fused = true;
 };
 

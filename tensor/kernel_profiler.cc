@@ -99,6 +99,10 @@ class KernelProfiler::Decorator final : public Kernels {
     Timed(absl::StrCat("ReduceRows ", ReduceName(kind), " ", Describe(x)), BytesOf({&out, &x}),
           [&] { k_->ReduceRows(kind, out, x, correction); });
   }
+  void ReduceMiddle(ReduceKind kind, const Tensor& out, const Tensor& x) override {
+    Timed(absl::StrCat("ReduceMiddle ", ReduceName(kind), " ", Describe(x)), BytesOf({&out, &x}),
+          [&] { k_->ReduceMiddle(kind, out, x); });
+  }
   void SoftmaxRows(const Tensor& out, const Tensor& x, bool log) override {
     Timed(absl::StrCat("SoftmaxRows ", Describe(x)), BytesOf({&out, &x}),
           [&] { k_->SoftmaxRows(out, x, log); });
@@ -162,6 +166,11 @@ class KernelProfiler::Decorator final : public Kernels {
   void ScatterAdd(const Tensor& out, const Tensor& index, const Tensor& src) override {
     Timed(absl::StrCat("ScatterAdd ", Describe(src)), BytesOf({&src, &src, &index}),
           [&] { k_->ScatterAdd(out, index, src); });
+  }
+  bool FusedAdamW(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v,
+                  const AdamWStep& h) override {
+    return Timed(absl::StrCat("FusedAdamW ", Describe(p)), BytesOf({&p, &g, &m, &v, &p, &m, &v}),
+                 [&] { return k_->FusedAdamW(p, g, m, v, h); });
   }
   void Philox(const Tensor& out, uint64_t seed, uint64_t offset, bool normal) override {
     Timed(absl::StrCat("Philox ", Describe(out)), BytesOf({&out}),

@@ -26,6 +26,10 @@ class Kernels {
   // x is contiguous [rows, cols]; out is [rows] (i64 for kArgMax, else x's dtype).
   virtual void ReduceRows(ReduceKind kind, const Tensor& out, const Tensor& x,
                           int64_t correction) = 0;
+  // x is contiguous [outer, rows, cols] of a floating dtype; out [outer, cols] (x's dtype) holds
+  // the sum (kSum) or mean (kMean) over rows: a reduction over middle or leading dims without
+  // moving them last first.
+  virtual void ReduceMiddle(ReduceKind kind, const Tensor& out, const Tensor& x) = 0;
   virtual void SoftmaxRows(const Tensor& out, const Tensor& x, bool log) = 0;  // [rows, cols]
   // out [B, M, N] contiguous = op(a) op(b); a is [Ba, M, K] ([Ba, K, M] when trans_a), b is
   // [Bb, K, N] ([Bb, N, K] when trans_b), both contiguous, Ba and Bb either B or 1.
@@ -58,6 +62,17 @@ class Kernels {
   virtual void Gather(const Tensor& out, const Tensor& x, const Tensor& index) = 0;
   virtual void ScatterAdd(const Tensor& out, const Tensor& index, const Tensor& src) = 0;
   virtual void Philox(const Tensor& out, uint64_t seed, uint64_t offset, bool normal) = 0;
+  // One AdamW step (torch.optim.AdamW) of a contiguous f32 parameter with f32 moments and
+  // gradient, in one pass, if the device has a fused kernel for it: returns false (nothing done)
+  // otherwise, and the caller composes the update from tensor ops.
+  struct AdamWStep {
+    double lr, beta1, beta2, eps, weight_decay;
+    int64_t step;  // >= 1, this parameter's update count including this one
+  };
+  virtual bool FusedAdamW(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
+                          const Tensor& exp_avg_sq, const AdamWStep& h) {
+    return false;
+  }
 };
 
 Kernels& CpuKernels();

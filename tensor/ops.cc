@@ -484,6 +484,21 @@ Tensor Reduce(ReduceKind kind, const Tensor& x, std::vector<int64_t> dims, bool 
   SDPO_CHECK(x.dtype() != kBool, name, ": not defined for bool tensors, got ", x.str(),
              " (cast it first)");
   Shape out_shape;
+  if ((kind == ReduceKind::kSum || kind == ReduceKind::kMean) && IsFloating(x.dtype()) &&
+      !dims.empty() && dims.back() + 1 < x.dim() &&
+      dims.back() - dims.front() + 1 == static_cast<int64_t>(dims.size()) && x.is_contiguous()) {
+    // Consecutive dims followed by kept ones: [outer, rows, cols] reduced over rows in place.
+    int64_t outer = 1, rows = 1, cols = 1;
+    for (int64_t d = 0; d < x.dim(); ++d) {
+      const bool reduced = d >= dims.front() && d <= dims.back();
+      (d < dims.front() ? outer : reduced ? rows : cols) *= x.size(d);
+      if (!reduced) out_shape.push_back(x.size(d));
+      else if (keepdim) out_shape.push_back(1);
+    }
+    Tensor out = Tensor::Empty({outer, cols}, x.dtype(), x.device());
+    KernelsFor(x.device()).ReduceMiddle(kind, out, View(x, {outer, rows, cols}));
+    return View(out, out_shape);
+  }
   Tensor rows = RowsForReduction(x, dims, keepdim, &out_shape);
   if (kind == ReduceKind::kMax || kind == ReduceKind::kArgMax) {
     SDPO_CHECK(rows.size(1) > 0, name, ": reduction over an empty dim of ", x.str());

@@ -119,7 +119,6 @@ WanStepResult RunWanStep(const WanStepOptions& o) {
   for (auto& np : named) params.push_back(np.second);
   nn::AdamWOptions ao;
   ao.lr = 1e-5;
-  ao.fused = o.device.is_cpu();
   nn::AdamW optimizer(named, ao);
 
   // --- data (on the device) -----------------------------------------------------------------

@@ -14,6 +14,7 @@ void Compare(ops::CompareOp op, const Tensor& out, const Tensor& a, const Tensor
 void Where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b);
 void Clamp(const Tensor& out, const Tensor& x, double lo, double hi);
 void ReduceRows(ReduceKind kind, const Tensor& out, const Tensor& x, int64_t correction);
+void ReduceMiddle(ReduceKind kind, const Tensor& out, const Tensor& x);
 void SoftmaxRows(const Tensor& out, const Tensor& x, bool log);
 void Gemm(const Tensor& out, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b);
 ops::NormResult LayerNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps);

@@ -102,6 +102,9 @@ class CpuKernelsImpl final : public Kernels {
   void Clamp(const Tensor& o, const Tensor& x, double lo, double hi) override {
     cpu::Clamp(o, x, lo, hi);
   }
+  void ReduceMiddle(ReduceKind k, const Tensor& o, const Tensor& x) override {
+    cpu::ReduceMiddle(k, o, x);
+  }
   void ReduceRows(ReduceKind k, const Tensor& o, const Tensor& x, int64_t c) override {
     cpu::ReduceRows(k, o, x, c);
   }

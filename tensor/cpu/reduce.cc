@@ -122,6 +122,14 @@ void ReduceRows(ReduceKind kind, const Tensor& out, const Tensor& x, int64_t cor
   });
 }
 
+// The oracle: the reduced dim moved last, then ReduceRows (what ops::Sum did before
+// ReduceMiddle existed).
+void ReduceMiddle(ReduceKind kind, const Tensor& out, const Tensor& x) {
+  const int64_t outer = x.size(0), rows = x.size(1), cols = x.size(2);
+  Tensor moved = ops::Contiguous(ops::Permute(x, {0, 2, 1}));
+  ReduceRows(kind, ops::View(out, {outer * cols}), ops::View(moved, {outer * cols, rows}), 0);
+}
+
 void SoftmaxRows(const Tensor& out, const Tensor& x, bool log) {
   switch (x.dtype()) {
     case DType::kF32: return SoftmaxTyped<float>(out, x, log);

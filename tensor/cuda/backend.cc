@@ -17,6 +17,7 @@
 #include "tensor/cuda/allocator.h"
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/cuda/cuda_runtime.h"
+#include "tensor/cuda/cudnn_attention.h"
 #include "tensor/cuda/launchers.h"
 #include "tensor/kernels.h"
 #include "tensor/storage.h"
@@ -253,6 +254,11 @@ ops::AttentionResult AttentionImpl(const Tensor& q_in, const Tensor& k_in, const
     ops::Fill(r.lse, -INFINITY);
     return r;
   }
+  if (path == 3) {  // cuDNN fused attention, forced (throws when unavailable)
+    CudnnAttentionForward(q, k, v, scale, r.out, r.lse);
+    return r;
+  }
+  if (path == 0 && TryCudnnAttentionForward(q, k, v, mask, scale, r.out, r.lse)) return r;
   AttnArgs a = MakeAttnArgs(q, k, v, mask, scale, path);
   a.out = r.out.raw_data();
   a.lse = r.lse.data<float>();
@@ -282,6 +288,13 @@ ops::AttentionGrads AttentionBackwardImpl(const Tensor& dout, const Tensor& q_in
                    ? ops::Contiguous(ops::Cast(lse_in, kF32))
                    : AttentionImpl(q, k, v, mask, scale, path).lse;
   Tensor dcont = ops::Contiguous(ops::Cast(dout, q.dtype()));
+  if (path == 3) {  // cuDNN fused attention, forced (throws when unavailable)
+    CudnnAttentionBackward(dcont, q, k, v, o, lse, scale, g.dq, g.dk, g.dv);
+    return g;
+  }
+  if (path == 0 && TryCudnnAttentionBackward(dcont, q, k, v, mask, o, lse, scale, g.dq, g.dk, g.dv)) {
+    return g;
+  }
   AttnArgs a = MakeAttnArgs(q, k, v, mask, scale, path);
   a.out = o.raw_data();
   a.lse = lse.data<float>();
@@ -465,6 +478,19 @@ class CudaKernels final : public Kernels {
                      xc.size(1), correction, StreamOf(x));
   }
 
+  void ReduceMiddle(ReduceKind kind, const Tensor& out, const Tensor& x) override {
+    CheckCuda(x, "reduce");
+    DeviceGuard guard(Dev(x));
+    Tensor xc = ops::Contiguous(x);
+    const int64_t outer = xc.size(0), rows = xc.size(1), cols = xc.size(2);
+    const int chunks = ReduceMiddleChunks(outer, rows, cols);
+    Tensor partial =
+        Tensor::Empty({std::max<int64_t>(1, outer * chunks * cols)}, kF64, x.device());
+    LaunchReduceMiddle(static_cast<int>(kind), out.raw_data(), xc.raw_data(),
+                       static_cast<double*>(partial.raw_data()), chunks, Code(x.dtype()), outer,
+                       rows, cols, StreamOf(x));
+  }
+
   void SoftmaxRows(const Tensor& out, const Tensor& x, bool log) override {
     CheckCuda(x, "softmax");
     DeviceGuard guard(Dev(x));
@@ -559,6 +585,18 @@ class CudaKernels final : public Kernels {
     Tensor sc = ops::Contiguous(src), ic = ops::Contiguous(index);
     LaunchScatterAdd(out.raw_data(), ic.data<int64_t>(), sc.raw_data(), sc.size(0), sc.size(1),
                      out.size(1), sc.size(2), Code(src.dtype()), StreamOf(out));
+  }
+
+  bool FusedAdamW(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
+                  const Tensor& exp_avg_sq, const AdamWStep& h) override {
+    AdamWOptions o;
+    o.lr = h.lr;
+    o.beta1 = h.beta1;
+    o.beta2 = h.beta2;
+    o.eps = h.eps;
+    o.weight_decay = h.weight_decay;
+    cuda::FusedAdamW({{param, grad, exp_avg, exp_avg_sq, Tensor()}}, o, h.step);
+    return true;
   }
 
   void Philox(const Tensor& out, uint64_t seed, uint64_t offset, bool normal) override {

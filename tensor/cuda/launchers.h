@@ -69,6 +69,11 @@ void LaunchSoftmaxRows(void* out, const void* x, int dtype, int64_t rows, int64_
 // Sum / mean of few long float rows in two passes: > 0 chunks per row when that pays (else 0);
 // partial holds rows * chunks doubles.
 int ChunkedSumChunks(int kind, int dtype, int64_t rows, int64_t cols);
+// Sum / mean over the middle dim of a contiguous float [outer, rows, cols] into out [outer,
+// cols]; partial holds outer * chunks * cols doubles, chunks from ReduceMiddleChunks.
+int ReduceMiddleChunks(int64_t outer, int64_t rows, int64_t cols);
+void LaunchReduceMiddle(int kind, void* out, const void* x, double* partial, int chunks,
+                        int dtype, int64_t outer, int64_t rows, int64_t cols, cudaStream_t s);
 void LaunchChunkedSumRows(int kind, void* out, const void* x, double* partial, int chunks,
                           int dtype, int64_t rows, int64_t cols, cudaStream_t s);
 

@@ -202,6 +202,67 @@ void LaunchReduceRows(int kind, void* out, const void* x, int dtype, int64_t row
   });
 }
 
+// Sum / mean over the middle dim of [outer, rows, cols]: a block covers 256 columns of one
+// chunk of rows of one outer index (one thread per column, coalesced across the warp) and writes
+// double partial sums; then one thread per output adds its chunks in order (deterministic).
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    MiddleChunkKernel(double* partial, const T* x, int64_t rows, int64_t cols, int64_t len,
+                      int chunks, int64_t col_blocks) {
+  using C = typename Compute<T>::type;
+  const int64_t bid = blockIdx.x;
+  const int64_t cb = bid % col_blocks, chunk = (bid / col_blocks) % chunks;
+  const int64_t a = bid / (col_blocks * chunks);
+  const int64_t c = cb * blockDim.x + threadIdx.x;
+  if (c >= cols) return;
+  const int64_t r0 = chunk * len, r1 = r0 + len < rows ? r0 + len : rows;
+  const T* p = x + a * rows * cols + c;
+  double s = 0;
+  for (int64_t r = r0; r < r1; ++r) s += static_cast<double>(ConvertTo<C>(p[r * cols]));
+  partial[(a * chunks + chunk) * cols + c] = s;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    MiddleFinishKernel(T* out, const double* partial, int64_t outer, int64_t rows, int64_t cols,
+                       int chunks, bool mean) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= outer * cols) return;
+  const int64_t a = i / cols, c = i % cols;
+  double s = 0;
+  for (int k = 0; k < chunks; ++k) s += partial[(a * chunks + k) * cols + c];
+  out[i] = ConvertTo<T>(mean ? s / static_cast<double>(rows) : s);
+}
+
+int ReduceMiddleChunks(int64_t outer, int64_t rows, int64_t cols) {
+  const int64_t col_blocks = (cols + kThreads - 1) / kThreads;
+  const int64_t want = 2048 / std::max<int64_t>(1, outer * col_blocks);
+  const int64_t most = std::max<int64_t>(1, std::min<int64_t>(1024, (rows + 15) / 16));
+  return static_cast<int>(std::max<int64_t>(1, std::min(want, most)));
+}
+
+void LaunchReduceMiddle(int kind, void* out, const void* x, double* partial, int chunks,
+                        int dtype, int64_t outer, int64_t rows, int64_t cols, cudaStream_t s) {
+  if (outer * cols == 0) return;
+  const int64_t col_blocks = (cols + kThreads - 1) / kThreads;
+  const int64_t len = (rows + chunks - 1) / chunks;
+  DispatchFloat(dtype, "reduce_middle", [&](auto tag) {
+    using T = decltype(tag);
+    auto chunk_kern = &MiddleChunkKernel<T>;
+    const int64_t blocks = outer * chunks * col_blocks;
+    if (blocks > 0x7fffffff) {
+      ThrowCudaError("reduce_middle", "too many blocks", __FILE__, __LINE__);
+    }
+    SDPO_LAUNCH(chunk_kern, static_cast<unsigned>(blocks), kThreads, 0, s, partial,
+                static_cast<const T*>(x), rows, cols, len, chunks, col_blocks);
+    SDPO_CHECK_LAUNCH("reduce_middle(chunks)", s);
+    auto finish = &MiddleFinishKernel<T>;
+    SDPO_LAUNCH(finish, static_cast<unsigned>(CeilDiv(outer * cols, kThreads)), kThreads, 0, s,
+                static_cast<T*>(out), partial, outer, rows, cols, chunks, kind == kRMean);
+    SDPO_CHECK_LAUNCH("reduce_middle(finish)", s);
+  });
+}
+
 int ChunkedSumChunks(int kind, int dtype, int64_t rows, int64_t cols) {
   if (kind != kRSum && kind != kRMean) return 0;
   bool floating = false;

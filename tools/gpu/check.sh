@@ -49,7 +49,7 @@ find_lib() {
   return 1
 }
 LIBDIRS=""
-for lib in libcudart.so.13 libcublasLt.so.13 libcublas.so.13 libcudnn.so.9 libnccl.so.2; do
+for lib in libcudart.so.13 libcublasLt.so.13 libcublas.so.13 libcudnn.so.9 libnccl.so.2 libnvrtc.so.13; do
   if path=$(find_lib "$lib"); then
     say "lib: $lib -> $path"
     dir=$(dirname "$path")

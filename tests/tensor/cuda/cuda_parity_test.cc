@@ -29,6 +29,7 @@ TEST(CudaParity, SkippedWithoutCuda) {
 #else
 #include "tensor/cuda/allocator.h"
 #include "tensor/cuda/cuda_ops.h"
+#include "tensor/cuda/cudnn_attention.h"
 
 namespace sdpo {
 namespace {
@@ -259,6 +260,15 @@ std::vector<Case>& Table() {
                             ops::Mean(x, {2}, false), ops::Max(x, {0})};
            },
            {}, Tol(t)});
+      // Reductions over middle / leading dims (ReduceMiddle: chunked column sums).
+      add({Name("reduce_middle", t),
+           [t] { return Tensors{Randn({3, 1000, 40}, t), Randn({2, 0, 5}, t)}; },
+           [](const Tensors& in) {
+             const Tensor& x = in[0];
+             return Tensors{ops::Sum(x, {1}), ops::Sum(x, {0, 1}), ops::Mean(x, {0}),
+                            ops::Mean(x, {1}, true), ops::Sum(in[1], {1})};
+           },
+           {}, Tol(t)});
       // Few long rows take the two-pass chunked sum (an odd length: the last chunk is short).
       add({Name("reduce_long_rows", t), [t] { return Tensors{Randn({3, 70001}, t)}; },
            [](const Tensors& in) {
@@ -451,6 +461,10 @@ std::vector<Case>& Table() {
         {"attn_simple_mask", kF32, 1, 3, 21, 50, 96, 96, 1, true},
         {"attn_simple_d128", kF64, 1, 2, 19, 23, 128, 128, 1, false},
         {"attn_auto_d128", kF16, 1, 2, 40, 40, 128, 128, 0, true},
+        // path 3: cuDNN fused attention (skipped when cuDNN is unavailable)
+        {"attn_cudnn_d128", kBF16, 1, 2, 300, 300, 128, 128, 3, false},
+        {"attn_cudnn_d64", kBF16, 2, 3, 130, 77, 64, 64, 3, false},
+        {"attn_cudnn_d128_lk512", kF16, 2, 2, 65, 512, 128, 128, 3, false},
     };
     for (const AttnCfg& c : kAttn) {
       add({Name(c.name, c.t),
@@ -488,7 +502,13 @@ std::vector<Case>& Table() {
                  in[3], in[0], in[1], in[2], mask, scale, r.out, r.lse, c.path);
              return Tensors{r.out, r.lse, g.dq, g.dk, g.dv};
            },
-           Tol(c.t)});
+           Tol(c.t),
+           [c] {
+             std::string why;
+             if (c.path == 3 && !cuda::CudnnAttentionAvailable(&why)) {
+               GTEST_SKIP() << "cuDNN fused attention unavailable: " << why;
+             }
+           }});
     }
 
     // ---- fused AdamW ------------------------------------------------------------------------
@@ -596,6 +616,7 @@ class CudaParity : public ::testing::TestWithParam<size_t> {
 TEST_P(CudaParity, MatchesCpuOracle) {
   const Case& c = Table()[GetParam()];
   if (c.before) c.before();
+  if (IsSkipped()) return;  // `before` may skip (e.g. cuDNN unavailable)
   Tensors cpu_in = c.inputs();
   Tensors gpu_in;
   for (const Tensor& t : cpu_in) gpu_in.push_back(ops::To(t, Device::CUDA(0)));
