@@ -34,12 +34,19 @@ std::vector<Tensor> SampleDemo(models::DiffusionModel& model, const DemoWorld& w
                                const samplers::FlowSampleOptions& options) {
   SDPO_CHECK(prompts.size() == seeds.size(), "SampleDemo: ", prompts.size(), " prompts, ",
              seeds.size(), " seeds");
+  // The sampler runs where the model is (the noise is drawn there: Philox gives the same values
+  // on every device); the samples come back to the CPU, where the world scores them.
+  const Device device = ModelDevice(model);
   std::vector<Tensor> noise, contexts;
   for (size_t i = 0; i < prompts.size(); ++i) {
-    noise.push_back(ops::RandomNormal(world.latent_shape(), seeds[i], 0));
+    noise.push_back(ops::RandomNormal(world.latent_shape(), seeds[i], 0, kF32, device));
     contexts.push_back(world.EncodeText(prompts[i]));
   }
-  return samplers::SampleFlow(model, noise, contexts, {}, options);
+  std::vector<Tensor> samples = samplers::SampleFlow(model, noise, contexts, {}, options);
+  for (Tensor& s : samples) {
+    if (!s.device().is_cpu()) s = ops::To(s, Device::CPU());
+  }
+  return samples;
 }
 
 std::vector<data::PreferencePair> GenerateDemoPairs(models::DiffusionModel& base, const DemoWorld& world,

@@ -28,7 +28,8 @@ inline constexpr char kDemoBaseModelPath[] = "trainers/demo/base_model.safetenso
 // Sampling settings shared by pair generation, evaluation and //trainers:sample.
 samplers::FlowSampleOptions DemoSampleOptions();
 
-// Samples one latent per (prompt, seed) with the model as it is (adapters as set).
+// Samples one latent per (prompt, seed) with the model as it is (adapters as set), on the
+// model's device; the samples are returned on the CPU.
 std::vector<Tensor> SampleDemo(models::DiffusionModel& model, const DemoWorld& world,
                                const std::vector<DemoPrompt>& prompts,
                                const std::vector<uint64_t>& seeds,

@@ -5,6 +5,8 @@
 //       samples ranked by the world's reward, SDPO with LoRA, held-out evaluation and a report.
 //   bazel run //trainers:sdpo -- --model=wan21 --checkpoint=DIR_OR_FILE --data=DATASET_DIR ...
 //       fine-tunes a real checkpoint on an on-disk preference dataset (docs/data.md).
+//   bazel run //trainers:sdpo -- --model=wan21 --device=cuda --precision=bf16 ...
+//       the same on a GPU: bf16 compute with f32 master weights (README, "Training on a GPU").
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -20,9 +22,11 @@
 #include "models/wan21/checkpoint.h"
 #include "nn/init.h"
 #include "nn/lora.h"
+#include "tensor/cuda/cuda_available.h"
 #include "tensor/thread_pool.h"
 #include "trainers/data/preference_dataset.h"
 #include "trainers/demo_setup.h"
+#include "trainers/distributed/device_communicator.h"
 #include "trainers/distributed/mpi_communicator.h"
 #include "trainers/model_factory.h"
 #include "trainers/trainer.h"
@@ -52,8 +56,10 @@ ABSL_FLAG(std::vector<std::string>, lora_targets, {},
           "projections, e.g. blocks.*.self_attn.{q,k,v,o} for wan21)");
 ABSL_FLAG(bool, full, false, "full fine-tuning (reference = frozen copy) instead of LoRA");
 ABSL_FLAG(bool, recompute, false, "per-block activation recompute");
-ABSL_FLAG(std::string, precision, "f32", "f32 (the CPU path); bf16 needs --device=cuda");
-ABSL_FLAG(std::string, device, "cpu", "cpu | cuda");
+ABSL_FLAG(std::string, precision, "f32",
+          "f32 | bf16 (bf16 compute with f32 master weights and AdamW state; needs --device=cuda)");
+ABSL_FLAG(std::string, device, "cpu",
+          "cpu | cuda | cuda:N (cuda under mpirun: the GPU of the process's local rank)");
 ABSL_FLAG(int, threads, 0, "CPU threads (0: all)");
 ABSL_FLAG(uint64_t, seed, 0, "seed: data order, timesteps, noise, demo pairs");
 ABSL_FLAG(std::string, out, "", "output directory (default: runs/<objective>-<seed> under the "
@@ -120,16 +126,45 @@ std::string OutDir() {
 
 std::string Quoted(const std::string& s) { return json::Quote(s); }
 
-int Main(distributed::Communicator& comm) {
+// --device: cpu, cuda (under mpirun: the local rank's GPU, else GPU 0) or cuda:N. Throws with a
+// clear message when CUDA is asked for but unavailable (no CUDA build, no GPU).
+Device ParseDevice(const std::string& flag) {
+  if (flag == "cpu") return Device::CPU();
+  int index = -1;
+  if (flag == "cuda") {
+    index = distributed::LocalRank();
+  } else if (flag.rfind("cuda:", 0) == 0) {
+    const std::string digits = flag.substr(5);
+    SDPO_CHECK(!digits.empty() && digits.size() <= 4 &&
+                   digits.find_first_not_of("0123456789") == std::string::npos,
+               "--device=", flag, ": expected cpu, cuda or cuda:N with N a GPU index");
+    index = std::stoi(digits);
+  } else {
+    SDPO_FAIL("--device=", flag, ": expected cpu, cuda or cuda:N");
+  }
+  SDPO_CHECK(CudaAvailable(), "--device=", flag, ": CUDA is unavailable in this process (",
+             CudaUnavailableReason(), "); run on a machine with an NVIDIA GPU and a CUDA build "
+             "(docs/gpu.md), or use --device=cpu");
+  return Device::CUDA(index);
+}
+
+DType ParsePrecision(const std::string& flag, Device device) {
+  if (flag == "f32") return kF32;
+  SDPO_CHECK(flag == "bf16", "--precision=", flag, ": expected f32 or bf16");
+  SDPO_CHECK(!device.is_cpu(), "--precision=bf16 needs --device=cuda (found --device=",
+             device.str(), "; the CPU path is f32)");
+  return kBF16;
+}
+
+int Main(distributed::Communicator& comm, Device device) {
   const std::string model_name = absl::GetFlag(FLAGS_model);
   SDPO_CHECK(model_name == "wan21" || model_name == "cogvideox-2b" || model_name == "cogvideox-5b",
              "--model=", model_name, ": expected wan21, cogvideox-2b or cogvideox-5b");
-  SDPO_CHECK(absl::GetFlag(FLAGS_device) == "cpu",
-             "--device=", absl::GetFlag(FLAGS_device),
-             ": the trainer runs on the CPU in this build; the CUDA backend is verified per kernel "
-             "(docs/gpu.md) but the training step is not wired to it yet");
-  SDPO_CHECK(absl::GetFlag(FLAGS_precision) == "f32", "--precision=",
-             absl::GetFlag(FLAGS_precision), ": only f32 is available on the CPU");
+  const DType compute_dtype = ParsePrecision(absl::GetFlag(FLAGS_precision), device);
+  SDPO_CHECK(device.is_cpu() || absl::GetFlag(FLAGS_zero) == 0, "--zero=",
+             absl::GetFlag(FLAGS_zero), " with --device=", device.str(),
+             ": ZeRO-1 keeps its shards on the CPU; use --zero=0 on GPUs (gradients are "
+             "all-reduced with NCCL, docs/distributed.md)");
   if (absl::GetFlag(FLAGS_threads) > 0) SetNumThreads(absl::GetFlag(FLAGS_threads));
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
   const bool demo = absl::GetFlag(FLAGS_data).empty();
@@ -169,6 +204,12 @@ int Main(distributed::Communicator& comm) {
     std::vector<std::string> adapted = nn::AttachLora(policy->module(), lora);
     std::printf("LoRA rank %lld alpha %g on %zu linear layers\n",
                 static_cast<long long>(lora.rank), lora.alpha, adapted.size());
+  }
+  // On the device before anything runs (the demo's pairs are generated there too).
+  PlaceModels(*policy, reference, device, compute_dtype);
+  if (!device.is_cpu()) {
+    std::printf("device: %s, %s compute, f32 master weights\n", device.str().c_str(),
+                DTypeName(compute_dtype));
   }
 
   // --- data ---------------------------------------------------------------------------------
@@ -223,6 +264,8 @@ int Main(distributed::Communicator& comm) {
   tc.progress = absl::GetFlag(FLAGS_progress);
   tc.comm = &comm;
   tc.zero_stage = absl::GetFlag(FLAGS_zero);
+  tc.device = device;
+  tc.compute_dtype = compute_dtype;
   tc.description = absl::StrCat(
       "{\"model\": ", Quoted(model_name), ", \"checkpoint\": ", Quoted(weights),
       ", \"data\": ", Quoted(demo ? "demo" : absl::GetFlag(FLAGS_data)), ", \"objective\": ",
@@ -230,16 +273,22 @@ int Main(distributed::Communicator& comm) {
       ", \"schedule\": ", Quoted(absl::GetFlag(FLAGS_schedule)), ", \"steps\": ", tc.steps,
       ", \"batch\": ", tc.batch, ", \"grad_accum\": ", tc.grad_accum, ", \"mode\": ",
       Quoted(full ? "full" : absl::StrCat("lora r", absl::GetFlag(FLAGS_lora_rank))),
-      ", \"seed\": ", seed, ", \"threads\": ", NumThreads(), "}");
+      ", \"seed\": ", seed, ", \"threads\": ", NumThreads(), ", \"device\": ",
+      Quoted(device.is_cpu() ? "cpu" : "cuda"), ", \"precision\": ",
+      Quoted(DTypeName(compute_dtype)), "}");
 
   const int64_t trainable = policy->module().NumParameters(/*trainable_only=*/true);
   const int64_t total = policy->module().NumParameters();
   const double mib = 1.0 / (1024.0 * 1024.0);
-  std::printf("memory plan: weights %.1f MiB (f32), trainable %lld params: master %.1f MiB, "
+  const double reference_bytes = compute_dtype == kBF16 ? 2 : 4;
+  std::printf("memory plan (%s): weights %.1f MiB (f32), trainable %lld params: master %.1f MiB, "
               "AdamW moments %.1f MiB, gradients %.1f MiB%s\n",
-              total * 4 * mib, static_cast<long long>(trainable), trainable * 4 * mib,
-              trainable * 8 * mib, trainable * 4 * mib,
-              full ? absl::StrFormat(", reference copy %.1f MiB", total * 4 * mib).c_str() : "");
+              device.str().c_str(), total * 4 * mib, static_cast<long long>(trainable),
+              trainable * 4 * mib, trainable * 8 * mib, trainable * 4 * mib,
+              full ? absl::StrFormat(", reference copy %.1f MiB (%s)",
+                                     total * reference_bytes * mib, DTypeName(compute_dtype))
+                         .c_str()
+                   : "");
   if (comm.world_size() > 1) {
     const std::string optimizer =
         tc.zero_stage == 1 ? absl::StrFormat("ZeRO-1 (master + moments %.1f MiB per rank)",
@@ -277,12 +326,23 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   // Under mpirun (detected from OpenMPI's environment) this process is one data-parallel rank;
   // otherwise the world is this process alone and MPI is never initialised.
+  // The device's communicator: MPI (or none) for the CPU; for a GPU, NCCL under mpirun and a
+  // world of one on that GPU otherwise (no NCCL needed).
   std::unique_ptr<sdpo::distributed::Communicator> comm;
+  sdpo::Device device;
   try {
+    device = sdpo::trainers::ParseDevice(absl::GetFlag(FLAGS_device));
     sdpo::distributed::CommOptions options;
     options.timeout_s = absl::GetFlag(FLAGS_collective_timeout_s);
     options.bucket_bytes = static_cast<int64_t>(absl::GetFlag(FLAGS_bucket_mb) * (1 << 20));
-    comm = sdpo::distributed::MakeCommunicator(options);
+    if (device.is_cpu()) {
+      comm = sdpo::distributed::MakeCommunicator(options);
+    } else if (sdpo::distributed::LaunchedByMpirun()) {
+      comm = sdpo::distributed::MakeCommunicatorFor(device, options);
+    } else {
+      comm = std::make_unique<sdpo::distributed::LocalCommunicator>(device);
+      comm->set_options(options);
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "sdpo: error: %s\n", e.what());
     return 1;
@@ -290,7 +350,7 @@ int main(int argc, char** argv) {
   // Only rank 0 prints; the others keep stderr for warnings and errors.
   if (!comm->is_root() && std::freopen("/dev/null", "w", stdout) == nullptr) return 1;
   try {
-    return sdpo::trainers::Main(*comm);
+    return sdpo::trainers::Main(*comm, device);
   } catch (const std::exception& e) {
     if (comm->world_size() > 1) {
       std::fprintf(stderr, "\nsdpo: error (rank %d of %d): %s\n", comm->rank(),

@@ -14,6 +14,7 @@
 #include "models/json.h"
 #include "nn/checkpoint_io.h"
 #include "nn/lora.h"
+#include "tensor/kernels.h"
 #include "tensor/philox.h"
 #include "trainers/preference_step.h"
 #include "trainers/progress.h"
@@ -64,18 +65,36 @@ uint64_t Fnv1a(const std::string& s) {
   return h;
 }
 
-bool AllFinite(const std::vector<Tensor>& params) {
-  for (const Tensor& p : params) {
-    Tensor g = p.grad();
-    if (!g.defined()) continue;
-    for (double v : g.ToVector()) {
-      if (!std::isfinite(v)) return false;
-    }
-  }
-  return true;
+// A batch tensor on the training device (data loading stays on the CPU).
+Tensor OnDevice(const Tensor& t, Device device) {
+  return t.device() == device ? t : ops::To(t, device);
 }
 
 }  // namespace
+
+Device ModelDevice(const models::DiffusionModel& model) {
+  const auto params = model.module().NamedParameters();
+  return params.empty() ? Device::CPU() : params.front().second.device();
+}
+
+void PlaceModels(models::DiffusionModel& policy, models::DiffusionModel* reference, Device device,
+                 DType compute_dtype) {
+  SDPO_CHECK(compute_dtype == kF32 || compute_dtype == kBF16,
+             "trainer: compute dtype must be f32 or bf16, found ", DTypeName(compute_dtype));
+  SDPO_CHECK(compute_dtype == kF32 || !device.is_cpu(), "trainer: bf16 compute needs a CUDA "
+             "device (the CPU path is f32), found device ", device.str());
+  if (!device.is_cpu()) KernelsFor(device);  // a clear error when there is no backend / GPU
+  policy.module().ToDevice(device);  // master weights keep their dtype (f32)
+  policy.module().SetComputeDType(compute_dtype);
+  if (reference != nullptr) {
+    // The frozen reference holds its weights in the compute dtype: cast first (on the CPU, if it
+    // is there) so that only the compute-dtype copy crosses to the device.
+    reference->module().CastParameters(compute_dtype);
+    reference->module().ToDevice(device);
+    reference->module().SetComputeDType(compute_dtype);
+    reference->module().SetRequiresGrad(false);
+  }
+}
 
 double EvalResult::Get(const std::string& name) const {
   for (const auto& [k, v] : values) {
@@ -92,8 +111,9 @@ Trainer::Trainer(TrainerConfig config, NoiseSchedule schedule, models::Diffusion
                  models::DiffusionModel* reference, const data::PairDataset& data,
                  Evaluator* evaluator)
     : config_(std::move(config)),
-      local_comm_(config_.comm != nullptr ? nullptr
-                                          : std::make_unique<distributed::LocalCommunicator>()),
+      local_comm_(config_.comm != nullptr
+                      ? nullptr
+                      : std::make_unique<distributed::LocalCommunicator>(config_.device)),
       comm_(config_.comm != nullptr ? config_.comm : local_comm_.get()),
       schedule_(std::move(schedule)),
       sampler_(schedule_, config_.timesteps),
@@ -112,6 +132,15 @@ Trainer::Trainer(TrainerConfig config, NoiseSchedule schedule, models::Diffusion
              "trainer: steps (", config_.steps, "), batch (", config_.batch, ") and grad_accum (",
              config_.grad_accum, ") must be positive");
   SDPO_CHECK(data_.size() > 0, "trainer: the pair source is empty");
+  SDPO_CHECK(config_.device.is_cpu() || config_.zero_stage == 0,
+             "trainer: ZeRO-1 (zero_stage 1) keeps its shards on the CPU and needs device cpu, "
+             "found device ", config_.device.str(), " (use zero_stage 0 on CUDA)");
+  // The gradients' collectives run on the training device: a GPU's need NCCL.
+  SDPO_CHECK(config_.device.is_cpu() || comm_->world_size() == 1 || comm_->name() == "nccl",
+             "trainer: device ", config_.device.str(), " with ", comm_->world_size(),
+             " ranks needs the nccl communicator, found ", comm_->name(),
+             " (distributed::MakeCommunicatorFor(device))");
+  PlaceModels(policy_, reference_, config_.device, config_.compute_dtype);
   auto named = policy_.module().NamedTrainableParameters();
   SDPO_CHECK(!named.empty(),
              "trainer: the policy has no trainable parameters (attach LoRA or unfreeze them)");
@@ -151,6 +180,8 @@ void Trainer::CheckRanksAgree() {
       {"trainable_parameters", static_cast<uint64_t>(trainable)},
       {"trainable_tensors", params_.size()},
       {"zero_stage", static_cast<uint64_t>(config_.zero_stage)},
+      {"device_type", static_cast<uint64_t>(config_.device.type)},
+      {"compute_dtype", static_cast<uint64_t>(config_.compute_dtype)},
   };
   std::vector<uint64_t> root(fields.size());
   for (size_t i = 0; i < fields.size(); ++i) root[i] = fields[i].second;
@@ -223,15 +254,18 @@ StepRecord Trainer::Step() {
     PairTensors pairs;
     std::vector<TimePoint> tps;
     std::vector<Tensor> noise;
+    const Device device = config_.device;
     for (size_t i = 0; i < loaded.pairs.size(); ++i) {
       const data::PreferencePair& p = loaded.pairs[i];
-      pairs.winners.push_back(p.winner);
-      pairs.losers.push_back(p.loser);
-      pairs.contexts.push_back(p.context);
+      pairs.winners.push_back(OnDevice(p.winner, device));
+      pairs.losers.push_back(OnDevice(p.loser, device));
+      pairs.contexts.push_back(OnDevice(p.context, device));
       pairs.weights.push_back(p.weight);
       tps.push_back(sampler_.Sample(PhiloxUniform(draw_base + i, config_.seed ^ kTimestepSalt)));
+      // Drawn on the device: Philox gives the same stream on every device.
       noise.push_back(ops::RandomNormal(p.winner.shape(), config_.seed ^ kNoiseSalt,
-                                        (draw_base + i) * static_cast<uint64_t>(p.winner.numel())));
+                                        (draw_base + i) * static_cast<uint64_t>(p.winner.numel()),
+                                        kF32, device));
     }
     NoisedPairs batch = NoisePairs(pairs, tps, noise, config_.target);
 
@@ -285,7 +319,7 @@ StepRecord Trainer::Step() {
       g[b + i] = result.grad_policy_loser[offset + i];
     }
     // d loss / d policy_err = g (the objective's analytic gradient), as ComputePreferenceLoss.
-    Tensor grad = Tensor::FromVector(g, {2 * b}, policy_err.dtype());
+    Tensor grad = OnDevice(Tensor::FromVector(g, {2 * b}, policy_err.dtype()), device);
     loss_sum += result.loss * micro_scale;
     Backward(mul(sum(mul(policy_err, grad)), micro_scale));
     // Accumulate what the metrics need across micro-batches.
@@ -355,13 +389,17 @@ bool Trainer::ReplicatedUpdate(bool finite, StepRecord& record) {
     grads.reserve(params_.size());
     for (Tensor& p : params_) {
       Tensor g = p.grad();
-      if (!g.defined()) g = Tensor::Zeros(p.shape(), p.dtype());
+      if (!g.defined()) g = Tensor::Zeros(p.shape(), p.dtype(), p.device());
       grads.push_back(g);
     }
     comm_->AllReduceSum(grads);
     for (size_t i = 0; i < params_.size(); ++i) params_[i].set_grad(grads[i]);
   }
-  if (finite) finite = AllFinite(params_);
+  // The norm is accumulated in f64, where the squares of finite f32/bf16 values cannot overflow:
+  // it is finite exactly when every gradient element is. One reduction per device instead of
+  // copying the gradients to the host.
+  const double norm = finite ? nn::GradNorm(params_) : 0.0;
+  if (finite) finite = std::isfinite(norm);
   if (world > 1) {
     // Collective, so that no rank updates while another skips.
     std::vector<double> bad = {finite ? 0.0 : 1.0};
@@ -369,9 +407,11 @@ bool Trainer::ReplicatedUpdate(bool finite, StepRecord& record) {
     finite = bad[0] == 0.0;
   }
   if (finite) {
-    record.grad_norm = config_.max_grad_norm > 0 ? nn::ClipGradNorm(params_, config_.max_grad_norm)
-                                                 : nn::GradNorm(params_);
-    finite = std::isfinite(record.grad_norm);
+    // nn::ClipGradNorm's clipping, with the norm computed above.
+    record.grad_norm = norm;
+    if (config_.max_grad_norm > 0 && norm > config_.max_grad_norm) {
+      nn::ScaleGrads(params_, config_.max_grad_norm / (norm + 1e-6));
+    }
   }
   if (finite) {
     optimizer_->set_lr(record.lr);

@@ -1,7 +1,8 @@
 // The preference trainer: Diffusion-DPO / DPO-C&M / SDPO fine-tuning of a DiffusionModel on
 // winner/loser pairs, with LoRA (reference = the same weights with adapters off) or full
 // fine-tuning (reference = a frozen copy), gradient accumulation, clipping, AdamW, NaN guards,
-// metrics, evaluation and atomic, bit-exact resumable checkpoints.
+// metrics, evaluation and atomic, bit-exact resumable checkpoints, on the CPU (f32) or on a CUDA
+// device (f32, or bf16 compute with f32 master weights).
 #pragma once
 
 #include <cstdint>
@@ -62,7 +63,28 @@ struct TrainerConfig {
   // (trainers/distributed/zero.h): master weights and moments sharded over the ranks, gradients
   // reduce-scattered, weights all-gathered. Checkpoints are the same either way.
   int zero_stage = 0;
+  // Where the models, the optimizer state and the batches live (PlaceModels below). Data loading
+  // stays on the CPU: every batch is copied to the device; losses and metrics come back as
+  // doubles; checkpoints are written from CPU copies in the same format (a CUDA run resumes on
+  // the CPU and vice versa). With a CUDA device, `comm` (if set) must be a communicator for
+  // that device (NCCL, or LocalCommunicator(device)); ZeRO-1 needs the CPU.
+  Device device = Device::CPU();
+  // The forward/backward compute dtype: kF32, or kBF16 on CUDA (master weights and AdamW state
+  // stay f32; a full fine-tuning reference is a frozen bf16 copy).
+  DType compute_dtype = kF32;
 };
+
+// Puts the policy (master weights in their own dtype, usually f32; LoRA adapters included: attach
+// them before) and the reference (full fine-tuning: cast to compute_dtype, frozen) on `device`
+// and sets their compute dtype, as bench/cuda/wan_step.cc does. Idempotent: the Trainer calls it
+// with its configuration; callers may call it earlier (e.g. to generate demo pairs on the GPU).
+// Throws when the device has no kernels (a build without CUDA, or no GPU) or when bf16 is asked
+// for on the CPU.
+void PlaceModels(models::DiffusionModel& policy, models::DiffusionModel* reference, Device device,
+                 DType compute_dtype);
+
+// The device of a model's parameters (the first parameter's; the CPU for a model without any).
+Device ModelDevice(const models::DiffusionModel& model);
 
 // Per-step record (one line of metrics.jsonl).
 struct StepRecord {
