@@ -19,6 +19,23 @@ trainers/sdpo --model=wan21 --steps=8 --eval_every=0 --pairs_per_prompt=1 --eval
 # Bad flags fail with a clear message, not a crash.
 if trainers/sdpo --model=cogvideox-9b --out="$TEST_TMPDIR/x" 2> "$TEST_TMPDIR/err.txt"; then exit 1; fi
 grep -q "expected wan21, cogvideox-2b or cogvideox-5b" "$TEST_TMPDIR/err.txt"
+if trainers/sdpo --precision=bf16 --out="$TEST_TMPDIR/x" 2> "$TEST_TMPDIR/err.txt"; then exit 1; fi
+grep -q "precision=bf16 needs --device=cuda" "$TEST_TMPDIR/err.txt"
+# --device=cuda: without a GPU (or a CUDA build) a clear error and exit code 1, not a crash; with
+# one, a one-step bf16 run of the demo on it.
+set +e
+trainers/sdpo --model=wan21 --device=cuda --precision=bf16 --steps=1 --eval_every=0 \
+  --pairs_per_prompt=1 --eval_samples=1 --batch=2 --progress=false --out="$TEST_TMPDIR/gpu" \
+  > "$TEST_TMPDIR/gpu_out.txt" 2> "$TEST_TMPDIR/err.txt"
+rc=$?
+set -e
+if [[ $rc -eq 0 ]]; then
+  [[ -s "$TEST_TMPDIR/gpu/checkpoint.safetensors" ]]
+  grep -q "device: cuda:0, bf16 compute" "$TEST_TMPDIR/gpu_out.txt"
+else
+  [[ $rc -eq 1 ]] || { echo "--device=cuda exited with $rc"; cat "$TEST_TMPDIR/err.txt"; exit 1; }
+  grep -q "sdpo: error: --device=cuda: CUDA is unavailable in this process" "$TEST_TMPDIR/err.txt"
+fi
 trainers/sample --lora="$out/adapters.safetensors" --prompts="a red blob moving right slow" \
   --samples=1 --steps=4 --out="$TEST_TMPDIR/samples" | grep -q reward
 [[ -s "$TEST_TMPDIR/samples/samples.gif" && -s "$TEST_TMPDIR/samples/samples.png" ]]
