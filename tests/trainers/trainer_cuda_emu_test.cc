@@ -2,7 +2,8 @@
 // the CUDA kernels compiled for the CPU), on a tiny Wan2.1: an f32 run matches the same run on
 // the CPU to f32 rounding (losses, gradient norms, final weights), bf16 runs (bf16 compute, f32
 // master weights; full fine-tuning against a frozen bf16 reference copy, and LoRA) train, and
-// checkpoints cross devices both ways (a CUDA run resumes on the CPU and a CPU run on CUDA).
+// checkpoints cross devices both ways (a CUDA run resumes on the CPU and a CPU run on CUDA), and
+// the demo's sampling and evaluation run on the device.
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -14,6 +15,7 @@
 #include "nn/init.h"
 #include "nn/lora.h"
 #include "tensor/cuda/cuda_available.h"
+#include "trainers/demo_setup.h"
 #include "trainers/trainer.h"
 
 namespace sdpo::trainers {
@@ -225,6 +227,40 @@ TEST_F(TrainerCudaTest, Bf16Trains) {
     }
     EXPECT_NE(Params(t), before);
   }
+}
+
+// The demo's pair generation and evaluation sample through SampleDemo on the model's device (the
+// world scores CPU copies): the same samples as on the CPU, for a tiny model of the demo world's
+// latent and text shapes (a full DemoEvaluator pass is too slow for the emulation).
+TEST_F(TrainerCudaTest, DemoSamplingRunsOnTheDevice) {
+  DemoWorld world;
+  auto make = [&] {
+    wan21::WanConfig c = TinyConfig();
+    c.in_dim = c.out_dim = world.config().channels;
+    c.text_dim = world.config().text_dim;
+    c.text_len = world.config().text_len;
+    nn::SetInitSeed(7);
+    auto m = std::make_unique<wan21::WanModel>(c);
+    m->SetRequiresGrad(false);
+    nn::LoraConfig lora;
+    lora.rank = 2;
+    lora.alpha = 2;
+    lora.targets = {"blocks.*.ffn.{0,2}"};
+    nn::AttachLora(*m, lora);
+    return m;
+  };
+  auto cpu_model = make(), cuda_model = make();
+  PlaceModels(*cuda_model, nullptr, Device::CUDA(0), kF32);
+  EXPECT_TRUE(ModelDevice(*cuda_model).is_cuda());
+  samplers::FlowSampleOptions o = DemoSampleOptions();
+  o.steps = 2;
+  const std::vector<DemoPrompt> prompts = {world.heldout_prompts()[0]};
+  Tensor a = SampleDemo(*cpu_model, world, prompts, {3}, o)[0];
+  Tensor b = SampleDemo(*cuda_model, world, prompts, {3}, o)[0];
+  ASSERT_TRUE(b.device().is_cpu());
+  std::vector<double> va = a.ToVector(), vb = b.ToVector();
+  ASSERT_EQ(va.size(), vb.size());
+  for (size_t i = 0; i < va.size(); ++i) ASSERT_NEAR(va[i], vb[i], 1e-4 * (1 + std::abs(va[i])));
 }
 
 TEST(TrainerDeviceTest, Bf16OnTheCpuIsRejected) {
