@@ -12,7 +12,7 @@ const std::vector<std::string>& DifferentiableOps() {
       "gelu", "gelu_tanh", "square", "clamp",
       "sum", "mean", "max", "var", "softmax", "log_softmax",
       "matmul", "concat", "index_select", "gather",
-      "layer_norm", "rms_norm", "attention", "rope", "checkpoint"};
+      "layer_norm", "layer_norm_modulate", "rms_norm", "attention", "rope", "checkpoint"};
   return names;
 }
 
@@ -499,6 +499,18 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
                  has_bias](const Tensor& g) {
                   ops::NormGrads gr = ops::LayerNormBackward(g, xd, w, r.mean, r.rstd, has_bias);
                   return std::vector<Tensor>{gr.dx, gr.dweight, gr.dbias};
+                });
+}
+
+Tensor layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, double eps) {
+  ops::NormResult r = ops::LayerNormModulate(x, shift, scale, eps);
+  return Record(r.out, "layer_norm_modulate", {x, shift, scale},
+                [xd = Detach(x), sc = Detach(scale), r, shift_shape = shift.shape(),
+                 scale_shape = scale.shape()](const Tensor& g) {
+                  ops::NormModulateGrads gr =
+                      ops::LayerNormModulateBackward(g, xd, sc, r.mean, r.rstd);
+                  return std::vector<Tensor>{gr.dx, ops::Reshape(gr.dshift, shift_shape),
+                                             ops::Reshape(gr.dscale, scale_shape)};
                 });
 }
 

@@ -79,6 +79,9 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
 
 // fused ops, one node each with a hand-written backward
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps);
+// LayerNorm without affine, then AdaLN modulation LN(x) * (1 + scale) + shift in one op
+// (ops::LayerNormModulate): shift/scale [B, 1, D] or [B, D] of x's dtype.
+Tensor layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale, double eps);
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps);
 // q [B, H, Lq, D], k [B, H, Lk, D], v [B, H, Lk, Dv]; additive mask (not differentiated).
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask = Tensor(),

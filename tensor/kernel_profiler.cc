@@ -123,6 +123,17 @@ class KernelProfiler::Decorator final : public Kernels {
     return Timed(absl::StrCat("LayerNormBackward ", Describe(x)), BytesOf({&dy, &x, &x}),
                  [&] { return k_->LayerNormBackward(dy, x, w, mean, rstd, need_bias_grad); });
   }
+  ops::NormResult LayerNormModulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
+                                    int64_t rpb, double eps) override {
+    return Timed(absl::StrCat("LayerNormModulate ", Describe(x)), 2 * BytesOf({&x}),
+                 [&] { return k_->LayerNormModulate(x, shift, scale, rpb, eps); });
+  }
+  ops::NormModulateGrads LayerNormModulateBackward(const Tensor& dy, const Tensor& x,
+                                                   const Tensor& scale, const Tensor& mean,
+                                                   const Tensor& rstd, int64_t rpb) override {
+    return Timed(absl::StrCat("LayerNormModulateBackward ", Describe(x)), BytesOf({&dy, &x, &x}),
+                 [&] { return k_->LayerNormModulateBackward(dy, x, scale, mean, rstd, rpb); });
+  }
   ops::NormResult RmsNorm(const Tensor& x, const Tensor& w, double eps) override {
     return Timed(absl::StrCat("RmsNorm ", Describe(x)), 2 * BytesOf({&x}),
                  [&] { return k_->RmsNorm(x, w, eps); });

@@ -41,6 +41,15 @@ class Kernels {
   virtual ops::NormGrads LayerNormBackward(const Tensor& dy, const Tensor& x, const Tensor& weight,
                                            const Tensor& mean, const Tensor& rstd,
                                            bool need_bias_grad) = 0;
+  // x contiguous [rows, D]; shift/scale contiguous [rows / rows_per_batch, D] of x's dtype.
+  virtual ops::NormResult LayerNormModulate(const Tensor& x, const Tensor& shift,
+                                            const Tensor& scale, int64_t rows_per_batch,
+                                            double eps) = 0;
+  virtual ops::NormModulateGrads LayerNormModulateBackward(const Tensor& dy, const Tensor& x,
+                                                           const Tensor& scale,
+                                                           const Tensor& mean,
+                                                           const Tensor& rstd,
+                                                           int64_t rows_per_batch) = 0;
   virtual ops::NormResult RmsNorm(const Tensor& x, const Tensor& weight, double eps) = 0;
   virtual ops::NormGrads RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& weight,
                                          const Tensor& rstd) = 0;

@@ -818,6 +818,45 @@ NormGrads LayerNormBackward(const Tensor& dy, const Tensor& x, const Tensor& wei
   return g;
 }
 
+namespace {
+// [B, D] contiguous view of an AdaLN shift/scale given as [B, 1, D] or [B, D].
+Tensor ModulationRows(const Tensor& t, const Tensor& x, const char* what) {
+  const int64_t b = x.size(0), d = x.size(-1);
+  SDPO_CHECK(t.defined() && t.numel() == b * d && t.dim() >= 2 && t.size(0) == b &&
+                 t.size(-1) == d && t.dtype() == x.dtype() && t.device() == x.device(),
+             "layer_norm_modulate: ", what, " must be [", b, ", 1, ", d, "] or [", b, ", ", d,
+             "] of ", DTypeName(x.dtype()), " on ", x.device().str(), ", got ",
+             t.defined() ? t.str() : "undefined");
+  return View(Contiguous(t), {b, d});
+}
+}  // namespace
+
+NormResult LayerNormModulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
+                             double eps) {
+  SDPO_CHECK(x.dim() >= 2 && IsFloating(x.dtype()), "layer_norm_modulate: x must be a float [B, ..., D], got ",
+             x.str());
+  Tensor sh = ModulationRows(shift, x, "shift"), sc = ModulationRows(scale, x, "scale");
+  Tensor rows = Rows(x);
+  const int64_t rpb = x.size(0) > 0 ? rows.size(0) / x.size(0) : 1;
+  NormResult r = KernelsFor(x.device()).LayerNormModulate(rows, sh, sc, rpb, eps);
+  r.out = View(r.out, x.shape());
+  return r;
+}
+
+NormModulateGrads LayerNormModulateBackward(const Tensor& dy, const Tensor& x, const Tensor& scale,
+                                            const Tensor& mean, const Tensor& rstd) {
+  SDPO_CHECK(dy.shape() == x.shape(), "layer_norm_modulate backward: grad ", dy.str(),
+             " vs input ", x.str());
+  Tensor sc = ModulationRows(scale, x, "scale");
+  Tensor rows = Rows(x);
+  const int64_t rpb = x.size(0) > 0 ? rows.size(0) / x.size(0) : 1;
+  NormModulateGrads g = KernelsFor(x.device())
+                            .LayerNormModulateBackward(Rows(Cast(dy, x.dtype())), rows, sc, mean,
+                                                       rstd, rpb);
+  g.dx = View(g.dx, x.shape());
+  return g;
+}
+
 NormResult RmsNorm(const Tensor& x, const Tensor& weight, double eps) {
   CheckNormArgs(x, weight, Tensor(), "rms_norm");
   NormResult r = KernelsFor(x.device()).RmsNorm(Rows(x), weight, eps);

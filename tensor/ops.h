@@ -121,6 +121,16 @@ struct NormGrads {
 };
 NormGrads LayerNormBackward(const Tensor& dy, const Tensor& x, const Tensor& weight,
                             const Tensor& mean, const Tensor& rstd, bool need_bias_grad);
+// LayerNorm without affine over the last dim of x [B, ..., D] followed by AdaLN modulation:
+// out = LN(x) * (1 + scale[b]) + shift[b], shift and scale [B, 1, D] or [B, D] of x's dtype;
+// computed in f32 (f64 for f64) and rounded once to x's dtype.
+NormResult LayerNormModulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
+                             double eps);
+struct NormModulateGrads {
+  Tensor dx, dshift, dscale;  // dshift, dscale [B, D]
+};
+NormModulateGrads LayerNormModulateBackward(const Tensor& dy, const Tensor& x, const Tensor& scale,
+                                            const Tensor& mean, const Tensor& rstd);
 NormResult RmsNorm(const Tensor& x, const Tensor& weight, double eps);
 NormGrads RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& weight,
                           const Tensor& rstd);

@@ -20,6 +20,11 @@ void Gemm(const Tensor& out, const Tensor& a, bool trans_a, const Tensor& b, boo
 ops::NormResult LayerNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps);
 ops::NormGrads LayerNormBackward(const Tensor& dy, const Tensor& x, const Tensor& weight,
                                  const Tensor& mean, const Tensor& rstd, bool need_bias_grad);
+ops::NormResult LayerNormModulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
+                                  int64_t rows_per_batch, double eps);
+ops::NormModulateGrads LayerNormModulateBackward(const Tensor& dy, const Tensor& x,
+                                                 const Tensor& scale, const Tensor& mean,
+                                                 const Tensor& rstd, int64_t rows_per_batch);
 ops::NormResult RmsNorm(const Tensor& x, const Tensor& weight, double eps);
 ops::NormGrads RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& weight,
                                const Tensor& rstd);

@@ -102,6 +102,16 @@ class CpuKernelsImpl final : public Kernels {
   void Clamp(const Tensor& o, const Tensor& x, double lo, double hi) override {
     cpu::Clamp(o, x, lo, hi);
   }
+  ops::NormResult LayerNormModulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
+                                    int64_t rows_per_batch, double eps) override {
+    return cpu::LayerNormModulate(x, shift, scale, rows_per_batch, eps);
+  }
+  ops::NormModulateGrads LayerNormModulateBackward(const Tensor& dy, const Tensor& x,
+                                                   const Tensor& scale, const Tensor& mean,
+                                                   const Tensor& rstd,
+                                                   int64_t rows_per_batch) override {
+    return cpu::LayerNormModulateBackward(dy, x, scale, mean, rstd, rows_per_batch);
+  }
   void ReduceMiddle(ReduceKind k, const Tensor& o, const Tensor& x) override {
     cpu::ReduceMiddle(k, o, x);
   }

@@ -218,6 +218,45 @@ ops::NormGrads LayerNormBackward(const Tensor& dy, const Tensor& x, const Tensor
   return {Back(g.dx, x.dtype()), Back(g.dweight, x.dtype()), Back(g.dbias, x.dtype())};
 }
 
+// The oracle of the fused LayerNorm + AdaLN modulation: LayerNorm in the compute type, then
+// y * (1 + scale) + shift in the compute type (as nn::Modulate composes it), rounded once.
+ops::NormResult LayerNormModulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
+                                  int64_t rows_per_batch, double eps) {
+  const DType c = x.dtype() == kF64 ? kF64 : kF32;
+  const int64_t rows = x.size(0), d = x.size(1), batches = shift.size(0);
+  ops::NormResult r = c == kF64 ? LayerNormTyped<double>(F64(x), Tensor(), Tensor(), eps)
+                                : LayerNormTyped<float>(F32(x), Tensor(), Tensor(), eps);
+  Tensor y = ops::View(r.out, {batches, rows_per_batch, d});
+  Tensor sc = ops::Reshape(ops::Cast(scale, c), {batches, 1, d});
+  Tensor sh = ops::Reshape(ops::Cast(shift, c), {batches, 1, d});
+  r.out = ops::View(ops::Cast(ops::Add(ops::Mul(y, ops::AddScalar(sc, 1.0)), sh), x.dtype()),
+                    {rows, d});
+  return r;
+}
+
+ops::NormModulateGrads LayerNormModulateBackward(const Tensor& dy, const Tensor& x,
+                                                 const Tensor& scale, const Tensor& mean,
+                                                 const Tensor& rstd, int64_t rows_per_batch) {
+  const DType c = x.dtype() == kF64 ? kF64 : kF32;
+  const int64_t rows = x.size(0), d = x.size(1), batches = scale.size(0);
+  const Tensor xc = c == kF64 ? F64(x) : F32(x);
+  const Shape b3 = {batches, rows_per_batch, d};
+  Tensor g = ops::View(ops::Contiguous(ops::Cast(dy, c)), b3);
+  Tensor xn = ops::View(ops::Mul(ops::Sub(xc, ops::Reshape(ops::Cast(mean, c), {rows, 1})),
+                                 ops::Reshape(ops::Cast(rstd, c), {rows, 1})),
+                        b3);
+  Tensor dshift = ops::Sum(g, {1}), dscale = ops::Sum(ops::Mul(g, xn), {1});
+  Tensor dy_norm = ops::View(
+      ops::Mul(g, ops::AddScalar(ops::Reshape(ops::Cast(scale, c), {batches, 1, d}), 1.0)),
+      {rows, d});
+  ops::NormGrads n =
+      c == kF64
+          ? LayerNormBackwardTyped<double>(dy_norm, xc, Tensor(), mean, rstd, false)
+          : LayerNormBackwardTyped<float>(dy_norm, xc, Tensor(), mean, rstd, false);
+  return {ops::Cast(n.dx, x.dtype()), ops::Cast(dshift, x.dtype()),
+          ops::Cast(dscale, x.dtype())};
+}
+
 ops::NormResult RmsNorm(const Tensor& x, const Tensor& weight, double eps) {
   if (x.dtype() == kF64) return RmsNormTyped<double>(F64(x), F64(weight), eps);
   ops::NormResult r = RmsNormTyped<float>(F32(x), F32(weight), eps);

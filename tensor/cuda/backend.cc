@@ -478,6 +478,19 @@ class CudaKernels final : public Kernels {
                      xc.size(1), correction, StreamOf(x));
   }
 
+  ops::NormResult LayerNormModulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
+                                    int64_t rows_per_batch, double eps) override {
+    return NormForward(x, Tensor(), Tensor(), shift, scale, rows_per_batch, eps, false);
+  }
+  ops::NormModulateGrads LayerNormModulateBackward(const Tensor& dy, const Tensor& x,
+                                                   const Tensor& scale, const Tensor& mean,
+                                                   const Tensor& rstd,
+                                                   int64_t rows_per_batch) override {
+    NormBackwardResult g = NormBackward(dy, x, Tensor(), Tensor(), scale, rows_per_batch, mean,
+                                        rstd, false, false, true, false);
+    return {g.dx, g.dshift, g.dscale};
+  }
+
   void ReduceMiddle(ReduceKind kind, const Tensor& out, const Tensor& x) override {
     CheckCuda(x, "reduce");
     DeviceGuard guard(Dev(x));
@@ -622,35 +635,6 @@ Registrar g_registrar;
 }  // namespace
 
 // ------------------------------------------------------------------------------ extras
-
-ops::NormResult LayerNormModulate(const Tensor& x, const Tensor& weight, const Tensor& bias,
-                                  const Tensor& shift, const Tensor& scale, double eps) {
-  SDPO_CHECK(x.dim() >= 2, "layer_norm_modulate: x must be [B, ..., D], got ", x.str());
-  const int64_t batches = x.size(0), d = x.size(-1);
-  SDPO_CHECK(shift.numel() == batches * d && scale.numel() == batches * d &&
-                 shift.dtype() == x.dtype() && scale.dtype() == x.dtype(),
-             "layer_norm_modulate: shift ", shift.str(), " and scale ", scale.str(),
-             " must hold [", batches, ", ", d, "] values of ", DTypeName(x.dtype()));
-  Tensor rows = ops::View(ops::Contiguous(x), {-1, d});
-  const int64_t rpb = batches > 0 ? rows.size(0) / batches : 1;
-  ops::NormResult r = NormForward(rows, weight, bias, ops::Reshape(shift, {batches, d}),
-                                  ops::Reshape(scale, {batches, d}), rpb, eps, false);
-  r.out = ops::View(r.out, x.shape());
-  return r;
-}
-
-NormModulateGrads LayerNormModulateBackward(const Tensor& dy, const Tensor& x,
-                                            const Tensor& weight, const Tensor& bias,
-                                            const Tensor& scale, const Tensor& mean,
-                                            const Tensor& rstd) {
-  const int64_t batches = x.size(0), d = x.size(-1);
-  Tensor rows = ops::View(ops::Contiguous(x), {-1, d});
-  const int64_t rpb = batches > 0 ? rows.size(0) / batches : 1;
-  NormBackwardResult g = NormBackward(ops::View(ops::Contiguous(dy), {-1, d}), rows, weight,
-                                      bias, ops::Reshape(scale, {batches, d}), rpb, mean, rstd,
-                                      weight.defined(), bias.defined(), true, false);
-  return {ops::View(g.dx, x.shape()), g.dweight, g.dbias, g.dshift, g.dscale};
-}
 
 ops::AttentionResult AttentionWithPath(const Tensor& q, const Tensor& k, const Tensor& v,
                                        const Tensor& mask, double scale, int path) {

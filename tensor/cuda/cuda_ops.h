@@ -22,18 +22,6 @@ enum class Epilogue { kNone, kBias, kBiasGeluTanh };
 void GemmEx(const Tensor& out, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
             const Tensor& bias, Epilogue epilogue);
 
-// LayerNorm over the last dim of x [B, L, D] followed by AdaLN modulation:
-// out = LN(x; weight, bias) * (1 + scale[b]) + shift[b], shift/scale [B, D] (or [B, 1, D]).
-ops::NormResult LayerNormModulate(const Tensor& x, const Tensor& weight, const Tensor& bias,
-                                  const Tensor& shift, const Tensor& scale, double eps);
-struct NormModulateGrads {
-  Tensor dx, dweight, dbias, dshift, dscale;
-};
-NormModulateGrads LayerNormModulateBackward(const Tensor& dy, const Tensor& x,
-                                            const Tensor& weight, const Tensor& bias,
-                                            const Tensor& scale, const Tensor& mean,
-                                            const Tensor& rstd);
-
 // Attention with a chosen path: 0 auto (cuDNN fused attention when eligible and working, else
 // our kernels), 1 simple (CUDA cores), 2 tensor cores (bf16/f16, D = Dv in {64, 128}; throws
 // otherwise), 3 cuDNN fused attention (bf16/f16, no mask, D = Dv in {64, 128}; throws when cuDNN is

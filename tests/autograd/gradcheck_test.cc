@@ -156,6 +156,10 @@ std::vector<Case> Cases() {
                [](V x) { return layer_norm(x[0], x[1], x[2], 1e-6); }});
   c.push_back({"layer_norm", "no affine, non-contiguous", {{5, 3}},
                [](V x) { return layer_norm(transpose(x[0], 0, 1), Tensor(), Tensor(), 1e-5); }});
+  c.push_back({"layer_norm_modulate", "[2,3,5] with [2,1,5] shift/scale", {{2, 3, 5}, {2, 1, 5}, {2, 1, 5}},
+               [](V x) { return layer_norm_modulate(x[0], x[1], x[2], 1e-6); }});
+  c.push_back({"layer_norm_modulate", "[3,4] with [3,4] shift/scale", {{3, 4}, {3, 4}, {3, 4}},
+               [](V x) { return layer_norm_modulate(x[0], x[1], x[2], 1e-5); }});
   c.push_back({"rms_norm", "weight, [4,6]", {{4, 6}, {6}}, [](V x) { return rms_norm(x[0], x[1], 1e-6); }});
   c.push_back({"rms_norm", "no weight", {{1, 5}}, [](V x) { return rms_norm(x[0], Tensor(), 1e-6); }});
   c.push_back({"attention", "self, [2,3,5,4]", {{2, 3, 5, 4}, {2, 3, 5, 4}, {2, 3, 5, 4}},

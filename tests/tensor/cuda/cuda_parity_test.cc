@@ -369,28 +369,6 @@ std::vector<Case>& Table() {
              },
              {}, Tol(t)});
       }
-      add({Name("layer_norm_modulate", t),
-           [t] {
-             return Tensors{Randn({3, 37, 96}, t, 2.0), Randn({96}, t, 0.5, 1.0), Randn({96}, t),
-                            Randn({3, 96}, t, 0.3), Randn({3, 96}, t, 0.3), Randn({3, 37, 96}, t)};
-           },
-           [](const Tensors& in) {  // CPU: the composition
-             ops::NormResult r = ops::LayerNorm(in[0], in[1], in[2], 1e-6);
-             Tensor shift = ops::Unsqueeze(in[3], 1), scale = ops::Unsqueeze(in[4], 1);
-             Tensor one_plus = ops::AddScalar(scale, 1.0);
-             Tensor y = ops::Add(ops::Mul(r.out, one_plus), shift);
-             ops::NormGrads g = ops::LayerNormBackward(ops::Mul(in[5], one_plus), in[0], in[1],
-                                                       r.mean, r.rstd, true);
-             return Tensors{y, g.dx, g.dweight, g.dbias, ops::Sum(in[5], {1}),
-                            ops::Sum(ops::Mul(in[5], r.out), {1})};
-           },
-           [](const Tensors& in) {
-             ops::NormResult r = cuda::LayerNormModulate(in[0], in[1], in[2], in[3], in[4], 1e-6);
-             cuda::NormModulateGrads g = cuda::LayerNormModulateBackward(
-                 in[5], in[0], in[1], in[2], in[4], r.mean, r.rstd);
-             return Tensors{r.out, g.dx, g.dweight, g.dbias, g.dshift, g.dscale};
-           },
-           t == kF64 ? 1e-10 : (t == kF32 ? 2e-5 : Tol(t))});
     }
 
     // ---- rotary ---------------------------------------------------------------------------
@@ -440,6 +418,22 @@ std::vector<Case>& Table() {
              return Tensors{g, ops::ScatterAdd({4, 9, 5}, 1, in[1], g)};
            },
            {}, t == kBF16 ? 2e-2 : tol});
+    }
+
+    // ---- fused LayerNorm + AdaLN modulation (ops::LayerNormModulate) ------------------------
+    for (DType t : kFloats) {
+      add({Name("ops_layer_norm_modulate", t),
+           [t] {
+             return Tensors{Randn({3, 37, 40}, t), Randn({3, 1, 40}, t, 0.5),
+                            Randn({3, 1, 40}, t, 0.5), Randn({3, 37, 40}, t)};
+           },
+           [](const Tensors& in) {
+             ops::NormResult r = ops::LayerNormModulate(in[0], in[1], in[2], 1e-6);
+             ops::NormModulateGrads g =
+                 ops::LayerNormModulateBackward(in[3], in[0], in[2], r.mean, r.rstd);
+             return Tensors{r.out, r.mean, r.rstd, g.dx, g.dshift, g.dscale};
+           },
+           {}, Tol(t)});
     }
 
     // ---- attention ------------------------------------------------------------------------
