@@ -6,11 +6,12 @@
 # libcudart / libcublasLt / libcublas (tools/gpu/check.sh finds them there and sets
 # LD_LIBRARY_PATH). Run here, from anywhere in the repository:
 #   bash tools/gpu/bundle.sh
-# then carry gpu_bundle/ to the GPU machine and run `bash tools/gpu/check.sh` there.
+# then carry gpu_bundle/cuda.tgz to the GPU machine and run `bash tools/gpu/check.sh` there (it
+# unpacks the archive).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-TARGETS=(//tools/gpu:cuda_check)
+TARGETS=(//tools/gpu:cuda_check //trainers:sdpo)
 DEST=gpu_bundle/cuda
 
 if [[ ! -x "${CUDA_PATH:-/usr/local/cuda}/bin/nvcc" ]]; then
@@ -22,16 +23,28 @@ echo "bundle.sh: bazel build -c opt ${TARGETS[*]}"
 bazel build -c opt --dynamic_mode=off "${TARGETS[@]}"
 
 mkdir -p "$DEST"
-rm -f "$DEST"/cuda_check "$DEST"/cuda_parity_test "$DEST"/cuda_bench
-cp -f bazel-bin/tools/gpu/cuda_check "$DEST"/
-chmod u+w "$DEST"/cuda_check
-strip --strip-all "$DEST"/cuda_check 2>/dev/null || true
+rm -rf "$DEST"/cuda_check "$DEST"/cuda_parity_test "$DEST"/cuda_bench "$DEST"/sdpo "$DEST"/lib
+OUT_BIN=$(bazel info -c opt bazel-bin)
+for b in cuda_check sdpo; do
+  src="$OUT_BIN/tools/gpu/$b"
+  [[ $b == sdpo ]] && src="$OUT_BIN/trainers/sdpo"
+  cp -f "$src" "$DEST"/
+  chmod u+w "$DEST/$b"
+  strip --strip-all "$DEST/$b" 2>/dev/null || true
+done
+# The trainer links OpenMPI (used only under mpirun); the GPU machine has no OpenMPI, so its
+# shared libraries travel in lib/ (check.sh puts that folder last on LD_LIBRARY_PATH).
+mkdir -p "$DEST/lib"
+ldd "$DEST/sdpo" | awk '$3 ~ /^\// {print $3}' |
+  grep -E '/lib(mpi|open-rte|open-pal|hwloc|event|udev)[^/]*$' | while read -r lib; do
+    cp -fL "$lib" "$DEST/lib/"
+  done
 
 {
   echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
   echo "nvcc: $("${CUDA_PATH:-/usr/local/cuda}/bin/nvcc" --version | tail -1)"
-  for b in cuda_check; do
+  for b in cuda_check sdpo; do
     echo "$b: $(du -h "$DEST/$b" | cut -f1), needs: $(objdump -p "$DEST/$b" | awk '/NEEDED/ {printf "%s ", $2}')"
   done
 } > "$DEST/MANIFEST"
@@ -43,4 +56,7 @@ if ! grep -q 'libcudart' <<< "$NEEDED"; then
   echo "bundle.sh: cuda_check does not link libcudart: built without CUDA?" >&2
   exit 1
 fi
-echo "bundle.sh: ready in $DEST ($(du -sh "$DEST" | cut -f1))"
+# What travels to the GPU machine (the device tool carries at most 64 MiB): one archive, which
+# check.sh unpacks there.
+tar czf gpu_bundle/cuda.tgz -C gpu_bundle cuda
+echo "bundle.sh: ready in $DEST ($(du -sh "$DEST" | cut -f1)); carry gpu_bundle/cuda.tgz ($(du -h gpu_bundle/cuda.tgz | cut -f1))"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check, run on the GPU machine from the repository root with gpu_bundle/ carried:
+# GPU check, run on the GPU machine from the repository root with gpu_bundle/cuda.tgz carried:
 #   bash tools/gpu/check.sh
 # Runs every CUDA test and the micro-benchmarks from gpu_bundle/cuda (built by
 # tools/gpu/bundle.sh), the same benchmarks through the machine's PyTorch
@@ -20,6 +20,10 @@ mkdir -p "$LOGDIR"
 LOG="$LOGDIR/check.log"
 : > "$LOG"
 BUNDLE=gpu_bundle/cuda
+# The bundle travels as one archive (tools/gpu/bundle.sh): unpack it.
+if [[ -f gpu_bundle/cuda.tgz ]]; then
+  rm -rf "$BUNDLE" && tar xzf gpu_bundle/cuda.tgz -C gpu_bundle
+fi
 PY=/opt/torch/.venv/bin/python3
 [[ -x "$PY" ]] || PY=$(command -v python3 || echo python3)
 export PYTHONUNBUFFERED=1
@@ -58,9 +62,11 @@ for lib in libcudart.so.13 libcublasLt.so.13 libcublas.so.13 libcudnn.so.9 libnc
     say "lib: $lib -> NOT FOUND"
   fi
 done
+# Last: OpenMPI's libraries for the trainer binary, carried in the bundle (see bundle.sh).
+[[ -d "$PWD/$BUNDLE/lib" ]] && LIBDIRS="${LIBDIRS:+$LIBDIRS:}$PWD/$BUNDLE/lib"
 export LD_LIBRARY_PATH="${LIBDIRS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 say "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
-for b in cuda_check; do
+for b in cuda_check sdpo; do
   if [[ -x "$BUNDLE/$b" ]]; then
     missing=$(ldd "$BUNDLE/$b" 2>&1 | grep 'not found' || true)
     [[ -n "$missing" ]] && say "ldd $b: $missing"
@@ -96,10 +102,28 @@ unset SDPO_CUDA_SYNC
 step nccl 60 "$OUTDIR/nccl.log" "$BUNDLE/cuda_check" nccl
 step bench_sdpo 120 "$OUTDIR/bench_sdpo.log" "$BUNDLE/cuda_check" bench --json "$OUTDIR/bench_sdpo.jsonl"
 step bench_torch 120 "$OUTDIR/bench_torch.log" "$PY" bench/peers/gpu_ops.py --json "$OUTDIR/bench_torch.jsonl"
-# Last: one SDPO step of Wan2.1-1.3B (bench/cuda/wan_step.h), tried in decreasing sizes (see
-# tools/gpu/wan_step.sh); the table compares it with the PyTorch peer's earlier H200 numbers.
+# One SDPO step of Wan2.1-1.3B (bench/cuda/wan_step.h), tried in decreasing sizes (see
+# tools/gpu/wan_step.sh), then the PyTorch peer's same step in this call (bench/peers/wan_bench.py:
+# bf16 autocast, SDPA, fused AdamW; without and with per-block checkpointing).
 step wan_step 150 "$OUTDIR/wan_step.log" bash tools/gpu/wan_step.sh "$BUNDLE/cuda_check" \
   "$OUTDIR/bench_wan_step.jsonl" 140
+step torch_wan_step 90 "$OUTDIR/torch_wan_step.log" "$PY" bench/peers/wan_bench.py --gpu \
+  --steps 10 --rope float32 --beta 1
+step torch_wan_step_ckpt 90 "$OUTDIR/torch_wan_step_ckpt.log" "$PY" bench/peers/wan_bench.py \
+  --gpu --steps 10 --rope float32 --beta 1 --ckpt
+# The trainer binary on this GPU: the embedded demo, bf16, 30 steps (trainers/sdpo_main.cc).
+step trainer_gpu 120 "$OUTDIR/trainer_gpu.log" "$BUNDLE/sdpo" --model=wan21 --device=cuda \
+  --precision=bf16 --steps=30 --eval_every=0 --save_every=0 --progress=false \
+  --out="$OUTDIR/trainer_gpu_run"
+# If time is left: 21 latent frames (32,760 tokens per sample), per-block recompute on both sides.
+if ((SECONDS - START < 360)); then
+  step wan_step_32k 100 "$OUTDIR/wan_step_32k.log" "$BUNDLE/cuda_check" wan_step --recompute \
+    --f=21 --steps=2 --warmup=1 --budget_s=90 --json "$OUTDIR/bench_wan_step.jsonl"
+  step torch_wan_step_32k 100 "$OUTDIR/torch_wan_step_32k.log" "$PY" bench/peers/wan_bench.py \
+    --gpu --latent 16,21,60,104 --steps 2 --warmup 1 --rope float32 --beta 1 --ckpt
+else
+  say "== 32,760-token runs skipped ($((SECONDS - START))s elapsed)"
+fi
 
 # Failure details (first lines) into check.log; the table below names the failed tests.
 for f in "$OUTDIR"/parity_*.log; do

@@ -105,38 +105,39 @@ def bench(outdir):
     return res
 
 
-# The PyTorch peer (bench/peers/wan_bench.py --gpu) measured earlier on an H200 (torch 2.11,
-# bf16 autocast, SDPA; docs/performance.md "GPU"): not re-run by check.sh (time).
-PEER_WAN = [
-    ("torch ref (H200, earlier): no ckpt, RoPE f32", 1.032, 31.8, 103.8),
-    ("torch ref (H200, earlier): no ckpt, RoPE f64", 1.134, 29.0, 103.8),
-    ("torch ref (H200, earlier): ckpt every block", 1.409, 23.3, 33.5),
-]
+def json_lines(path, name=None):
+    """JSON objects on the lines of a file (optionally only those with this "name")."""
+    out = []
+    if not os.path.exists(path):
+        return out
+    for line in open(path, errors="replace"):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if name is None or rec.get("name") == name:
+                out.append(rec)
+    return out
 
 
 def wan_step(outdir):
-    path = os.path.join(outdir, "bench_wan_step.jsonl")
     print()
     print("Wan2.1-1.3B SDPO step (batch 2 = winner + loser, latent 16x6x60x104 = 9,360 tokens/sample")
     print("unless stated; model FLOPs = policy 3x fwd + reference 1x fwd per sample; MFU vs 989 TFLOP/s)")
     print(f"  {'run':<46} {'s/step':>8} {'min s':>8} {'TFLOP':>7} {'MFU':>6} {'peak GiB':>9} {'steps':>6}")
-    recs = []
-    if os.path.exists(path):
-        for line in open(path):
-            line = line.strip()
-            if line.startswith("{"):
-                try:
-                    recs.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass
+    recs = json_lines(os.path.join(outdir, "bench_wan_step.jsonl"))
     if not recs:
         print("  sdpo: no result (step did not run)")
+    ours = {}  # (tokens, recompute) -> record
     for r in recs:
         label = "sdpo " + str(r.get("label", "?"))
         if r.get("ok"):
             tok = r.get("tokens_per_sample")
             if tok and tok != 9360:
                 label += f" ({tok} tok)"
+            ours[(tok, "recompute" in str(r.get("mode")), "lora" in str(r.get("mode")))] = r
             print(f"  {label:<46} {r['median_s']:>8.3f} {r['min_s']:>8.3f} {r['tflop_per_step']:>7.1f} "
                   f"{100 * r['mfu']:>5.1f}% {r['peak_allocated_gib']:>9.1f} "
                   f"{r.get('warmup', '?')}+{r.get('steps', '?'):<4}")
@@ -145,8 +146,48 @@ def wan_step(outdir):
                   f"loss {r.get('loss')}, grad norm {r.get('grad_norm')}")
         else:
             print(f"  {label:<46} FAILED: {str(r.get('error', ''))[:300]}")
-    for label, sec, mfu, gib in PEER_WAN:
-        print(f"  {label:<46} {sec:>8.3f} {'-':>8} {324.8:>7.1f} {mfu:>5.1f}% {gib:>9.1f} {'3+10':>6}")
+    # The PyTorch peer, same call.
+    ratios = []
+    for log, ckpt in (("torch_wan_step.log", False), ("torch_wan_step_ckpt.log", True),
+                      ("torch_wan_step_32k.log", True)):
+        path = os.path.join(outdir, log)
+        if not os.path.exists(path):
+            continue
+        got = json_lines(path, "wan_sdpo_step_1.3b")
+        tok = None
+        if not got:
+            print(f"  {'torch ' + log[:-4]:<46} FAILED or skipped (see {log})")
+            continue
+        t = got[-1]
+        tok = t["config"]["tokens"]
+        label = "torch " + ("ckpt every block" if ckpt else "no ckpt") + (f" ({tok} tok)" if tok != 9360 else "")
+        print(f"  {label:<46} {t['median_s']:>8.3f} {t['min_s']:>8.3f} {t['step_tflop']:>7.1f} "
+              f"{100 * t.get('mfu', 0):>5.1f}% {t.get('max_memory_allocated_gib', 0):>9.1f} "
+              f"{t.get('warmup', '?')}+{t.get('steps', '?'):<4}")
+        o = ours.get((tok, ckpt, False))
+        if o:
+            ratios.append((("recompute" if ckpt else "full") + (f" {tok} tok" if tok != 9360 else ""),
+                           o["median_s"] / t["median_s"],
+                           o["peak_allocated_gib"] / max(t.get("max_memory_allocated_gib", 0), 1e-9)))
+    for name, tr, mr in ratios:
+        print(f"  sdpo/torch {name:<35} time {tr:.2f}x, peak memory {mr:.2f}x")
+
+
+def trainer_gpu(outdir):
+    path = os.path.join(outdir, "trainer_gpu_run", "summary.json")
+    print()
+    if not os.path.exists(path):
+        print("trainer on GPU (sdpo --device=cuda --precision=bf16): no summary.json (see trainer_gpu.log)")
+        return
+    s = json.load(open(path))
+    print(f"trainer on GPU (sdpo --device=cuda --precision=bf16, demo, {s.get('steps')} steps): "
+          f"{s.get('wall_seconds', 0):.1f} s wall, final loss {s.get('final_loss')}, "
+          f"skipped steps {s.get('skipped_steps')}")
+    for key in ("eval_before", "eval_after"):
+        if s.get(key):
+            vals = ", ".join(f"{k} {v:.4g}" if isinstance(v, (int, float)) else f"{k} {v}"
+                             for k, v in s[key].items())
+            print(f"  {key}: {vals}")
 
 
 def main():
@@ -182,6 +223,10 @@ def main():
         wan_step(outdir)
     except Exception as e:  # the rest of the table must print
         print(f"wan_step summary failed: {e}")
+    try:
+        trainer_gpu(outdir)
+    except Exception as e:
+        print(f"trainer summary failed: {e}")
     print()
     print(f"{total_p} passed, {total_f} failed, {total_s} skipped")
     return 0

@@ -35,7 +35,7 @@ attempt() {  # attempt MIN_SECONDS MAX_SECONDS ARGS...: runs when MIN_SECONDS ar
   return $rc
 }
 : >> "$JSONL"
-attempt 30 80
+attempt 30 80 --profile
 full=$?
 attempt 35 999 --recompute
 recompute=$?
