@@ -205,10 +205,122 @@ void ChunkPlan(int64_t rows, int64_t rows_per_batch, int64_t* groups, int64_t* c
 
 }  // namespace
 
+// Forward with one warp per row for rows of up to 32 * kVecs 16-byte vectors (f32/bf16/f16,
+// d a multiple of the vector width, 16-byte aligned rows): the row is read once into registers
+// with vector loads, the statistics come from warp shuffles (no block barrier), and the output
+// is written with vector stores. Same math as NormFwdKernel (two-pass variance, f32).
+template <typename T, int kVecs>
+__global__ void __launch_bounds__(kThreads) NormFwdWarpKernel(NormFwdArgs a) {
+  constexpr int V = 16 / sizeof(T);
+  struct alignas(16) Vec {
+    T v[V];
+  };
+  const int lane = threadIdx.x % 32;
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * (kThreads / 32) + threadIdx.x / 32;
+  if (r < a.rows) {  // uniform per warp
+    const int64_t d = a.d;
+    const int nvec = static_cast<int>(d / V);
+    const Vec* row = reinterpret_cast<const Vec*>(static_cast<const T*>(a.x) + r * d);
+    float v[kVecs][V];
+    float sum = 0.f;
+#pragma unroll
+    for (int j = 0; j < kVecs; ++j) {
+      const int vi = j * 32 + lane;
+      if (vi < nvec) {
+        const Vec p = row[vi];
+#pragma unroll
+        for (int e = 0; e < V; ++e) {
+          v[j][e] = ConvertTo<float>(p.v[e]);
+          sum += v[j][e];
+        }
+      } else {
+#pragma unroll
+        for (int e = 0; e < V; ++e) v[j][e] = 0.f;
+      }
+    }
+    const float mu = a.rms ? 0.f : WarpSum(sum) / static_cast<float>(d);
+    float ss = 0.f;
+#pragma unroll
+    for (int j = 0; j < kVecs; ++j) {
+      if (j * 32 + lane < nvec) {
+#pragma unroll
+        for (int e = 0; e < V; ++e) {
+          const float c = v[j][e] - mu;
+          ss += c * c;
+        }
+      }
+    }
+    const float rs = 1.f / sqrtf(WarpSum(ss) / static_cast<float>(d) + static_cast<float>(a.eps));
+    const int64_t b = r / a.rows_per_batch;
+    const Vec* w = static_cast<const Vec*>(a.weight);
+    const Vec* bias = static_cast<const Vec*>(a.bias);
+    const Vec* shift = a.shift ? reinterpret_cast<const Vec*>(static_cast<const T*>(a.shift) + b * d)
+                               : nullptr;
+    const Vec* scale = a.scale ? reinterpret_cast<const Vec*>(static_cast<const T*>(a.scale) + b * d)
+                               : nullptr;
+    Vec* out = reinterpret_cast<Vec*>(static_cast<T*>(a.out) + r * d);
+#pragma unroll
+    for (int j = 0; j < kVecs; ++j) {
+      const int vi = j * 32 + lane;
+      if (vi < nvec) {
+        float y[V];
+#pragma unroll
+        for (int e = 0; e < V; ++e) y[e] = (v[j][e] - mu) * rs;
+        if (w) {
+          const Vec p = w[vi];
+#pragma unroll
+          for (int e = 0; e < V; ++e) y[e] *= ConvertTo<float>(p.v[e]);
+        }
+        if (bias) {
+          const Vec p = bias[vi];
+#pragma unroll
+          for (int e = 0; e < V; ++e) y[e] += ConvertTo<float>(p.v[e]);
+        }
+        if (scale) {
+          const Vec p = scale[vi];
+#pragma unroll
+          for (int e = 0; e < V; ++e) y[e] *= 1.f + ConvertTo<float>(p.v[e]);
+        }
+        if (shift) {
+          const Vec p = shift[vi];
+#pragma unroll
+          for (int e = 0; e < V; ++e) y[e] += ConvertTo<float>(p.v[e]);
+        }
+        Vec o;
+#pragma unroll
+        for (int e = 0; e < V; ++e) o.v[e] = ConvertTo<T>(y[e]);
+        out[vi] = o;
+      }
+    }
+    if (lane == 0) {
+      if (!a.rms) static_cast<float*>(a.mean)[r] = mu;
+      static_cast<float*>(a.rstd)[r] = rs;
+    }
+  }
+}
+
+bool Aligned16(const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
 void LaunchNormForward(const NormFwdArgs& a, cudaStream_t s) {
   if (a.rows == 0) return;
   DispatchFloat(a.dtype, "norm", [&](auto tag) {
     using T = decltype(tag);
+    if constexpr (!std::is_same_v<T, double>) {
+      constexpr int V = 16 / sizeof(T);
+      const int64_t vecs = a.d % V == 0 ? a.d / V : -1;
+      const bool aligned = Aligned16(a.x) && Aligned16(a.out) && Aligned16(a.weight) &&
+                           Aligned16(a.bias) && Aligned16(a.shift) && Aligned16(a.scale);
+      if (vecs > 0 && vecs <= 32 * 8 && aligned) {
+        auto kern = vecs <= 32 ? &NormFwdWarpKernel<T, 1>
+                    : vecs <= 64 ? &NormFwdWarpKernel<T, 2>
+                    : vecs <= 128 ? &NormFwdWarpKernel<T, 4>
+                                  : &NormFwdWarpKernel<T, 8>;
+        SDPO_LAUNCH(kern, static_cast<unsigned>(CeilDiv(a.rows, kThreads / 32)), kThreads, 0, s,
+                    a);
+        SDPO_CHECK_LAUNCH(a.rms ? "rms_norm(warp)" : "layer_norm(warp)", s);
+        return;
+      }
+    }
     auto kern = &NormFwdKernel<T>;
     SDPO_LAUNCH(kern, GridFor(a.rows, 1, 65535 * 8), kThreads, 0, s, a);
     SDPO_CHECK_LAUNCH(a.rms ? "rms_norm" : "layer_norm", s);

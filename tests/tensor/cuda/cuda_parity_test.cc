@@ -420,6 +420,24 @@ std::vector<Case>& Table() {
            {}, t == kBF16 ? 2e-2 : tol});
     }
 
+    // Rows whose length is a multiple of 16 bytes take the warp-per-row forward (1 to 8 vectors
+    // per lane); odd lengths the block-per-row one (above).
+    for (DType t : kFloats) {
+      add({Name("norm_warp_rows", t),
+           [t] {
+             return Tensors{Randn({5, 2000}, t, 2.0, 0.5), Randn({2000}, t, 0.5, 1.0),
+                            Randn({2000}, t), Randn({7, 264}, t, 1.5), Randn({264}, t, 0.5, 1.0),
+                            Randn({9, 3, 96}, t)};
+           },
+           [](const Tensors& in) {
+             ops::NormResult a = ops::LayerNorm(in[0], in[1], in[2], 1e-5);
+             ops::NormResult b = ops::RmsNorm(in[3], in[4], 1e-6);
+             ops::NormResult c = ops::LayerNorm(in[5], Tensor(), Tensor(), 1e-6);
+             return Tensors{a.out, a.mean, a.rstd, b.out, b.rstd, c.out, c.mean, c.rstd};
+           },
+           {}, Tol(t)});
+    }
+
     // ---- fused LayerNorm + AdaLN modulation (ops::LayerNormModulate) ------------------------
     for (DType t : kFloats) {
       add({Name("ops_layer_norm_modulate", t),
