@@ -15,6 +15,7 @@
 #include "nn/init.h"
 #include "nn/lora.h"
 #include "tensor/cuda/cuda_available.h"
+#include "tests/trainers/tiny_wan.h"
 #include "trainers/demo_setup.h"
 #include "trainers/trainer.h"
 
@@ -22,37 +23,12 @@ namespace sdpo::trainers {
 namespace {
 
 using ::testing::HasSubstr;
+using testing::SyntheticPairs;
 
 // 1 block of width 32; latents [4, 2, 4, 4] are 2 x 2 x 2 = 8 tokens.
-wan21::WanConfig TinyConfig() {
-  wan21::WanConfig c;
-  c.in_dim = c.out_dim = 4;
-  c.dim = 32;
-  c.ffn_dim = 32;
-  c.freq_dim = 16;
-  c.text_dim = 8;
-  c.text_len = 4;
-  c.num_heads = 2;
-  c.num_layers = 1;
-  return c;
-}
+wan21::WanConfig TinyConfig() { return testing::TinyWanConfig(1, 32, 4); }
 
-class SyntheticPairs : public data::PairDataset {
- public:
-  explicit SyntheticPairs(int64_t n) : n_(n) {}
-  int64_t size() const override { return n_; }
-  data::PreferencePair Get(int64_t i) const override {
-    data::PreferencePair p;
-    p.id = std::to_string(i);
-    p.winner = ops::MulScalar(ops::RandomNormal({4, 2, 4, 4}, 77, i * 128), 0.5);
-    p.loser = ops::Add(p.winner, ops::RandomNormal({4, 2, 4, 4}, 78, i * 128));
-    p.context = ops::RandomNormal({3, 8}, 79, i * 24);
-    return p;
-  }
 
- private:
-  int64_t n_;
-};
 
 // The policy and, for full fine-tuning, its reference (the same initial weights), on the CPU.
 struct Models {

@@ -12,6 +12,7 @@
 #include "models/wan21/model.h"
 #include "nn/init.h"
 #include "nn/lora.h"
+#include "tests/trainers/tiny_wan.h"
 #include "trainers/model_factory.h"
 #include "trainers/preference_step.h"
 
@@ -19,37 +20,11 @@ namespace sdpo::trainers {
 namespace {
 
 using ::testing::HasSubstr;
+using testing::SyntheticPairs;
 
-wan21::WanConfig TinyConfig() {
-  wan21::WanConfig c;
-  c.in_dim = c.out_dim = 4;
-  c.dim = 32;
-  c.ffn_dim = 64;
-  c.freq_dim = 16;
-  c.text_dim = 8;
-  c.text_len = 6;
-  c.num_heads = 2;
-  c.num_layers = 2;
-  return c;
-}
+wan21::WanConfig TinyConfig() { return testing::TinyWanConfig(); }
 
-// Pairs whose winner is a smooth pattern and loser the same pattern plus noise.
-class SyntheticPairs : public data::PairDataset {
- public:
-  explicit SyntheticPairs(int64_t n) : n_(n) {}
-  int64_t size() const override { return n_; }
-  data::PreferencePair Get(int64_t i) const override {
-    data::PreferencePair p;
-    p.id = std::to_string(i);
-    p.winner = ops::MulScalar(ops::RandomNormal({4, 2, 4, 4}, 77, i * 128), 0.5);
-    p.loser = ops::Add(p.winner, ops::RandomNormal({4, 2, 4, 4}, 78, i * 128));
-    p.context = ops::RandomNormal({3, 8}, 79, i * 24);
-    return p;
-  }
 
- private:
-  int64_t n_;
-};
 
 std::unique_ptr<wan21::WanModel> MakeModel() {
   nn::SetInitSeed(5);

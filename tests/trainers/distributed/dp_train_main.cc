@@ -17,6 +17,7 @@
 #include "nn/checkpoint_io.h"
 #include "nn/init.h"
 #include "nn/lora.h"
+#include "tests/trainers/tiny_wan.h"
 #include "trainers/distributed/mpi_communicator.h"
 #include "trainers/trainer.h"
 
@@ -43,35 +44,10 @@ ABSL_FLAG(bool, optimizer, false, "--compare the optimizer state (optim/*) inste
 namespace sdpo {
 namespace {
 
-wan21::WanConfig TinyConfig() {
-  wan21::WanConfig c;
-  c.in_dim = c.out_dim = 4;
-  c.dim = 32;
-  c.ffn_dim = 64;
-  c.freq_dim = 16;
-  c.text_dim = 8;
-  c.text_len = 6;
-  c.num_heads = 2;
-  c.num_layers = 2;
-  return c;
-}
+using trainers::testing::SyntheticPairs;
+wan21::WanConfig TinyConfig() { return trainers::testing::TinyWanConfig(); }
 
-class SyntheticPairs : public data::PairDataset {
- public:
-  explicit SyntheticPairs(int64_t n) : n_(n) {}
-  int64_t size() const override { return n_; }
-  data::PreferencePair Get(int64_t i) const override {
-    data::PreferencePair p;
-    p.id = std::to_string(i);
-    p.winner = ops::MulScalar(ops::RandomNormal({4, 2, 4, 4}, 77, i * 128), 0.5);
-    p.loser = ops::Add(p.winner, ops::RandomNormal({4, 2, 4, 4}, 78, i * 128));
-    p.context = ops::RandomNormal({3, 8}, 79, i * 24);
-    return p;
-  }
 
- private:
-  int64_t n_;
-};
 
 int Compare(const std::string& a_path, const std::string& b_path) {
   nn::TensorMap a = nn::ReadSafetensors(a_path), b = nn::ReadSafetensors(b_path);
