@@ -21,6 +21,7 @@ Tensor Activate(const Tensor& x, Activation activation) {
 }
 
 DType NormDType(DType input) { return input == kF64 ? kF64 : kF32; }
+bool LowPrecision(DType dtype) { return dtype == kBF16 || dtype == kF16; }
 
 DType PromoteDTypes(DType a, DType b) {
   auto rank = [](DType d) { return d == kF64 ? 3 : d == kF32 ? 2 : 1; };
@@ -129,7 +130,9 @@ LayerNorm::LayerNorm(int64_t dim, double eps, bool affine, bool bias) : dim_(dim
 Tensor LayerNorm::Forward(const Tensor& x) const {
   SDPO_CHECK(x.defined() && x.dim() >= 1 && x.size(-1) == dim_, "LayerNorm(", dim_, "): input ",
              x.str(), " must have last dim ", dim_);
-  DType nd = NormDType(x.dtype());
+  // bf16/f16 inputs are normalised by the kernel in f32 and rounded once (the parameters in x's
+  // dtype); no f32 copy of the activations.
+  DType nd = LowPrecision(x.dtype()) ? x.dtype() : NormDType(x.dtype());
   Tensor w = weight_.defined() ? cast(weight_, nd) : Tensor();
   Tensor b = bias_.defined() ? cast(bias_, nd) : Tensor();
   return cast(layer_norm(cast(x, nd), w, b, eps_), x.dtype());
@@ -143,7 +146,7 @@ RMSNorm::RMSNorm(int64_t dim, double eps, bool affine) : dim_(dim), eps_(eps) {
 Tensor RMSNorm::Forward(const Tensor& x) const {
   SDPO_CHECK(x.defined() && x.dim() >= 1 && x.size(-1) == dim_, "RMSNorm(", dim_, "): input ",
              x.str(), " must have last dim ", dim_);
-  DType nd = NormDType(x.dtype());
+  DType nd = LowPrecision(x.dtype()) ? x.dtype() : NormDType(x.dtype());  // as LayerNorm
   Tensor w = weight_.defined() ? cast(weight_, nd) : Tensor();
   return cast(rms_norm(cast(x, nd), w, eps_), x.dtype());
 }

@@ -16,6 +16,8 @@ Tensor Activate(const Tensor& x, Activation activation);
 
 // The dtype norms are computed in: f64 for f64 inputs, else f32.
 DType NormDType(DType input);
+// bf16 or f16.
+bool LowPrecision(DType dtype);
 // The wider of two floating dtypes (f64 > f32 > bf16/f16); for mixed-precision elementwise ops.
 DType PromoteDTypes(DType a, DType b);
 
@@ -69,7 +71,9 @@ class Linear : public Module {
 };
 
 // LayerNorm over the last dim (biased variance). With affine: `weight` (ones) and, if bias,
-// `bias` (zeros). Computed in f32 (f64 for f64 input); the output has the input's dtype.
+// `bias` (zeros). Computed in f32 (f64 for f64 input); the output has the input's dtype. For
+// bf16/f16 input the kernel reads it directly (no f32 copy) with the parameters rounded to the
+// input's dtype, and rounds once.
 class LayerNorm : public Module {
  public:
   LayerNorm(int64_t dim, double eps = 1e-5, bool affine = true, bool bias = true);

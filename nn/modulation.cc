@@ -14,7 +14,7 @@ Tensor GatedResidual(const Tensor& residual, const Tensor& y, const Tensor& gate
 
 Tensor ModulatedLayerNorm(const Tensor& x, const Tensor& shift, const Tensor& scale, double eps,
                           const Tensor& weight, const Tensor& bias) {
-  if (!weight.defined() && !bias.defined() && (x.dtype() == kBF16 || x.dtype() == kF16) &&
+  if (!weight.defined() && !bias.defined() && LowPrecision(x.dtype()) &&
       shift.dtype() == x.dtype() && scale.dtype() == x.dtype()) {
     // Low-precision compute: one fused op, statistics and modulation in f32, one rounding.
     return layer_norm_modulate(x, shift, scale, eps);
