@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <memory>
 
 #include "autograd/engine.h"
@@ -45,6 +46,38 @@ void RandomizeParameters(nn::Module& m, uint64_t seed) {
 }
 
 }  // namespace
+
+std::string WanMemoryPlan::str() const {
+  char b[320];
+  const double g = 1024.0 * 1024.0 * 1024.0;
+  std::snprintf(b, sizeof(b),
+                "memory plan: master f32 %.1f + gradients %.1f + AdamW moments %.1f + reference "
+                "bf16 %.1f + bf16 weight copies %.1f + activations ~%.1f (estimate) = ~%.1f GiB",
+                master / g, gradients / g, moments / g, reference / g, weight_casts / g,
+                activations / g, total() / g);
+  return b;
+}
+
+WanMemoryPlan PlanWanStepMemory(const wan21::WanConfig& c, int64_t tokens, int64_t samples,
+                                int64_t parameters, int64_t trainable, bool lora,
+                                bool recompute) {
+  WanMemoryPlan p;
+  const double n = static_cast<double>(parameters), t = static_cast<double>(trainable);
+  const double blocks = static_cast<double>(c.num_layers);
+  p.master = 4 * n;
+  p.gradients = 4 * t;
+  p.moments = 8 * t;
+  p.reference = lora ? 0.0 : 2 * n;
+  // Every Linear saves the bf16 copy of its weight for the backward pass.
+  p.weight_casts = 2 * n * (recompute ? 1.0 / blocks : 1.0);
+  const double per_token_block =
+      2.0 * (18.0 * static_cast<double>(c.dim) + 2.0 * static_cast<double>(c.ffn_dim));
+  const double rows = static_cast<double>(tokens) * static_cast<double>(samples);
+  // With recompute: every block's input (bf16) plus one block's saved tensors.
+  p.activations = recompute ? rows * (blocks * 2.0 * static_cast<double>(c.dim) + per_token_block)
+                            : rows * blocks * per_token_block;
+  return p;
+}
 
 double WanForwardFlops(const wan21::WanConfig& c, int64_t tokens) {
   const double L = static_cast<double>(tokens), Lt = static_cast<double>(c.text_len);
@@ -149,6 +182,9 @@ WanStepResult RunWanStep(const WanStepOptions& o) {
   log("setup " + std::to_string(res.setup_s) + " s, parameters " +
       std::to_string(res.num_parameters) + " (trainable " + std::to_string(res.num_trainable) +
       "), tokens/sample " + std::to_string(res.tokens_per_sample));
+  res.plan = PlanWanStepMemory(c, res.tokens_per_sample, 2 * o.pairs, res.num_parameters,
+                               res.num_trainable, o.lora, o.recompute);
+  log(res.plan.str());
 
   // --- steps --------------------------------------------------------------------------------
   // One step; appends its time, loss, gradient norm and errors to res.

@@ -43,6 +43,24 @@ struct WanStepOptions {
   std::function<void(const std::string&)> log;  // progress lines (null: none)
 };
 
+// The memory plan of one step, printed before step 0 (bytes): exact for the weights and the
+// optimizer state; activations estimated per token and block (bf16 saved tensors: about 18 x dim
+// + 2 x ffn_dim elements, calibrated on the Wan2.1-1.3B step measured on an H200, docs/gpu.md).
+struct WanMemoryPlan {
+  double master = 0;       // f32 weights (trainable and frozen)
+  double gradients = 0;    // f32, trainable only
+  double moments = 0;      // AdamW exp_avg + exp_avg_sq, f32
+  double reference = 0;    // the frozen bf16 copy (full fine-tuning)
+  double weight_casts = 0; // bf16 copies of the weights kept for backward (one block with recompute)
+  double activations = 0;  // estimate
+  double total() const {
+    return master + gradients + moments + reference + weight_casts + activations;
+  }
+  std::string str() const;  // one line, GiB
+};
+WanMemoryPlan PlanWanStepMemory(const wan21::WanConfig& config, int64_t tokens, int64_t samples,
+                                int64_t parameters, int64_t trainable, bool lora, bool recompute);
+
 struct WanStepResult {
   int64_t tokens_per_sample = 0;
   int64_t num_parameters = 0, num_trainable = 0;
@@ -53,6 +71,7 @@ struct WanStepResult {
   std::vector<std::vector<double>> policy_errors, reference_errors;  // every step, [2 * pairs]
   double median_s = 0, min_s = 0;          // over the timed steps
   std::string profile;                     // the profiled step's table (options.profile)
+  WanMemoryPlan plan;                      // printed before step 0
 };
 
 // Matmul FLOPs of one Wan forward of one sample (shared/research/models.md section 5).

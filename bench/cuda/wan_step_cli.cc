@@ -141,13 +141,14 @@ int RunWanStepBench(int argc, char** argv) {
                   "\"setup_s\": %.2f, \"first_step_s\": %.4f, \"median_s\": %.4f, "
                   "\"min_s\": %.4f, \"tflop_per_step\": %.2f, \"tflops\": %.1f, "
                   "\"mfu\": %.4f, \"peak_allocated_gib\": %.2f, \"peak_reserved_gib\": %.2f, "
-                  "\"loss\": %s, \"grad_norm\": %s}",
+                  "\"plan_gib\": %.2f, \"loss\": %s, \"grad_norm\": %s}",
                   static_cast<long long>(r.tokens_per_sample), static_cast<long long>(samples),
                   static_cast<long long>(r.num_parameters),
                   static_cast<long long>(r.num_trainable), r.warmup_done, timed, r.setup_s,
                   r.step_s.front(), r.median_s, r.min_s, flops / 1e12,
                   flops / r.median_s / 1e12, flops / r.median_s / 989e12, peak_alloc,
-                  peak_reserved, Num(r.losses.back()).c_str(), Num(r.grad_norms.back()).c_str());
+                  peak_reserved, r.plan.total() / (1 << 30), Num(r.losses.back()).c_str(),
+                  Num(r.grad_norms.back()).c_str());
     emit(head + buf);
     if (!r.profile.empty()) {
       std::fprintf(stderr, "wan_step: kernel profile of one extra step (%s)\n%s", label.c_str(),

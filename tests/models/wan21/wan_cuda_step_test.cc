@@ -46,6 +46,24 @@ TEST(WanStepTest, FlopsMatchModelsMd) {
   EXPECT_NEAR(WanStepFlops(c, 9360, 2) / 1e12, 8 * 40.597, 0.1);
 }
 
+TEST(WanStepTest, MemoryPlanIsExactForStateAndNearTheMeasuredPeaks) {
+  const wan21::WanConfig c = wan21::WanConfig::Preset("1.3b");
+  const int64_t n = 1418996800;
+  const double gib = 1024.0 * 1024.0 * 1024.0;
+  const WanMemoryPlan full = PlanWanStepMemory(c, 9360, 2, n, n, false, false);
+  EXPECT_EQ(full.master, 4.0 * n);
+  EXPECT_EQ(full.gradients, 4.0 * n);
+  EXPECT_EQ(full.moments, 8.0 * n);
+  EXPECT_EQ(full.reference, 2.0 * n);
+  // Peaks measured on an H200 (docs/gpu.md, 07:02 UTC): 74.5 GiB and 28.4 GiB with recompute.
+  EXPECT_NEAR(full.total() / gib, 74.5, 0.1 * 74.5);
+  const WanMemoryPlan rec = PlanWanStepMemory(c, 9360, 2, n, n, false, true);
+  EXPECT_NEAR(rec.total() / gib, 28.4, 0.1 * 28.4);
+  const WanMemoryPlan lora = PlanWanStepMemory(c, 9360, 2, n, 1000, true, true);
+  EXPECT_EQ(lora.reference, 0.0);
+  EXPECT_LT(lora.total(), rec.total());
+}
+
 void ExpectSane(const WanStepResult& r) {
   ASSERT_EQ(r.step_s.size(), 3u);
   EXPECT_EQ(r.tokens_per_sample, 12);
