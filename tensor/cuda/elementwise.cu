@@ -93,6 +93,23 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Element offsets of out (off[0]) and the inputs (off[1..NIN]) at linear index `li` of the
+// iteration space (innermost dim first).
+template <int NIN, typename IndexT>
+SDPO_D void Offsets(const Desc& d, IndexT li, IndexT (&off)[4]) {
+  IndexT rem = li;
+  off[0] = off[1] = off[2] = off[3] = 0;
+#pragma unroll
+  for (int dim = 0; dim < kMaxDims; ++dim) {
+    if (dim == d.rank) break;
+    const IndexT size = static_cast<IndexT>(d.sizes[dim]);
+    const IndexT coord = rem % size;
+    rem /= size;
+#pragma unroll
+    for (int k = 0; k <= NIN; ++k) off[k] += coord * static_cast<IndexT>(d.strides[k][dim]);
+  }
+}
+
 template <typename Out, typename I0, typename I1, typename I2, int NIN, typename IndexT,
           typename F>
 __global__ void __launch_bounds__(kThreads)
@@ -100,17 +117,8 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t li = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; li < n;
        li += step) {
-    IndexT rem = static_cast<IndexT>(li);
-    IndexT off[4] = {0, 0, 0, 0};
-#pragma unroll
-    for (int dim = 0; dim < kMaxDims; ++dim) {
-      if (dim == d.rank) break;
-      const IndexT size = static_cast<IndexT>(d.sizes[dim]);
-      const IndexT coord = rem % size;
-      rem /= size;
-#pragma unroll
-      for (int k = 0; k <= NIN; ++k) off[k] += coord * static_cast<IndexT>(d.strides[k][dim]);
-    }
+    IndexT off[4];
+    Offsets<NIN>(d, static_cast<IndexT>(li), off);
     I0 va{};
     I1 vb{};
     I2 vc{};
@@ -135,17 +143,8 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t ch = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; ch < chunks;
        ch += step) {
-    IndexT rem = static_cast<IndexT>(ch * V);
-    IndexT off[4] = {0, 0, 0, 0};
-#pragma unroll
-    for (int dim = 0; dim < kMaxDims; ++dim) {
-      if (dim == d.rank) break;
-      const IndexT size = static_cast<IndexT>(d.sizes[dim]);
-      const IndexT coord = rem % size;
-      rem /= size;
-#pragma unroll
-      for (int k = 0; k <= NIN; ++k) off[k] += coord * static_cast<IndexT>(d.strides[k][dim]);
-    }
+    IndexT off[4];
+    Offsets<NIN>(d, static_cast<IndexT>(ch * V), off);
     I0 ra[V];
     I1 rb[V];
     I2 rc[V];
