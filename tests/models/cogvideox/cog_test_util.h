@@ -1,8 +1,6 @@
 // Helpers of the CogVideoX tests: fixture tensors as Tensors, relative L2 errors, tiny models.
 #pragma once
 
-#include <algorithm>
-#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +11,7 @@
 #include "models/safetensors.h"
 #include "tensor/ops.h"
 #include "tests/fixtures_path.h"
+#include "tests/models/fixture_util.h"
 
 namespace sdpo::cogvideox::testing {
 
@@ -21,9 +20,7 @@ inline std::string FixtureFile(const std::string& name) {
 }
 
 inline std::unique_ptr<SafetensorsFile> OpenFixture(const std::string& name) {
-  const std::string path = FixtureFile(name);
-  if (path.empty()) return nullptr;
-  return SafetensorsFile::Open(path);
+  return ::sdpo::testing::OpenFixture("cogvideox/" + name);
 }
 
 #define SDPO_SKIP_WITHOUT_COG_FIXTURES()                                               \
@@ -31,28 +28,10 @@ inline std::unique_ptr<SafetensorsFile> OpenFixture(const std::string& name) {
     GTEST_SKIP() << ::sdpo::testing::FixturesNotFoundMessage();                        \
   }
 
-// A fixture tensor in `dtype` (I64 kept exact).
+// Shared fixture helpers (tests/models/fixture_util.h).
+using ::sdpo::testing::RelL2;
 inline Tensor Load(const SafetensorsFile& f, const std::string& name, DType dtype = kF32) {
-  const TensorEntry& e = f.at(name);
-  Shape shape(e.shape.begin(), e.shape.end());
-  if (e.dtype == SafetensorsDType::kI64) {
-    std::vector<double> v = ReadAsF64(e);
-    return Tensor::FromVector(std::vector<int64_t>(v.begin(), v.end()), shape, kI64);
-  }
-  return Tensor::FromVector(ReadAsF64(e), shape, dtype);
-}
-
-// ||a - b||_2 / ||b||_2 in f64.
-inline double RelL2(const Tensor& a, const Tensor& b) {
-  std::vector<double> x = a.ToVector(), y = b.ToVector();
-  EXPECT_EQ(x.size(), y.size());
-  if (x.size() != y.size()) return INFINITY;
-  double num = 0, den = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    num += (x[i] - y[i]) * (x[i] - y[i]);
-    den += y[i] * y[i];
-  }
-  return std::sqrt(num) / std::sqrt(den);
+  return ::sdpo::testing::LoadFixtureTensor(f, name, dtype);
 }
 
 inline CogVideoXConfig TinyConfig(const std::string& model) {

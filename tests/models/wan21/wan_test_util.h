@@ -1,7 +1,6 @@
 // Helpers of the Wan2.1 tests: fixture tensors as Tensors, relative L2 errors, the tiny model.
 #pragma once
 
-#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
@@ -12,15 +11,9 @@
 #include "models/wan21/model.h"
 #include "tensor/ops.h"
 #include "tests/fixtures_path.h"
+#include "tests/models/fixture_util.h"
 
 namespace sdpo::wan21::testing {
-
-// The fixture file, or nullptr (the caller skips) when the fixtures are not present.
-inline std::unique_ptr<SafetensorsFile> OpenFixture(const std::string& name) {
-  const std::string path = sdpo::testing::FixturePath("wan21/" + name);
-  if (path.empty()) return nullptr;
-  return SafetensorsFile::Open(path);
-}
 
 inline std::string FixtureFile(const std::string& name) {
   return sdpo::testing::FixturePath("wan21/" + name);
@@ -31,35 +24,14 @@ inline std::string FixtureFile(const std::string& name) {
     GTEST_SKIP() << ::sdpo::testing::FixturesNotFoundMessage();                   \
   }
 
-// A fixture tensor in `dtype` (values converted; I64 kept exact through f64).
+// Shared fixture helpers (tests/models/fixture_util.h).
+using ::sdpo::testing::MaxAbsDiff;
+using ::sdpo::testing::RelL2;
 inline Tensor Load(const SafetensorsFile& f, const std::string& name, DType dtype = kF32) {
-  const TensorEntry& e = f.at(name);
-  Shape shape(e.shape.begin(), e.shape.end());
-  if (e.dtype == SafetensorsDType::kI64) {
-    std::vector<double> v = ReadAsF64(e);
-    return Tensor::FromVector(std::vector<int64_t>(v.begin(), v.end()), shape, kI64);
-  }
-  return Tensor::FromVector(ReadAsF64(e), shape, dtype);
+  return ::sdpo::testing::LoadFixtureTensor(f, name, dtype);
 }
-
-// ||a - b||_2 / ||b||_2 in f64 (shapes must have the same number of elements).
-inline double RelL2(const Tensor& a, const Tensor& b) {
-  std::vector<double> x = a.ToVector(), y = b.ToVector();
-  EXPECT_EQ(x.size(), y.size());
-  if (x.size() != y.size()) return INFINITY;
-  double num = 0, den = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    num += (x[i] - y[i]) * (x[i] - y[i]);
-    den += y[i] * y[i];
-  }
-  return std::sqrt(num) / std::sqrt(den);
-}
-
-inline double MaxAbsDiff(const Tensor& a, const Tensor& b) {
-  std::vector<double> x = a.ToVector(), y = b.ToVector();
-  double m = 0;
-  for (size_t i = 0; i < x.size() && i < y.size(); ++i) m = std::max(m, std::abs(x[i] - y[i]));
-  return m;
+inline std::unique_ptr<SafetensorsFile> OpenFixture(const std::string& name) {
+  return ::sdpo::testing::OpenFixture("wan21/" + name);
 }
 
 // The tiny_a model with the fixture weights (f32).
