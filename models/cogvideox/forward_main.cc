@@ -22,29 +22,20 @@
 
 #include "models/cogvideox/checkpoint.h"
 #include "models/cogvideox/model.h"
+#include "models/forward_tool.h"
 #include "models/safetensors.h"
 #include "tensor/ops.h"
-#include "tensor/thread_pool.h"
 
 namespace {
 
 using namespace sdpo;  // NOLINT
+using forward_tool::ReadCaseTensor;
+using forward_tool::Resolve;
 
 constexpr char kUsage[] =
     "usage: forward --weights W.safetensors --inputs CASE.safetensors --out OUT.safetensors\n"
     "               [--config CONFIG.json] [--dtype f32|f64] [--threads N]\n"
     "               [--rope pipeline|slice|inputs]\n";
-
-std::string Resolve(const std::string& path) {
-  if (path.empty() || path[0] == '/') return path;
-  const char* wd = std::getenv("BUILD_WORKING_DIRECTORY");
-  return wd ? std::string(wd) + "/" + path : path;
-}
-
-Tensor Read(const SafetensorsFile& f, const std::string& name, DType dtype) {
-  const TensorEntry& e = f.at(name);
-  return Tensor::FromVector(ReadAsF64(e), Shape(e.shape.begin(), e.shape.end()), dtype);
-}
 
 // [N, hd] repeat-interleaved -> [N, hd / 2].
 Tensor Half(const Tensor& full) {
@@ -59,35 +50,16 @@ Tensor Half(const Tensor& full) {
 }
 
 int Run(int argc, char** argv) {
-  std::map<std::string, std::string> args;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
-    SDPO_CHECK(a.rfind("--", 0) == 0, "unexpected argument \"", a, "\"\n", kUsage);
-    size_t eq = a.find('=');
-    if (eq != std::string::npos) {
-      args[a.substr(2, eq - 2)] = a.substr(eq + 1);
-    } else {
-      SDPO_CHECK(i + 1 < argc, "flag ", a, " needs a value\n", kUsage);
-      args[a.substr(2)] = argv[++i];
-    }
+  const forward_tool::Flags flags = forward_tool::ParseFlags(
+      argc, argv, {"weights", "inputs", "out", "config", "dtype", "threads", "rope"},
+      {"weights", "inputs", "out"}, kUsage);
+  if (flags.help) {
+    std::fputs(kUsage, stdout);
+    return 0;
   }
-  for (const auto& [k, v] : args) {
-    SDPO_CHECK(k == "weights" || k == "inputs" || k == "out" || k == "config" || k == "dtype" ||
-                   k == "threads" || k == "rope",
-               "unknown flag --", k, "\n", kUsage);
-  }
-  for (const char* required : {"weights", "inputs", "out"}) {
-    SDPO_CHECK(args.count(required), "missing --", required, "\n", kUsage);
-  }
-  if (args.count("threads")) SetNumThreads(std::stoi(args["threads"]));
-  const std::string dtype_name = args.count("dtype") ? args["dtype"] : "f32";
-  SDPO_CHECK(dtype_name == "f32" || dtype_name == "f64", "--dtype must be f32 or f64, got ",
-             dtype_name);
-  const DType dtype = dtype_name == "f64" ? kF64 : kF32;
+  std::map<std::string, std::string> args = flags.values;
+  const DType dtype = forward_tool::ApplyCommonFlags(flags);
+  const std::string dtype_name = DTypeName(dtype);
   const std::string rope_mode = args.count("rope") ? args["rope"] : "pipeline";
   SDPO_CHECK(rope_mode == "pipeline" || rope_mode == "slice" || rope_mode == "inputs",
              "--rope must be pipeline, slice or inputs, got ", rope_mode);
@@ -112,15 +84,15 @@ int Run(int argc, char** argv) {
 
   const std::string inputs_path = Resolve(args["inputs"]);
   std::unique_ptr<SafetensorsFile> in = SafetensorsFile::Open(inputs_path);
-  Tensor x = Read(*in, "in_hidden_states", dtype);
-  Tensor ctx = Read(*in, "in_encoder_hidden_states", dtype);
-  Tensor t = Read(*in, "in_timestep", kF64);
+  Tensor x = ReadCaseTensor(*in, "in_hidden_states", dtype);
+  Tensor ctx = ReadCaseTensor(*in, "in_encoder_hidden_states", dtype);
+  Tensor t = ReadCaseTensor(*in, "in_timestep", kF64);
   cogvideox::ForwardOptions options;
   nn::RotaryTables rope;
   if (rope_mode == "inputs") {
     const std::string sfx = dtype == kF64 && in->contains("in_rope_cos_f64") ? "_f64" : "";
-    rope.cos = Half(Read(*in, "in_rope_cos" + sfx, dtype));
-    rope.sin = Half(Read(*in, "in_rope_sin" + sfx, dtype));
+    rope.cos = Half(ReadCaseTensor(*in, "in_rope_cos" + sfx, dtype));
+    rope.sin = Half(ReadCaseTensor(*in, "in_rope_sin" + sfx, dtype));
     options.rope = &rope;
   }
   Tensor out;

@@ -18,61 +18,33 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "models/forward_tool.h"
 #include "models/safetensors.h"
 #include "models/wan21/checkpoint.h"
 #include "models/wan21/model.h"
 #include "tensor/ops.h"
-#include "tensor/thread_pool.h"
 
 namespace {
 
 using namespace sdpo;  // NOLINT
+using forward_tool::ReadCaseTensor;
+using forward_tool::Resolve;
 
 constexpr char kUsage[] =
     "usage: forward --weights W.safetensors --inputs CASE.safetensors --out OUT.safetensors\n"
     "               [--config CONFIG.json] [--dtype f32|f64] [--threads N]\n";
 
-std::string Resolve(const std::string& path) {
-  if (path.empty() || path[0] == '/') return path;
-  const char* wd = std::getenv("BUILD_WORKING_DIRECTORY");
-  return wd ? std::string(wd) + "/" + path : path;
-}
-
-Tensor Read(const SafetensorsFile& f, const std::string& name, DType dtype) {
-  const TensorEntry& e = f.at(name);
-  return Tensor::FromVector(ReadAsF64(e), Shape(e.shape.begin(), e.shape.end()), dtype);
-}
-
 int Run(int argc, char** argv) {
-  std::map<std::string, std::string> args;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
-    SDPO_CHECK(a.rfind("--", 0) == 0, "unexpected argument \"", a, "\"\n", kUsage);
-    size_t eq = a.find('=');
-    if (eq != std::string::npos) {
-      args[a.substr(2, eq - 2)] = a.substr(eq + 1);
-    } else {
-      SDPO_CHECK(i + 1 < argc, "flag ", a, " needs a value\n", kUsage);
-      args[a.substr(2)] = argv[++i];
-    }
+  const forward_tool::Flags flags = forward_tool::ParseFlags(
+      argc, argv, {"weights", "inputs", "out", "config", "dtype", "threads"},
+      {"weights", "inputs", "out"}, kUsage);
+  if (flags.help) {
+    std::fputs(kUsage, stdout);
+    return 0;
   }
-  for (const auto& [k, v] : args) {
-    SDPO_CHECK(k == "weights" || k == "inputs" || k == "out" || k == "config" || k == "dtype" ||
-                   k == "threads",
-               "unknown flag --", k, "\n", kUsage);
-  }
-  for (const char* required : {"weights", "inputs", "out"}) {
-    SDPO_CHECK(args.count(required), "missing --", required, "\n", kUsage);
-  }
-  if (args.count("threads")) SetNumThreads(std::stoi(args["threads"]));
-  const std::string dtype_name = args.count("dtype") ? args["dtype"] : "f32";
-  SDPO_CHECK(dtype_name == "f32" || dtype_name == "f64", "--dtype must be f32 or f64, got ",
-             dtype_name);
-  const DType dtype = dtype_name == "f64" ? kF64 : kF32;
+  std::map<std::string, std::string> args = flags.values;
+  const DType dtype = forward_tool::ApplyCommonFlags(flags);
+  const std::string dtype_name = DTypeName(dtype);
 
   std::optional<wan21::WanConfig> config;
   if (args.count("config")) config = wan21::WanConfig::FromFile(Resolve(args["config"]));
@@ -93,13 +65,13 @@ int Run(int argc, char** argv) {
   std::unique_ptr<SafetensorsFile> in = SafetensorsFile::Open(inputs_path);
   std::vector<Tensor> xs, ctxs;
   for (int i = 0; in->contains(absl::StrCat("x_", i)); ++i) {
-    xs.push_back(Read(*in, absl::StrCat("x_", i), dtype));
+    xs.push_back(ReadCaseTensor(*in, absl::StrCat("x_", i), dtype));
     SDPO_CHECK(in->contains(absl::StrCat("context_", i)), inputs_path, ": has x_", i,
                " but no context_", i);
-    ctxs.push_back(Read(*in, absl::StrCat("context_", i), dtype));
+    ctxs.push_back(ReadCaseTensor(*in, absl::StrCat("context_", i), dtype));
   }
   SDPO_CHECK(!xs.empty(), inputs_path, ": no x_0 (expected x_0 .. x_{B-1}, t, context_i)");
-  Tensor t = Read(*in, "t", kF64);
+  Tensor t = ReadCaseTensor(*in, "t", kF64);
   SDPO_CHECK(t.numel() == static_cast<int64_t>(xs.size()), inputs_path, ": t has ", t.numel(),
              " values for ", xs.size(), " samples");
   wan21::ForwardOptions options;

@@ -1,0 +1,36 @@
+// What the models' forward tools (//models/wan21:forward, //models/cogvideox:forward) share:
+// flag parsing, paths relative to where `bazel run` started, case tensors read from
+// safetensors, the compute dtype and thread count flags.
+#pragma once
+
+#include <map>
+#include <set>
+#include <string>
+
+#include "models/safetensors.h"
+#include "tensor/tensor.h"
+
+namespace sdpo::forward_tool {
+
+struct Flags {
+  std::map<std::string, std::string> values;  // --name=value or --name value
+  bool help = false;                          // --help / -h was given
+  bool has(const std::string& name) const { return values.count(name) > 0; }
+  const std::string& get(const std::string& name) const { return values.at(name); }
+};
+
+// Parses argv; throws sdpo::Error (with `usage`) for a non-flag argument, a flag without a
+// value, a flag not in `allowed`, or a missing one of `required`.
+Flags ParseFlags(int argc, char** argv, const std::set<std::string>& allowed,
+                 const std::set<std::string>& required, const std::string& usage);
+
+// `path` relative to $BUILD_WORKING_DIRECTORY (set by `bazel run`) when it is relative.
+std::string Resolve(const std::string& path);
+
+// Tensor `name` of a case file, converted to `dtype`.
+Tensor ReadCaseTensor(const SafetensorsFile& file, const std::string& name, DType dtype);
+
+// --dtype (f32 default, or f64) and --threads (applied): the shared flags.
+DType ApplyCommonFlags(const Flags& flags);
+
+}  // namespace sdpo::forward_tool
