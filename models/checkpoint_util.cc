@@ -54,4 +54,44 @@ void CopyEntry(const TensorEntry& e, const Tensor& dst) {
   ops::CopyInto(dst, Tensor::FromVector(v, dst.shape(), kF32));
 }
 
+CopyCounts CheckAndCopy(const std::vector<ExpectedParameter>& expected,
+                        const std::vector<std::string>& unexpected, bool strict,
+                        const std::string& where, const std::string& model) {
+  std::vector<std::string> missing, mismatched, bad_dtype;
+  for (const ExpectedParameter& x : expected) {
+    if (x.entry == nullptr) {
+      missing.push_back(absl::StrCat(x.label, ": expected shape ", ShapeStr(x.param.shape())));
+      continue;
+    }
+    const TensorEntry& e = *x.entry;
+    const bool floating = e.dtype == SafetensorsDType::kF32 || e.dtype == SafetensorsDType::kBF16 ||
+                          e.dtype == SafetensorsDType::kF16 || e.dtype == SafetensorsDType::kF64;
+    if (!floating) {
+      bad_dtype.push_back(
+          absl::StrCat(x.label, ": expected a floating dtype (F32, BF16, F16 or F64), found ",
+                       SafetensorsDTypeName(e.dtype), " ", ShapeOf(e)));
+    }
+    if (Shape(e.shape.begin(), e.shape.end()) != x.param.shape()) {
+      mismatched.push_back(absl::StrCat(x.label, ": expected shape ", ShapeStr(x.param.shape()),
+                                        ", found ", ShapeOf(e)));
+    }
+  }
+  SDPO_CHECK(missing.empty(), where, ": ", missing.size(), " missing key(s) for a model with ",
+             model, ": ", ListFirst(missing));
+  SDPO_CHECK(mismatched.empty(), where, ": shape mismatch for ", mismatched.size(),
+             " key(s): ", ListFirst(mismatched));
+  SDPO_CHECK(bad_dtype.empty(), where, ": wrong dtype for ", bad_dtype.size(),
+             " key(s): ", ListFirst(bad_dtype));
+  SDPO_CHECK(!strict || unexpected.empty(), where, ": ", unexpected.size(),
+             " unexpected key(s) the model does not have: ", ListFirst(unexpected));
+  CopyCounts counts;
+  for (const ExpectedParameter& x : expected) {
+    CopyEntry(*x.entry, x.param);
+    counts.dtypes[SafetensorsDTypeName(x.entry->dtype)]++;
+    counts.tensors++;
+    counts.values += x.param.numel();
+  }
+  return counts;
+}
+
 }  // namespace sdpo::ckpt

@@ -2,6 +2,8 @@
 // error-message formatting and copying a safetensors entry into a parameter with conversion.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -21,5 +23,25 @@ std::string ShapeOf(const TensorEntry& e);  // "[2, 3]"
 // Copies an entry (any float dtype on disk) into dst (same shape), converting to dst's dtype
 // and device; the f32-on-disk-into-f32-CPU case is a plain memcpy.
 void CopyEntry(const TensorEntry& e, const Tensor& dst);
+
+// A model parameter expected in a checkpoint: `label` names it in error messages, `entry` is the
+// checkpoint's tensor for it (null: missing).
+struct ExpectedParameter {
+  std::string label;
+  const TensorEntry* entry = nullptr;
+  Tensor param;
+};
+struct CopyCounts {
+  std::map<std::string, int64_t> dtypes;  // safetensors dtype name -> tensor count
+  int64_t tensors = 0;                    // parameters loaded
+  int64_t values = 0;                     // their elements
+};
+// Checks every expected parameter (present, a floating dtype on disk, the parameter's shape)
+// and, when strict, that there are no `unexpected` keys: each kind of problem fails with one
+// error naming `where` and listing the keys (missing ones also name `model`, its config). Then
+// copies every entry into its parameter.
+CopyCounts CheckAndCopy(const std::vector<ExpectedParameter>& expected,
+                        const std::vector<std::string>& unexpected, bool strict,
+                        const std::string& where, const std::string& model);
 
 }  // namespace sdpo::ckpt

@@ -16,12 +16,9 @@
 namespace sdpo::cogvideox {
 namespace {
 
-using ckpt::CopyEntry;
 using ckpt::DirName;
 using ckpt::IsFile;
 using ckpt::IsLoraName;
-using ckpt::ListFirst;
-using ckpt::ShapeOf;
 
 bool StartsWith(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
 
@@ -46,59 +43,28 @@ LoadReport LoadWeights(CogVideoXModel& model, const ShardedCheckpoint& ck,
   }
   const std::string where = absl::StrCat("CogVideoX checkpoint ", ck.path(),
                                          prefix.empty() ? "" : " (prefix \"" + prefix + "\")");
-  std::vector<std::pair<std::string, Tensor>> targets;
-  for (auto& [name, p] : model.NamedParameters()) {
-    if (!IsLoraName(name)) targets.emplace_back(name, p);
-  }
+  std::vector<ckpt::ExpectedParameter> expected;
   std::set<std::string> wanted;
-  std::vector<std::string> missing, mismatched, bad_dtype;
-  for (const auto& [name, p] : targets) {
+  for (auto& [name, p] : model.NamedParameters()) {
+    if (IsLoraName(name)) continue;
     wanted.insert(prefix + name);
-    const TensorEntry* e = ck.find(prefix + name);
-    if (e == nullptr) {
-      missing.push_back(
-          absl::StrCat("\"", prefix + name, "\": expected shape ", ShapeStr(p.shape())));
-      continue;
-    }
-    const bool floating = e->dtype == SafetensorsDType::kF32 ||
-                          e->dtype == SafetensorsDType::kBF16 ||
-                          e->dtype == SafetensorsDType::kF16 || e->dtype == SafetensorsDType::kF64;
-    if (!floating) {
-      bad_dtype.push_back(absl::StrCat("\"", prefix + name,
-                                       "\": expected a floating dtype (F32, BF16, F16 or F64), "
-                                       "found ",
-                                       SafetensorsDTypeName(e->dtype), " ", ShapeOf(*e)));
-    }
-    if (Shape(e->shape.begin(), e->shape.end()) != p.shape()) {
-      mismatched.push_back(absl::StrCat("\"", prefix + name, "\": expected shape ",
-                                        ShapeStr(p.shape()), ", found ", ShapeOf(*e)));
-    }
+    expected.push_back({absl::StrCat("\"", prefix + name, "\""), ck.find(prefix + name), p});
   }
   std::vector<std::string> unexpected;
   for (const std::string& n : names) {
     if (!wanted.count(n) && n != prefix + "patch_embed.pos_embedding") unexpected.push_back(n);
   }
-  SDPO_CHECK(missing.empty(), where, ": ", missing.size(), " missing key(s) for a model with ",
-             model.config().ToJson(), ": ", ListFirst(missing));
-  SDPO_CHECK(mismatched.empty(), where, ": shape mismatch for ", mismatched.size(),
-             " key(s): ", ListFirst(mismatched));
-  SDPO_CHECK(bad_dtype.empty(), where, ": wrong dtype for ", bad_dtype.size(),
-             " key(s): ", ListFirst(bad_dtype));
-  SDPO_CHECK(!options.strict || unexpected.empty(), where, ": ", unexpected.size(),
-             " unexpected key(s) the model does not have: ", ListFirst(unexpected));
 
+  NoGradGuard no_grad;
+  const ckpt::CopyCounts counts = ckpt::CheckAndCopy(expected, unexpected, options.strict, where,
+                                                     model.config().ToJson());
   LoadReport report;
   report.path = ck.path();
   report.prefix = prefix;
   report.ignored = unexpected;
-  NoGradGuard no_grad;
-  for (const auto& [name, p] : targets) {
-    const TensorEntry& e = ck.at(prefix + name);
-    CopyEntry(e, p);
-    report.dtypes[SafetensorsDTypeName(e.dtype)]++;
-    report.tensors++;
-    report.values += p.numel();
-  }
+  report.dtypes = counts.dtypes;
+  report.tensors = counts.tensors;
+  report.values = counts.values;
   return report;
 }
 

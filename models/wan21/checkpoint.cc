@@ -16,12 +16,9 @@
 namespace sdpo::wan21 {
 namespace {
 
-using ckpt::CopyEntry;
 using ckpt::DirName;
 using ckpt::IsFile;
 using ckpt::IsLoraName;
-using ckpt::ListFirst;
-using ckpt::ShapeOf;
 
 struct Rename {
   const char* official;
@@ -183,31 +180,13 @@ LoadReport LoadWeights(WanModel& model, const ShardedCheckpoint& ck, const LoadO
   const std::string where =
       absl::StrCat("Wan2.1 checkpoint ", ck.path(), " (", NameFormatName(v.format), " names",
                    v.prefix.empty() ? "" : ", prefix \"" + v.prefix + "\"", ")");
-  std::vector<std::pair<std::string, Tensor>> targets;
-  for (auto& [name, p] : model.NamedParameters()) {
-    if (!IsLoraName(name)) targets.emplace_back(name, p);
-  }
+  std::vector<ckpt::ExpectedParameter> expected;
   std::set<std::string> wanted;
-  std::vector<std::string> missing, mismatched, bad_dtype;
-  for (const auto& [name, p] : targets) {
+  for (auto& [name, p] : model.NamedParameters()) {
+    if (IsLoraName(name)) continue;
     wanted.insert(name);
     auto it = v.by_official.find(name);
-    if (it == v.by_official.end()) {
-      missing.push_back(absl::StrCat(KeyLabel(v, name), ": expected shape ", ShapeStr(p.shape())));
-      continue;
-    }
-    const TensorEntry& e = *it->second;
-    const bool floating = e.dtype == SafetensorsDType::kF32 || e.dtype == SafetensorsDType::kBF16 ||
-                          e.dtype == SafetensorsDType::kF16 || e.dtype == SafetensorsDType::kF64;
-    if (!floating) {
-      bad_dtype.push_back(absl::StrCat(
-          KeyLabel(v, name), ": expected a floating dtype (F32, BF16, F16 or F64), found ",
-          SafetensorsDTypeName(e.dtype), " ", ShapeOf(e)));
-    }
-    if (Shape(e.shape.begin(), e.shape.end()) != p.shape()) {
-      mismatched.push_back(absl::StrCat(KeyLabel(v, name), ": expected shape ", ShapeStr(p.shape()),
-                                        ", found ", ShapeOf(e)));
-    }
+    expected.push_back({KeyLabel(v, name), it == v.by_official.end() ? nullptr : it->second, p});
   }
   std::vector<std::string> unexpected;
   for (const auto& [name, e] : v.by_official) {
@@ -216,28 +195,17 @@ LoadReport LoadWeights(WanModel& model, const ShardedCheckpoint& ck, const LoadO
   for (const std::string& k : v.unknown) unexpected.push_back(k);
   std::sort(unexpected.begin(), unexpected.end());
 
-  SDPO_CHECK(missing.empty(), where, ": ", missing.size(), " missing key(s) for a model with ",
-             model.config().ToJson(), ": ", ListFirst(missing));
-  SDPO_CHECK(mismatched.empty(), where, ": shape mismatch for ", mismatched.size(),
-             " key(s): ", ListFirst(mismatched));
-  SDPO_CHECK(bad_dtype.empty(), where, ": wrong dtype for ", bad_dtype.size(),
-             " key(s): ", ListFirst(bad_dtype));
-  SDPO_CHECK(!options.strict || unexpected.empty(), where, ": ", unexpected.size(),
-             " unexpected key(s) the model does not have: ", ListFirst(unexpected));
-
+  NoGradGuard no_grad;
+  const ckpt::CopyCounts counts = ckpt::CheckAndCopy(expected, unexpected, options.strict, where,
+                                                     model.config().ToJson());
   LoadReport report;
   report.path = ck.path();
   report.format = v.format;
   report.prefix = v.prefix;
   report.ignored = unexpected;
-  NoGradGuard no_grad;
-  for (const auto& [name, p] : targets) {
-    const TensorEntry& e = *v.by_official.at(name);
-    CopyEntry(e, p);
-    report.dtypes[SafetensorsDTypeName(e.dtype)]++;
-    report.tensors++;
-    report.values += p.numel();
-  }
+  report.dtypes = counts.dtypes;
+  report.tensors = counts.tensors;
+  report.values = counts.values;
   return report;
 }
 
