@@ -8,6 +8,7 @@
 #include "gtest/gtest.h"
 #include "nn/module.h"
 #include "tensor/ops.h"
+#include "tests/error_testing.h"
 
 namespace sdpo::nn::testing {
 
@@ -56,18 +57,6 @@ inline int64_t Flat(const Shape& shape, const std::vector<int64_t>& idx) {
   return f;
 }
 
-// Expects `fn` to throw an sdpo::Error whose message contains every one of `parts`.
-template <typename Fn>
-void ExpectErrorContains(Fn&& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected an sdpo::Error";
-  } catch (const Error& e) {
-    std::string msg = e.what();
-    for (const std::string& p : parts) {
-      EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-    }
-  }
-}
+using ::sdpo::testing::ExpectErrorContains;  // tests/error_testing.h
 
 }  // namespace sdpo::nn::testing

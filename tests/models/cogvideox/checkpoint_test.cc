@@ -12,6 +12,7 @@
 
 #include "gtest/gtest.h"
 #include "tensor/error.h"
+#include "tests/error_testing.h"
 #include "tests/models/cogvideox/cog_test_util.h"
 
 namespace sdpo::cogvideox {
@@ -21,23 +22,10 @@ namespace fs = std::filesystem;
 using testing::RelL2;
 
 std::string TmpDir(const std::string& name) {
-  const char* root = std::getenv("TEST_TMPDIR");
-  fs::path p = fs::path(root ? root : "/tmp") / ("cogvideox_ckpt_" + name);
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p.string();
+  return sdpo::testing::FreshTmpDir("cogvideox_ckpt_" + name);
 }
-
 void ExpectError(const std::function<void()>& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error; expected one mentioning " << parts[0];
-  } catch (const Error& e) {
-    for (const std::string& p : parts) {
-      EXPECT_NE(std::string(e.what()).find(p), std::string::npos)
-          << "missing '" << p << "' in: " << e.what();
-    }
-  }
+  sdpo::testing::ExpectErrorContains(fn, parts);
 }
 
 Tensor Case1Out(CogVideoXModel& m) {

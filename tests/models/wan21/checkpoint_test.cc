@@ -11,6 +11,7 @@
 
 #include "gtest/gtest.h"
 #include "models/json.h"
+#include "tests/error_testing.h"
 #include "tests/models/wan21/wan_test_util.h"
 
 namespace sdpo::wan21 {
@@ -20,23 +21,10 @@ namespace fs = std::filesystem;
 using testing::RelL2;
 
 std::string TmpDir(const std::string& name) {
-  const char* root = std::getenv("TEST_TMPDIR");
-  fs::path p = fs::path(root ? root : "/tmp") / ("wan21_ckpt_" + name);
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p.string();
+  return sdpo::testing::FreshTmpDir("wan21_ckpt_" + name);
 }
-
 void ExpectError(const std::function<void()>& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error; expected one mentioning " << parts[0];
-  } catch (const Error& e) {
-    for (const std::string& p : parts) {
-      EXPECT_NE(std::string(e.what()).find(p), std::string::npos)
-          << "missing '" << p << "' in: " << e.what();
-    }
-  }
+  sdpo::testing::ExpectErrorContains(fn, parts);
 }
 
 // Every parameter of a and b equal (bitwise), by name.

@@ -5,21 +5,14 @@
 
 #include "gtest/gtest.h"
 #include "nn/init.h"
+#include "tests/error_testing.h"
 #include "tests/models/wan21/wan_test_util.h"
 
 namespace sdpo::wan21 {
 namespace {
 
 void ExpectError(const std::function<void()>& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error; expected one mentioning " << parts[0];
-  } catch (const Error& e) {
-    for (const std::string& p : parts) {
-      EXPECT_NE(std::string(e.what()).find(p), std::string::npos)
-          << "missing '" << p << "' in: " << e.what();
-    }
-  }
+  sdpo::testing::ExpectErrorContains(fn, parts);
 }
 
 TEST(WanConfigTest, PresetParameterCounts) {
