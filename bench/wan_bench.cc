@@ -31,7 +31,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "autograd/ops.h"
-#include "models/json.h"
+#include "io/json.h"
 #include "models/wan21/model.h"
 #include "nn/init.h"
 #include "tensor/ops.h"

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "models/safetensors.h"
+#include "io/safetensors.h"
 #include "tensor/tensor.h"
 
 namespace sdpo::ckpt {

@@ -7,7 +7,7 @@
 #include <set>
 #include <string>
 
-#include "models/safetensors.h"
+#include "io/safetensors.h"
 #include "tensor/tensor.h"
 
 namespace sdpo::forward_tool {

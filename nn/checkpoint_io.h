@@ -1,13 +1,12 @@
 // Checkpoint files for modules, optimiser state and LoRA adapters, on top of the safetensors
-// reader/writer in models/safetensors.h. (A separate target from //nn so that //nn depends only
-// on //autograd and //tensor.)
+// reader/writer in io/safetensors.h.
 #pragma once
 
 #include <map>
 #include <memory>
 #include <string>
 
-#include "models/safetensors.h"
+#include "io/safetensors.h"
 #include "nn/lora.h"
 #include "nn/module.h"
 

@@ -13,7 +13,7 @@
 // The weights are constants for the optimiser (stop-gradient): nothing here has a backward.
 #pragma once
 
-#include "sdpo/schedules.h"
+#include "models/schedules.h"
 
 namespace sdpo {
 

@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "sdpo/schedules.h"
+#include "models/schedules.h"
 
 namespace sdpo {
 

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "models/diffusion_model.h"
-#include "sdpo/schedules.h"
+#include "models/schedules.h"
 
 namespace sdpo::trainers {
 

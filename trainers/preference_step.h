@@ -7,7 +7,7 @@
 
 #include "autograd/ops.h"
 #include "sdpo/objectives.h"
-#include "sdpo/schedules.h"
+#include "models/schedules.h"
 
 namespace sdpo::trainers {
 

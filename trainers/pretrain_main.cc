@@ -14,7 +14,7 @@
 #include "models/wan21/checkpoint.h"
 #include "nn/init.h"
 #include "nn/optim.h"
-#include "sdpo/schedules.h"
+#include "models/schedules.h"
 #include "tensor/philox.h"
 #include "tensor/thread_pool.h"
 #include "trainers/demo_setup.h"

@@ -9,8 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "models/json.h"
-#include "sdpo/plot/svg.h"
+#include "io/json.h"
+#include "trainers/report/svg.h"
 
 namespace sdpo::trainers {
 namespace {

@@ -18,7 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "models/json.h"
+#include "io/json.h"
 #include "models/wan21/checkpoint.h"
 #include "nn/init.h"
 #include "nn/lora.h"

@@ -11,7 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "models/json.h"
+#include "io/json.h"
 #include "nn/checkpoint_io.h"
 #include "nn/lora.h"
 #include "tensor/kernels.h"

@@ -16,7 +16,7 @@
 #include "nn/optim.h"
 #include "sdpo/metrics.h"
 #include "sdpo/objectives.h"
-#include "sdpo/schedules.h"
+#include "models/schedules.h"
 #include "trainers/data/loader.h"
 #include "trainers/data/preference_dataset.h"
 #include "trainers/data/sampler.h"

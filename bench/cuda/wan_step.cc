@@ -14,7 +14,7 @@
 #include "nn/lora.h"
 #include "nn/optim.h"
 #include "sdpo/objectives.h"
-#include "sdpo/schedules.h"
+#include "models/schedules.h"
 #include "tensor/kernel_profiler.h"
 #include "tensor/ops.h"
 #include "trainers/preference_step.h"

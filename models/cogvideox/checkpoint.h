@@ -19,7 +19,7 @@
 
 #include "models/cogvideox/config.h"
 #include "models/cogvideox/model.h"
-#include "models/safetensors.h"
+#include "io/safetensors.h"
 
 namespace sdpo::cogvideox {
 

@@ -23,7 +23,7 @@
 #include "models/cogvideox/checkpoint.h"
 #include "models/cogvideox/model.h"
 #include "models/forward_tool.h"
-#include "models/safetensors.h"
+#include "io/safetensors.h"
 #include "tensor/ops.h"
 
 namespace {

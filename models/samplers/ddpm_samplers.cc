@@ -4,7 +4,7 @@
 #include <utility>
 
 #include "autograd/ops.h"
-#include "sdpo/schedules.h"
+#include "models/schedules.h"
 #include "tensor/error.h"
 #include "tensor/ops.h"
 

@@ -6,7 +6,7 @@
 #include <utility>
 
 #include "autograd/grad_mode.h"
-#include "sdpo/schedules.h"
+#include "models/schedules.h"
 #include "tensor/ops.h"
 
 namespace sdpo::samplers {

@@ -1,7 +1,7 @@
 // Flow-matching samplers for any models::DiffusionModel of family "flow" (Wan2.1): flow-Euler
 // and the official UniPC (Wan2.1 `FlowUniPCMultistepScheduler`: bh2, solver order 2,
 // predict-x0, predictor-corrector, lower order at the final step), on the official shifted
-// sigma grid with truncated integer model timesteps (sdpo/schedules.h WanUniPcSigmas /
+// sigma grid with truncated integer model timesteps (models/schedules.h WanUniPcSigmas /
 // WanUniPcTimesteps), with classifier-free guidance.
 //
 // Conventions (official): x_s = (1 - s) x0 + s eps, the model predicts v = eps - x0 at the

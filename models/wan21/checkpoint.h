@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "models/safetensors.h"
+#include "io/safetensors.h"
 #include "models/wan21/config.h"
 #include "models/wan21/model.h"
 

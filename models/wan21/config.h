@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-#include "models/json.h"
+#include "io/json.h"
 #include "tensor/tensor.h"
 
 namespace sdpo::wan21 {

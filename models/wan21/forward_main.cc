@@ -19,7 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "models/forward_tool.h"
-#include "models/safetensors.h"
+#include "io/safetensors.h"
 #include "models/wan21/checkpoint.h"
 #include "models/wan21/model.h"
 #include "tensor/ops.h"

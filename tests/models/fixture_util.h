@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "models/safetensors.h"
+#include "io/safetensors.h"
 #include "tensor/tensor.h"
 #include "tests/fixtures_path.h"
 

@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "sdpo/schedules.h"
+#include "models/schedules.h"
 #include "tensor/error.h"
 
 namespace sdpo {

@@ -6,7 +6,7 @@
 
 #include "gtest/gtest.h"
 #include "sdpo/objectives.h"
-#include "sdpo/schedules.h"
+#include "models/schedules.h"
 #include "tensor/error.h"
 
 namespace sdpo {

@@ -7,7 +7,7 @@
 
 #include "gtest/gtest.h"
 #include "sdpo/importance.h"
-#include "sdpo/schedules.h"
+#include "models/schedules.h"
 #include "tensor/error.h"
 
 namespace sdpo {

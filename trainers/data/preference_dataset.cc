@@ -15,7 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "models/json.h"
+#include "io/json.h"
 #include "tensor/error.h"
 #include "tensor/ops.h"
 

@@ -15,7 +15,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "models/json.h"
+#include "io/json.h"
 
 namespace sdpo::data {
 

@@ -8,7 +8,7 @@
 #include "gtest/gtest.h"
 #include "models/cogvideox/checkpoint.h"
 #include "models/cogvideox/model.h"
-#include "models/safetensors.h"
+#include "io/safetensors.h"
 #include "tensor/ops.h"
 #include "tests/fixtures_path.h"
 #include "tests/models/fixture_util.h"

@@ -3,7 +3,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
-#include "models/json.h"
+#include "io/json.h"
 #include "tensor/error.h"
 #include "tests/models/cogvideox/cog_test_util.h"
 

@@ -7,7 +7,7 @@
 
 #include "gtest/gtest.h"
 #include "models/samplers/ddpm_samplers.h"
-#include "sdpo/schedules.h"
+#include "models/schedules.h"
 #include "tests/models/cogvideox/cog_test_util.h"
 
 namespace sdpo::cogvideox {

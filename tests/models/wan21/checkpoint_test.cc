@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "models/json.h"
+#include "io/json.h"
 #include "tests/error_testing.h"
 #include "tests/models/wan21/wan_test_util.h"
 

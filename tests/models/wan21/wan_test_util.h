@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "models/safetensors.h"
+#include "io/safetensors.h"
 #include "models/wan21/checkpoint.h"
 #include "models/wan21/model.h"
 #include "tensor/ops.h"

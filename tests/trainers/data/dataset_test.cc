@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "models/safetensors.h"
+#include "io/safetensors.h"
 #include "tensor/error.h"
 #include "tensor/ops.h"
 #include "tests/trainers/data/test_util.h"

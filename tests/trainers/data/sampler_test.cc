@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "models/json.h"
+#include "io/json.h"
 #include "tensor/error.h"
 
 namespace sdpo::data {

@@ -1,4 +1,4 @@
-#include "models/json.h"
+#include "io/json.h"
 
 #include <algorithm>
 #include <cerrno>

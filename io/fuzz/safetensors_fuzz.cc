@@ -8,8 +8,8 @@
 #include <cstdlib>
 #include <string>
 
-#include "models/json.h"
-#include "models/safetensors.h"
+#include "io/json.h"
+#include "io/safetensors.h"
 #include "tensor/error.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

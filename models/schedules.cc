@@ -1,4 +1,4 @@
-#include "sdpo/schedules.h"
+#include "models/schedules.h"
 
 #include <algorithm>
 #include <cmath>

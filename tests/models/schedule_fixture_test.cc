@@ -9,8 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "models/safetensors.h"
-#include "sdpo/schedules.h"
+#include "io/safetensors.h"
+#include "models/schedules.h"
 #include "tests/fixtures_path.h"
 
 namespace sdpo {

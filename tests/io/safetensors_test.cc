@@ -1,4 +1,4 @@
-#include "models/safetensors.h"
+#include "io/safetensors.h"
 
 #include <dirent.h>
 #include <sys/stat.h>
@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "models/json.h"
+#include "io/json.h"
 #include "tensor/dtype.h"
 #include "tensor/error.h"
 
@@ -652,7 +652,7 @@ TEST(SafetensorsMalformedTest, EveryCaseIsAnErrorNamingTheFile) {
 }
 
 // Every truncation and many random byte edits of a valid file either parse or raise
-// sdpo::Error; none crashes. (The libFuzzer target in models/fuzz goes much further.)
+// sdpo::Error; none crashes. (The libFuzzer target in io/fuzz goes much further.)
 TEST(SafetensorsMalformedTest, TruncationsAndMutationsNeverCrash) {
   const std::string dir = TestDir();
   std::string a = Bytes(std::vector<float>{1, 2, 3});

@@ -1,7 +1,7 @@
 // weight_profile: sweep t over a schedule and write the importance-weight profile
 // (mean and spread of log w per t-bucket, winners and losers) as CSV and SVG.
 //
-//   bazel run //sdpo:weight_profile -- --family=ddpm --out=/tmp/wp
+//   bazel run //trainers:weight_profile -- --family=ddpm --out=/tmp/wp
 //
 // Demo mode (the only mode for now): a synthetic predictor-error model instead of a network.
 // At every grid point t and for each of --pairs_per_step pairs, the policy's per-element
@@ -27,8 +27,8 @@
 #include "absl/strings/str_format.h"
 #include "sdpo/importance.h"
 #include "sdpo/metrics.h"
-#include "sdpo/plot/svg.h"
-#include "sdpo/schedules.h"
+#include "trainers/report/svg.h"
+#include "models/schedules.h"
 #include "tensor/error.h"
 
 namespace sdpo {
@@ -36,7 +36,7 @@ namespace {
 
 constexpr char kUsage[] = R"(weight_profile: importance-weight profile over the diffusion schedule.
 
-Usage: bazel run //sdpo:weight_profile -- --family=flow|ddpm --out=DIR [flags]
+Usage: bazel run //trainers:weight_profile -- --family=flow|ddpm --out=DIR [flags]
 
 Writes DIR/weight_profile.csv (per t-bucket: mean, std, q10/q50/q90 of log w, mean w, mask rate,
 for winners and losers), DIR/weight_profile_points.csv (per grid point: KL coefficient and log w

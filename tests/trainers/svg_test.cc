@@ -1,4 +1,4 @@
-#include "sdpo/plot/svg.h"
+#include "trainers/report/svg.h"
 
 #include <cmath>
 #include <cstdio>
