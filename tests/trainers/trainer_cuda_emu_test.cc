@@ -4,6 +4,7 @@
 // master weights; full fine-tuning against a frozen bf16 reference copy, and LoRA) train, and
 // checkpoints cross devices both ways (a CUDA run resumes on the CPU and a CPU run on CUDA), and
 // the demo's sampling and evaluation run on the device.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -23,6 +24,8 @@ namespace sdpo::trainers {
 namespace {
 
 using ::testing::HasSubstr;
+
+constexpr double kLr = 1e-3;
 using testing::SyntheticPairs;
 
 // 1 block of width 32; latents [4, 2, 4, 4] are 2 x 2 x 2 = 8 tokens.
@@ -58,7 +61,7 @@ TrainerConfig Config(const std::string& out, int64_t steps, Device device, DType
   c.steps = steps;
   c.batch = 2;
   c.grad_accum = 2;
-  c.lr.base_lr = 1e-3;
+  c.lr.base_lr = kLr;
   c.lr.warmup_steps = 0;
   c.seed = 11;
   c.out_dir = out;
@@ -84,17 +87,30 @@ std::vector<std::vector<double>> Params(const Trainer& t) {
   return out;
 }
 
-// The largest absolute difference between two runs' weights is at most `tolerance`.
+// Two runs of `steps` AdamW steps at learning rate `lr` from the same state end with close
+// weights. The tolerance follows from the update rule, not from one machine: an AdamW step moves
+// a weight by lr * m / (sqrt(v) + eps), about lr * g / (|g| + eps) on the first steps, so for a
+// gradient element with |g| near eps (1e-8) a rounding difference of g (another BLAS kernel, the
+// device's summation order) changes the update by up to a fraction of lr. Those few elements are
+// bounded by 5% of the largest possible movement, lr * steps; a real bug (a wrong gradient, a
+// skipped update) moves most weights by about lr, so the median difference must stay at
+// rounding level: 1e-3 of lr * steps.
 void ExpectWeightsClose(const std::vector<std::vector<double>>& a,
-                        const std::vector<std::vector<double>>& b, double tolerance) {
+                        const std::vector<std::vector<double>>& b, double lr, int steps) {
   ASSERT_EQ(a.size(), b.size());
-  double worst = 0;
+  std::vector<double> diffs;
   for (size_t i = 0; i < a.size(); ++i) {
     ASSERT_EQ(a[i].size(), b[i].size()) << i;
-    for (size_t k = 0; k < a[i].size(); ++k) worst = std::max(worst, std::abs(a[i][k] - b[i][k]));
+    for (size_t k = 0; k < a[i].size(); ++k) diffs.push_back(std::abs(a[i][k] - b[i][k]));
   }
-  std::printf("largest weight difference %.3g (tolerance %.3g)\n", worst, tolerance);
-  EXPECT_LE(worst, tolerance);
+  ASSERT_FALSE(diffs.empty());
+  const double movement = lr * steps;
+  std::sort(diffs.begin(), diffs.end());
+  const double worst = diffs.back(), median = diffs[diffs.size() / 2];
+  std::printf("weight differences: largest %.3g (bound %.3g), median %.3g (bound %.3g)\n", worst,
+              0.05 * movement, median, 1e-3 * movement);
+  EXPECT_LE(worst, 0.05 * movement);
+  EXPECT_LE(median, 1e-3 * movement);
 }
 
 void ExpectHistoriesClose(const Trainer& cpu, const Trainer& cuda) {
@@ -137,10 +153,7 @@ TEST_F(TrainerCudaTest, F32LoraMatchesCpuAndCheckpointsCrossDevices) {
   cpu.Run();
   cuda.Run();  // both write checkpoint.safetensors at step 2
   ExpectHistoriesClose(cpu, cuda);
-  // AdamW's first steps move every weight by about lr (1e-3) whatever the gradient's size, so
-  // f32 rounding differences of tiny gradient elements show up at a small fraction of lr
-  // (measured: 2e-7 here, 3e-6 for full fine-tuning); 1% of lr bounds both.
-  ExpectWeightsClose(Params(cpu), Params(cuda), 1e-5);
+  ExpectWeightsClose(Params(cpu), Params(cuda), kLr, 2);
 
   // The device's checkpoint resumes on the CPU (same format: weights copied exactly), and the
   // CPU's on the device; one more step each, continued from the same state on both devices.
@@ -158,7 +171,7 @@ TEST_F(TrainerCudaTest, F32LoraMatchesCpuAndCheckpointsCrossDevices) {
   ASSERT_FALSE(a.skipped || b.skipped);
   EXPECT_EQ(a.step, 3);
   EXPECT_NEAR(a.metrics.loss, b.metrics.loss, 1e-5 * std::abs(a.metrics.loss) + 1e-6);
-  ExpectWeightsClose(Params(cpu_from_cuda), Params(cuda_from_cpu), 1e-5);
+  ExpectWeightsClose(Params(cpu_from_cuda), Params(cuda_from_cpu), kLr, 1);
 }
 
 // f32 full fine-tuning: the frozen reference copy is placed on the device too.
@@ -172,7 +185,7 @@ TEST_F(TrainerCudaTest, F32FullFineTuningMatchesCpu) {
   cpu.Run();
   cuda.Run();
   ExpectHistoriesClose(cpu, cuda);
-  ExpectWeightsClose(Params(cpu), Params(cuda), 1e-5);
+  ExpectWeightsClose(Params(cpu), Params(cuda), kLr, 2);
 }
 
 // bf16 compute: full fine-tuning against a frozen bf16 copy, and LoRA (reference = adapters
