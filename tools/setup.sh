@@ -12,6 +12,8 @@ PACKAGES=(
   libgtest-dev         # tests
   libbenchmark-dev     # micro-benchmarks
   libopenmpi-dev openmpi-bin  # data-parallel CPU ranks
+  libavformat-dev libavcodec-dev libswscale-dev libavutil-dev  # video files (io/video)
+  ffmpeg               # ffprobe, for the tests that check the mp4 files we write
 )
 
 SUDO=""
