@@ -1,0 +1,113 @@
+// The T5 encoder on a case file, for parity checks against other
+// implementations:
+//
+//   bazel run //models/umt5:encode -- --weights W.safetensors --inputs
+//   CASE.safetensors
+//       --out OUT.safetensors [--config t5_config.json] [--dtype f32|f64]
+//       [--threads N]
+//
+// The case file holds `ids` [B, L] and optionally `mask` [B, L] (nonzero =
+// token; without it every key is attended to, as CogVideoX runs T5 v1.1), as in
+// shared/fixtures/umt5 and shared/fixtures/t5. The output holds `hidden` [B, L,
+// dim] (F32, padded rows included) and `context_i` [n_i, dim], the rows the Wan
+// pipeline keeps (n_i = tokens of sample i; only when a mask is given). The
+// config: --config, else a t5_config.json beside the weights, else the tensor
+// shapes. Relative paths are taken from the directory `bazel run` was started
+// in.
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "io/safetensors.h"
+#include "models/forward_tool.h"
+#include "models/umt5/checkpoint.h"
+#include "models/umt5/model.h"
+#include "tensor/ops.h"
+
+namespace {
+
+using namespace sdpo; // NOLINT
+using forward_tool::ReadCaseTensor;
+using forward_tool::Resolve;
+
+constexpr char kUsage[] =
+    "usage: encode --weights W.safetensors --inputs CASE.safetensors --out "
+    "OUT.safetensors\n"
+    "              [--config t5_config.json] [--dtype f32|f64] [--threads N]\n";
+
+int Run(int argc, char **argv) {
+  const forward_tool::Flags flags = forward_tool::ParseFlags(
+      argc, argv, {"weights", "inputs", "out", "config", "dtype", "threads"},
+      {"weights", "inputs", "out"}, kUsage);
+  if (flags.help) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  const DType dtype = forward_tool::ApplyCommonFlags(flags);
+  auto t0 = std::chrono::steady_clock::now();
+  umt5::LoadOptions options;
+  if (flags.has("config"))
+    options.config = umt5::T5Config::FromFile(Resolve(flags.get("config")));
+  umt5::LoadReport report;
+  auto encoder =
+      umt5::LoadEncoder(Resolve(flags.get("weights")), options, &report);
+  encoder->SetComputeDType(dtype);
+  std::fprintf(
+      stderr,
+      "weights: %s (%s names, %lld tensors, %lld values), config %s from %s\n",
+      report.path.c_str(), umt5::NameFormatName(report.format),
+      static_cast<long long>(report.tensors),
+      static_cast<long long>(report.values), encoder->config().ToJson().c_str(),
+      report.config_source.c_str());
+
+  const std::string inputs_path = Resolve(flags.get("inputs"));
+  std::unique_ptr<SafetensorsFile> in = SafetensorsFile::Open(inputs_path);
+  const Tensor ids = ReadCaseTensor(*in, "ids", kI64);
+  Tensor mask;
+  if (in->contains("mask"))
+    mask = ReadCaseTensor(*in, "mask", kI64);
+  Tensor hidden;
+  {
+    NoGradGuard no_grad;
+    hidden = encoder->Forward(ids, mask);
+  }
+  auto t1 = std::chrono::steady_clock::now();
+
+  std::vector<Tensor> keep = {ops::Contiguous(ops::Cast(hidden, kF32))};
+  std::vector<std::string> names = {"hidden"};
+  if (mask.defined()) {
+    std::vector<Tensor> contexts = umt5::TrimToTokens(keep[0], mask);
+    for (size_t i = 0; i < contexts.size(); ++i) {
+      keep.push_back(ops::Contiguous(contexts[i]));
+      names.push_back(absl::StrCat("context_", i));
+    }
+  }
+  std::vector<TensorToWrite> write;
+  for (size_t i = 0; i < keep.size(); ++i) {
+    write.push_back({names[i], SafetensorsDType::kF32, keep[i].shape(),
+                     keep[i].raw_data(), keep[i].nbytes()});
+  }
+  const std::string out_path = Resolve(flags.get("out"));
+  WriteSafetensors(out_path, write,
+                   {{"config", encoder->config().ToJson()},
+                    {"weights", report.path},
+                    {"inputs", inputs_path},
+                    {"compute_dtype", DTypeName(dtype)}});
+  std::fprintf(stderr, "wrote hidden %s to %s (%.3f s)\n",
+               ShapeStr(hidden.shape()).c_str(), out_path.c_str(),
+               std::chrono::duration<double>(t1 - t0).count());
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  try {
+    return Run(argc, argv);
+  } catch (const std::exception &e) {
+    std::fprintf(stderr, "encode: error: %s\n", e.what());
+    return 1;
+  }
+}
