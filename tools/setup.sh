@@ -14,6 +14,7 @@ PACKAGES=(
   libopenmpi-dev openmpi-bin  # data-parallel CPU ranks
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev  # video files (io/video)
   ffmpeg               # ffprobe, for the tests that check the mp4 files we write
+  libsentencepiece-dev # the T5 tokenizer (models/umt5)
 )
 
 SUDO=""
