@@ -15,6 +15,7 @@ PACKAGES=(
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev  # video files (io/video)
   ffmpeg               # ffprobe, for the tests that check the mp4 files we write
   libsentencepiece-dev # the T5 tokenizer (models/umt5)
+  libssl-dev           # SHA-256 of the text-embedding cache (models/umt5)
 )
 
 SUDO=""

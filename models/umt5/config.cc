@@ -35,15 +35,13 @@ void T5Config::Validate(const std::string &source) const {
   positive(num_layers, "num_layers");
   positive(num_buckets, "num_buckets");
   positive(max_distance, "max_distance");
-  SDPO_CHECK(dim_attn % num_heads == 0, source, ": T5 config dim_attn (",
-             dim_attn, ") must be a multiple of num_heads (", num_heads, ")");
+  SDPO_CHECK(dim_attn % num_heads == 0, source, ": T5 config dim_attn (", dim_attn,
+             ") must be a multiple of num_heads (", num_heads, ")");
   // Bidirectional buckets: half per direction, half of those exact (t5.py's
   // layout).
   SDPO_CHECK(num_buckets % 4 == 0, source,
-             ": T5 config num_buckets must be a multiple of 4, found ",
-             num_buckets);
-  SDPO_CHECK(max_distance > num_buckets / 4, source,
-             ": T5 config max_distance (", max_distance,
+             ": T5 config num_buckets must be a multiple of 4, found ", num_buckets);
+  SDPO_CHECK(max_distance > num_buckets / 4, source, ": T5 config max_distance (", max_distance,
              ") must exceed num_buckets / 4 (", num_buckets / 4, ")");
   SDPO_CHECK(eps > 0, source, ": T5 config eps must be positive, found ", eps);
   SDPO_CHECK(text_len >= 0 && text_len <= (int64_t{1} << 20), source,
@@ -52,42 +50,33 @@ void T5Config::Validate(const std::string &source) const {
 
 std::string T5Config::ToJson() const {
   std::string s = absl::StrCat(
-      "{\"T5Encoder\": {\"vocab\": ", vocab, ", \"dim\": ", dim,
-      ", \"dim_attn\": ", dim_attn, ", \"dim_ffn\": ", dim_ffn,
-      ", \"num_heads\": ", num_heads, ", \"num_layers\": ", num_layers,
-      ", \"num_buckets\": ", num_buckets,
-      ", \"shared_pos\": ", shared_pos ? "true" : "false", "}");
-  if (text_len > 0)
-    absl::StrAppend(&s, ", \"text_len\": ", text_len);
-  if (!tokenizer.empty())
-    absl::StrAppend(&s, ", \"tokenizer\": ", json::Quote(tokenizer));
+      "{\"T5Encoder\": {\"vocab\": ", vocab, ", \"dim\": ", dim, ", \"dim_attn\": ", dim_attn,
+      ", \"dim_ffn\": ", dim_ffn, ", \"num_heads\": ", num_heads, ", \"num_layers\": ", num_layers,
+      ", \"num_buckets\": ", num_buckets, ", \"shared_pos\": ", shared_pos ? "true" : "false", "}");
+  if (text_len > 0) absl::StrAppend(&s, ", \"text_len\": ", text_len);
+  if (!tokenizer.empty()) absl::StrAppend(&s, ", \"tokenizer\": ", json::Quote(tokenizer));
   return s + "}";
 }
 
 int64_t T5Config::NumParameters() const {
   const int64_t per_block = 2 * dim + 4 * dim * dim_attn + 3 * dim * dim_ffn;
   const int64_t pos = num_buckets * num_heads;
-  return vocab * dim + num_layers * per_block +
-         (shared_pos ? 1 : num_layers) * pos + dim;
+  return vocab * dim + num_layers * per_block + (shared_pos ? 1 : num_layers) * pos + dim;
 }
 
 namespace {
 
 T5Config FromValue(const json::Value &root, const std::string &source) {
-  SDPO_CHECK(root.is_object(), source,
-             ": a T5 config must be a JSON object, found ",
+  SDPO_CHECK(root.is_object(), source, ": a T5 config must be a JSON object, found ",
              json::TypeName(root.type()));
   const json::Value *kwargs = root.find("T5Encoder");
-  if (kwargs == nullptr)
-    kwargs = &root;
-  SDPO_CHECK(kwargs->is_object(), source,
-             ": \"T5Encoder\" must be an object, found ",
+  if (kwargs == nullptr) kwargs = &root;
+  SDPO_CHECK(kwargs->is_object(), source, ": \"T5Encoder\" must be an object, found ",
              json::TypeName(kwargs->type()));
   T5Config c;
   const std::string where = absl::StrCat(source, " T5Encoder");
   auto read_int = [&](const char *key, int64_t *out) {
-    if (const json::Value *v = kwargs->find(key))
-      *out = json::ExpectInt(*v, key, where);
+    if (const json::Value *v = kwargs->find(key)) *out = json::ExpectInt(*v, key, where);
   };
   for (const char *key : {"vocab", "dim", "num_heads", "num_layers"}) {
     SDPO_CHECK(kwargs->contains(key), where, ": missing key \"", key, "\"");
@@ -113,10 +102,9 @@ T5Config FromValue(const json::Value &root, const std::string &source) {
   return c;
 }
 
-} // namespace
+}  // namespace
 
-T5Config T5Config::FromJson(const std::string &text,
-                            const std::string &source) {
+T5Config T5Config::FromJson(const std::string &text, const std::string &source) {
   return FromValue(json::Parse(text, source), source);
 }
 
@@ -124,4 +112,4 @@ T5Config T5Config::FromFile(const std::string &path) {
   return FromValue(json::ParseFile(path), path);
 }
 
-} // namespace sdpo::umt5
+}  // namespace sdpo::umt5

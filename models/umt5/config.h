@@ -18,13 +18,12 @@ namespace sdpo::umt5 {
 struct T5Config {
   int64_t vocab = 256384;
   int64_t dim = 4096;
-  int64_t dim_attn = 4096; // heads * head_dim
+  int64_t dim_attn = 4096;  // heads * head_dim
   int64_t dim_ffn = 10240;
   int64_t num_heads = 64;
   int64_t num_layers = 24;
   int64_t num_buckets = 32;
-  int64_t max_distance =
-      128; // of the relative position buckets (fixed in t5.py)
+  int64_t max_distance = 128;  // of the relative position buckets (fixed in t5.py)
   // true: one relative position table for all blocks (T5 v1.1); false: one per
   // block (umT5).
   bool shared_pos = false;
@@ -37,15 +36,13 @@ struct T5Config {
   int64_t head_dim() const { return dim_attn / num_heads; }
   // Throws sdpo::Error naming `source` and the bad field.
   void Validate(const std::string &source = "config") const;
-  std::string ToJson() const; // the fixtures' form
+  std::string ToJson() const;  // the fixtures' form
   int64_t NumParameters() const;
 
-  static T5Config UMT5Xxl(); // Wan2.1: text_len 512
-  static T5Config
-  T5V11Xxl(); // CogVideoX: vocab 32128, shared_pos, text_len 226
-  static T5Config FromJson(const std::string &text,
-                           const std::string &source = "config");
+  static T5Config UMT5Xxl();   // Wan2.1: text_len 512
+  static T5Config T5V11Xxl();  // CogVideoX: vocab 32128, shared_pos, text_len 226
+  static T5Config FromJson(const std::string &text, const std::string &source = "config");
   static T5Config FromFile(const std::string &path);
 };
 
-} // namespace sdpo::umt5
+}  // namespace sdpo::umt5

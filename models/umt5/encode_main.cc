@@ -28,7 +28,7 @@
 
 namespace {
 
-using namespace sdpo; // NOLINT
+using namespace sdpo;  // NOLINT
 using forward_tool::ReadCaseTensor;
 using forward_tool::Resolve;
 
@@ -48,26 +48,20 @@ int Run(int argc, char **argv) {
   const DType dtype = forward_tool::ApplyCommonFlags(flags);
   auto t0 = std::chrono::steady_clock::now();
   umt5::LoadOptions options;
-  if (flags.has("config"))
-    options.config = umt5::T5Config::FromFile(Resolve(flags.get("config")));
+  if (flags.has("config")) options.config = umt5::T5Config::FromFile(Resolve(flags.get("config")));
   umt5::LoadReport report;
-  auto encoder =
-      umt5::LoadEncoder(Resolve(flags.get("weights")), options, &report);
+  auto encoder = umt5::LoadEncoder(Resolve(flags.get("weights")), options, &report);
   encoder->SetComputeDType(dtype);
-  std::fprintf(
-      stderr,
-      "weights: %s (%s names, %lld tensors, %lld values), config %s from %s\n",
-      report.path.c_str(), umt5::NameFormatName(report.format),
-      static_cast<long long>(report.tensors),
-      static_cast<long long>(report.values), encoder->config().ToJson().c_str(),
-      report.config_source.c_str());
+  std::fprintf(stderr, "weights: %s (%s names, %lld tensors, %lld values), config %s from %s\n",
+               report.path.c_str(), umt5::NameFormatName(report.format),
+               static_cast<long long>(report.tensors), static_cast<long long>(report.values),
+               encoder->config().ToJson().c_str(), report.config_source.c_str());
 
   const std::string inputs_path = Resolve(flags.get("inputs"));
   std::unique_ptr<SafetensorsFile> in = SafetensorsFile::Open(inputs_path);
   const Tensor ids = ReadCaseTensor(*in, "ids", kI64);
   Tensor mask;
-  if (in->contains("mask"))
-    mask = ReadCaseTensor(*in, "mask", kI64);
+  if (in->contains("mask")) mask = ReadCaseTensor(*in, "mask", kI64);
   Tensor hidden;
   {
     NoGradGuard no_grad;
@@ -86,8 +80,8 @@ int Run(int argc, char **argv) {
   }
   std::vector<TensorToWrite> write;
   for (size_t i = 0; i < keep.size(); ++i) {
-    write.push_back({names[i], SafetensorsDType::kF32, keep[i].shape(),
-                     keep[i].raw_data(), keep[i].nbytes()});
+    write.push_back(
+        {names[i], SafetensorsDType::kF32, keep[i].shape(), keep[i].raw_data(), keep[i].nbytes()});
   }
   const std::string out_path = Resolve(flags.get("out"));
   WriteSafetensors(out_path, write,
@@ -95,13 +89,12 @@ int Run(int argc, char **argv) {
                     {"weights", report.path},
                     {"inputs", inputs_path},
                     {"compute_dtype", DTypeName(dtype)}});
-  std::fprintf(stderr, "wrote hidden %s to %s (%.3f s)\n",
-               ShapeStr(hidden.shape()).c_str(), out_path.c_str(),
-               std::chrono::duration<double>(t1 - t0).count());
+  std::fprintf(stderr, "wrote hidden %s to %s (%.3f s)\n", ShapeStr(hidden.shape()).c_str(),
+               out_path.c_str(), std::chrono::duration<double>(t1 - t0).count());
   return 0;
 }
 
-} // namespace
+}  // namespace
 
 int main(int argc, char **argv) {
   try {

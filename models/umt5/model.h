@@ -40,13 +40,12 @@ namespace sdpo::umt5 {
 // the buckets for r > 0; |r| below num_buckets/4 exact, larger distances
 // logarithmic up to max_distance (float32 log, truncated, as t5.py), clamped to
 // the last bucket of the direction.
-Tensor RelativePositionBuckets(int64_t lq, int64_t lk, int64_t num_buckets,
-                               int64_t max_distance);
+Tensor RelativePositionBuckets(int64_t lq, int64_t lk, int64_t num_buckets, int64_t max_distance);
 
 // A lookup table module with one parameter `weight` [rows, cols] (PyTorch's
 // nn.Embedding).
 class Embedding : public nn::Module {
-public:
+ public:
   Embedding(int64_t rows, int64_t cols, DType dtype);
   std::string TypeName() const override { return "Embedding"; }
   // ids (i64, any shape, values in [0, rows)) -> [..., cols] in the compute
@@ -54,7 +53,7 @@ public:
   Tensor Forward(const Tensor &ids) const;
   const Tensor &weight() const { return weight_; }
 
-private:
+ private:
   int64_t rows_, cols_;
   Tensor weight_;
 };
@@ -62,37 +61,37 @@ private:
 // The relative position bias: `embedding.weight` [num_buckets, heads] indexed
 // by the buckets.
 class RelativeEmbedding : public nn::Module {
-public:
+ public:
   RelativeEmbedding(const T5Config &config, DType dtype);
   std::string TypeName() const override { return "T5RelativeEmbedding"; }
   // [1, heads, lq, lk] in the compute dtype.
   Tensor Forward(int64_t lq, int64_t lk) const;
 
-private:
+ private:
   int64_t num_buckets_, max_distance_;
   Embedding *embedding_;
 };
 
 class Attention : public nn::Module {
-public:
+ public:
   explicit Attention(const T5Config &config);
   std::string TypeName() const override { return "T5Attention"; }
   // x [B, L, dim]; bias [B or 1, heads, L, L] additive (position bias with the
   // key mask).
   Tensor Forward(const Tensor &x, const Tensor &bias) const;
 
-private:
+ private:
   int64_t num_heads_, head_dim_;
   nn::Linear *q_, *k_, *v_, *o_;
 };
 
 class FeedForward : public nn::Module {
-public:
+ public:
   explicit FeedForward(const T5Config &config);
   std::string TypeName() const override { return "T5FeedForward"; }
   Tensor Forward(const Tensor &x) const;
 
-private:
+ private:
   nn::Linear *gate_, *fc1_, *fc2_;
 };
 
@@ -102,17 +101,16 @@ private:
 using Activations = std::map<std::string, Tensor>;
 
 class Block : public nn::Module {
-public:
+ public:
   Block(const T5Config &config, DType dtype);
   std::string TypeName() const override { return "T5SelfAttention"; }
   // key_mask: [B, 1, 1, L] bool (true = masked key) or undefined; shared_bias:
   // the encoder's [1, heads, L, L] bias (shared_pos) or undefined (the block's
   // own table).
-  Tensor Forward(const Tensor &x, const Tensor &key_mask,
-                 const Tensor &shared_bias, Activations *record,
-                 const std::string &prefix) const;
+  Tensor Forward(const Tensor &x, const Tensor &key_mask, const Tensor &shared_bias,
+                 Activations *record, const std::string &prefix) const;
 
-private:
+ private:
   nn::RMSNorm *norm1_, *norm2_;
   Attention *attn_;
   FeedForward *ffn_;
@@ -120,7 +118,7 @@ private:
 };
 
 class T5Encoder : public nn::Module {
-public:
+ public:
   // Parameters in `dtype` (zeros until loaded), compute dtype f32.
   explicit T5Encoder(const T5Config &config, DType dtype = kF32);
   std::string TypeName() const override { return "T5Encoder"; }
@@ -130,10 +128,9 @@ public:
   // (every key attended to, as CogVideoX calls T5 v1.1). Returns hidden [B, L,
   // dim] in the compute dtype, padded rows included. `record`, when given,
   // receives the intermediates.
-  Tensor Forward(const Tensor &ids, const Tensor &mask,
-                 Activations *record = nullptr) const;
+  Tensor Forward(const Tensor &ids, const Tensor &mask, Activations *record = nullptr) const;
 
-private:
+ private:
   T5Config config_;
   Embedding *token_embedding_;
   RelativeEmbedding *pos_embedding_ = nullptr;
@@ -145,4 +142,4 @@ private:
 // of nonzero entries of mask[i] (T5EncoderModel.__call__'s trim).
 std::vector<Tensor> TrimToTokens(const Tensor &hidden, const Tensor &mask);
 
-} // namespace sdpo::umt5
+}  // namespace sdpo::umt5

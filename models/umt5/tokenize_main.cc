@@ -23,13 +23,14 @@
 
 namespace {
 
-using namespace sdpo; // NOLINT
+using namespace sdpo;  // NOLINT
 using forward_tool::Resolve;
 
-constexpr char kUsage[] = "usage: tokenize --tokenizer spiece.model --text_len "
-                          "N --texts texts.json --out ids.json\n"
-                          "  texts.json: a JSON list of strings, or "
-                          "{\"cases\": [{\"text\": ...}, ...]}\n";
+constexpr char kUsage[] =
+    "usage: tokenize --tokenizer spiece.model --text_len "
+    "N --texts texts.json --out ids.json\n"
+    "  texts.json: a JSON list of strings, or "
+    "{\"cases\": [{\"text\": ...}, ...]}\n";
 
 std::vector<std::string> ReadTexts(const std::string &path) {
   const json::Value root = json::ParseFile(path);
@@ -38,8 +39,7 @@ std::vector<std::string> ReadTexts(const std::string &path) {
     list = root.find("cases");
     SDPO_CHECK(list != nullptr, path, ": an object needs a \"cases\" list");
   }
-  SDPO_CHECK(list->is_array(), path,
-             ": expected a list of strings (or \"cases\"), found ",
+  SDPO_CHECK(list->is_array(), path, ": expected a list of strings (or \"cases\"), found ",
              json::TypeName(list->type()));
   std::vector<std::string> texts;
   for (size_t i = 0; i < list->as_array().size(); ++i) {
@@ -51,33 +51,29 @@ std::vector<std::string> ReadTexts(const std::string &path) {
 }
 
 int Run(int argc, char **argv) {
-  const forward_tool::Flags flags = forward_tool::ParseFlags(
-      argc, argv, {"tokenizer", "text_len", "texts", "out"},
-      {"tokenizer", "text_len", "texts", "out"}, kUsage);
+  const forward_tool::Flags flags =
+      forward_tool::ParseFlags(argc, argv, {"tokenizer", "text_len", "texts", "out"},
+                               {"tokenizer", "text_len", "texts", "out"}, kUsage);
   if (flags.help) {
     std::fputs(kUsage, stdout);
     return 0;
   }
   int64_t text_len = 0;
   SDPO_CHECK(absl::SimpleAtoi(flags.get("text_len"), &text_len) && text_len > 0,
-             "--text_len must be a positive integer, got '",
-             flags.get("text_len"), "'");
+             "--text_len must be a positive integer, got '", flags.get("text_len"), "'");
   auto tokenizer = umt5::Tokenizer::Open(Resolve(flags.get("tokenizer")));
   const std::vector<std::string> texts = ReadTexts(Resolve(flags.get("texts")));
   const umt5::Tokens tokens = tokenizer->Encode(texts, text_len);
-  const std::vector<double> ids = tokens.ids.ToVector(),
-                            mask = tokens.mask.ToVector();
+  const std::vector<double> ids = tokens.ids.ToVector(), mask = tokens.mask.ToVector();
   std::string out = "[";
   for (size_t i = 0; i < texts.size(); ++i) {
     auto row = [&](const std::vector<double> &v) {
-      return absl::StrJoin(v.begin() + i * text_len,
-                           v.begin() + (i + 1) * text_len, ", ",
-                           [](std::string *o, double x) {
-                             absl::StrAppend(o, static_cast<int64_t>(x));
-                           });
+      return absl::StrJoin(
+          v.begin() + i * text_len, v.begin() + (i + 1) * text_len, ", ",
+          [](std::string *o, double x) { absl::StrAppend(o, static_cast<int64_t>(x)); });
     };
-    absl::StrAppend(&out, i == 0 ? "\n" : ",\n", "{\"ids\": [", row(ids),
-                    "], \"mask\": [", row(mask), "]}");
+    absl::StrAppend(&out, i == 0 ? "\n" : ",\n", "{\"ids\": [", row(ids), "], \"mask\": [",
+                    row(mask), "]}");
   }
   out += "\n]\n";
   const std::string out_path = Resolve(flags.get("out"));
@@ -86,13 +82,12 @@ int Run(int argc, char **argv) {
   f << out;
   f.close();
   SDPO_CHECK(f.good(), out_path, ": write failed");
-  std::fprintf(stderr, "tokenized %zu texts to %lld tokens each into %s\n",
-               texts.size(), static_cast<long long>(text_len),
-               out_path.c_str());
+  std::fprintf(stderr, "tokenized %zu texts to %lld tokens each into %s\n", texts.size(),
+               static_cast<long long>(text_len), out_path.c_str());
   return 0;
 }
 
-} // namespace
+}  // namespace
 
 int main(int argc, char **argv) {
   try {

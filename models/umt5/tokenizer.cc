@@ -32,8 +32,8 @@ std::u32string DecodeUtf8(std::string_view s) {
               : (b0 >> 4) == 0xe  ? 3
               : (b0 >> 3) == 0x1e ? 4
                                   : 0;
-    SDPO_CHECK(len > 0 && i + len <= s.size(), "text is not valid UTF-8: byte ",
-               i, " (0x", absl::Hex(b0), ")");
+    SDPO_CHECK(len > 0 && i + len <= s.size(), "text is not valid UTF-8: byte ", i, " (0x",
+               absl::Hex(b0), ")");
     uint32_t cp = len == 1 ? b0 : b0 & (0x7f >> len);
     for (int k = 1; k < len; ++k) {
       const auto b = static_cast<unsigned char>(s[i + k]);
@@ -41,10 +41,8 @@ std::u32string DecodeUtf8(std::string_view s) {
       cp = (cp << 6) | (b & 0x3f);
     }
     static const uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-    SDPO_CHECK(cp >= kMin[len] && cp <= 0x10ffff &&
-                   !(cp >= 0xd800 && cp <= 0xdfff),
-               "text is not valid UTF-8: byte ", i,
-               " starts an overlong or invalid sequence");
+    SDPO_CHECK(cp >= kMin[len] && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff),
+               "text is not valid UTF-8: byte ", i, " starts an overlong or invalid sequence");
     out.push_back(cp);
     i += len;
   }
@@ -72,17 +70,15 @@ void AppendUtf8(uint32_t cp, std::string *out) {
 std::string EncodeUtf8(const std::u32string &s) {
   std::string out;
   out.reserve(s.size());
-  for (char32_t c : s)
-    AppendUtf8(c, &out);
+  for (char32_t c : s) AppendUtf8(c, &out);
   return out;
 }
 
 // Python's str.isspace.
 bool IsSpace(char32_t c) {
-  return (c >= 0x9 && c <= 0xd) || (c >= 0x1c && c <= 0x20) || c == 0x85 ||
-         c == 0xa0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200a) ||
-         c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f ||
-         c == 0x3000;
+  return (c >= 0x9 && c <= 0xd) || (c >= 0x1c && c <= 0x20) || c == 0x85 || c == 0xa0 ||
+         c == 0x1680 || (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f ||
+         c == 0x205f || c == 0x3000;
 }
 
 // --- html.unescape
@@ -92,37 +88,31 @@ const char *FindEntity(const std::string &name) {
   auto less = [](const HtmlEntity &e, const std::string &n) {
     return std::strcmp(e.name, n.c_str()) < 0;
   };
-  const HtmlEntity *end =
-      kHtmlEntities + sizeof(kHtmlEntities) / sizeof(kHtmlEntities[0]);
+  const HtmlEntity *end = kHtmlEntities + sizeof(kHtmlEntities) / sizeof(kHtmlEntities[0]);
   const HtmlEntity *it = std::lower_bound(kHtmlEntities, end, name, less);
   return it != end && name == it->name ? it->utf8 : nullptr;
 }
 
 bool IsDigit(char32_t c, bool hex) {
-  return (c >= '0' && c <= '9') ||
-         (hex && ((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')));
+  return (c >= '0' && c <= '9') || (hex && ((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')));
 }
 
 // The replacement of the numeric reference `num` (saturated above 0x10ffff).
 void AppendCharref(uint64_t num, std::string *out) {
   for (const InvalidCharref &r : kInvalidCharrefs) {
-    if (r.from == num)
-      return AppendUtf8(r.to, out);
+    if (r.from == num) return AppendUtf8(r.to, out);
   }
-  if ((num >= 0xd800 && num <= 0xdfff) || num > 0x10ffff)
-    return AppendUtf8(0xfffd, out);
+  if ((num >= 0xd800 && num <= 0xdfff) || num > 0x10ffff) return AppendUtf8(0xfffd, out);
   for (uint32_t c : kInvalidCodepoints) {
-    if (c == num)
-      return;
+    if (c == num) return;
   }
   AppendUtf8(static_cast<uint32_t>(num), out);
 }
 
-} // namespace
+}  // namespace
 
 std::string HtmlUnescape(std::string_view text) {
-  if (text.find('&') == std::string_view::npos)
-    return std::string(text);
+  if (text.find('&') == std::string_view::npos) return std::string(text);
   const std::u32string s = DecodeUtf8(text);
   std::string out;
   size_t i = 0;
@@ -145,21 +135,19 @@ std::string HtmlUnescape(std::string_view text) {
         num = std::min<uint64_t>(num * (hex ? 16 : 10) + d, uint64_t{1} << 40);
         ++k;
       }
-      if (k == digits_start) { // "&#" without digits: not a reference
+      if (k == digits_start) {  // "&#" without digits: not a reference
         out.push_back('&');
         ++i;
         continue;
       }
-      if (k < s.size() && s[k] == ';')
-        ++k;
+      if (k < s.size() && s[k] == ';') ++k;
       AppendCharref(num, &out);
       i = k;
       continue;
     }
     size_t k = j;
-    while (k < s.size() && k - j < 32 && s[k] != '\t' && s[k] != '\n' &&
-           s[k] != '\f' && s[k] != ' ' && s[k] != '<' && s[k] != '&' &&
-           s[k] != '#' && s[k] != ';') {
+    while (k < s.size() && k - j < 32 && s[k] != '\t' && s[k] != '\n' && s[k] != '\f' &&
+           s[k] != ' ' && s[k] != '<' && s[k] != '&' && s[k] != '#' && s[k] != ';') {
       ++k;
     }
     if (k == j) {
@@ -167,8 +155,7 @@ std::string HtmlUnescape(std::string_view text) {
       ++i;
       continue;
     }
-    if (k < s.size() && s[k] == ';')
-      ++k;
+    if (k < s.size() && s[k] == ';') ++k;
     const std::u32string name32 = s.substr(j, k - j);
     const std::string name = EncodeUtf8(name32);
     if (const char *r = FindEntity(name)) {
@@ -185,8 +172,7 @@ std::string HtmlUnescape(std::string_view text) {
           break;
         }
       }
-      if (!found)
-        out += "&" + name;
+      if (!found) out += "&" + name;
     }
     i = k;
   }
@@ -203,8 +189,7 @@ std::string CleanPrompt(std::string_view text) {
       pending_space = !out.empty();
       continue;
     }
-    if (pending_space)
-      out.push_back(U' ');
+    if (pending_space) out.push_back(U' ');
     pending_space = false;
     out.push_back(c);
   }
@@ -226,10 +211,8 @@ std::unique_ptr<Tokenizer> Tokenizer::Open(const std::string &model_path) {
   auto impl = std::make_unique<Impl>();
   std::string error;
   impl->sp = SentencePieceBackend::Load(model_path, &error);
-  SDPO_CHECK(impl->sp != nullptr, model_path,
-             ": cannot load a SentencePiece model: ", error);
-  SDPO_CHECK(impl->sp->EosId() >= 0, model_path,
-             ": the SentencePiece model has no </s> piece");
+  SDPO_CHECK(impl->sp != nullptr, model_path, ": cannot load a SentencePiece model: ", error);
+  SDPO_CHECK(impl->sp->EosId() >= 0, model_path, ": the SentencePiece model has no </s> piece");
   return std::unique_ptr<Tokenizer>(new Tokenizer(std::move(impl), model_path));
 }
 
@@ -247,8 +230,7 @@ std::vector<int64_t> Tokenizer::EncodeCleaned(std::string_view cleaned) const {
   return std::vector<int64_t>(ids.begin(), ids.end());
 }
 
-Tokens Tokenizer::Encode(const std::vector<std::string> &texts,
-                         int64_t text_len) const {
+Tokens Tokenizer::Encode(const std::vector<std::string> &texts, int64_t text_len) const {
   SDPO_CHECK(text_len >= 1 && text_len <= (int64_t{1} << 20),
              "Tokenizer: text_len must be in [1, 2^20], got ", text_len);
   const int64_t n = static_cast<int64_t>(texts.size());
@@ -262,8 +244,7 @@ Tokens Tokenizer::Encode(const std::vector<std::string> &texts,
       SDPO_FAIL("prompt ", i, ": ", e.what());
     }
     std::vector<int64_t> pieces = EncodeCleaned(cleaned);
-    if (static_cast<int64_t>(pieces.size()) > text_len - 1)
-      pieces.resize(text_len - 1);
+    if (static_cast<int64_t>(pieces.size()) > text_len - 1) pieces.resize(text_len - 1);
     pieces.push_back(eos_id());
     for (size_t j = 0; j < pieces.size(); ++j) {
       ids[static_cast<size_t>(i * text_len) + j] = pieces[j];
@@ -274,4 +255,4 @@ Tokens Tokenizer::Encode(const std::vector<std::string> &texts,
           Tensor::FromVector(mask, {n, text_len}, kI64)};
 }
 
-} // namespace sdpo::umt5
+}  // namespace sdpo::umt5

@@ -29,12 +29,12 @@ std::string HtmlUnescape(std::string_view text);
 std::string CleanPrompt(std::string_view text);
 
 struct Tokens {
-  Tensor ids;  // i64 [N, text_len]
-  Tensor mask; // i64 [N, text_len]
+  Tensor ids;   // i64 [N, text_len]
+  Tensor mask;  // i64 [N, text_len]
 };
 
 class Tokenizer {
-public:
+ public:
   // Throws sdpo::Error naming the file when it is missing or not a
   // SentencePiece model.
   static std::unique_ptr<Tokenizer> Open(const std::string &model_path);
@@ -46,15 +46,15 @@ public:
   Tokens Encode(const std::vector<std::string> &texts, int64_t text_len) const;
 
   int64_t vocab_size() const;
-  int64_t eos_id() const; // `</s>`
-  int64_t pad_id() const; // `<pad>`
+  int64_t eos_id() const;  // `</s>`
+  int64_t pad_id() const;  // `<pad>`
   const std::string &path() const { return path_; }
 
-private:
+ private:
   struct Impl;
   explicit Tokenizer(std::unique_ptr<Impl> impl, std::string path);
   std::unique_ptr<Impl> impl_;
   std::string path_;
 };
 
-} // namespace sdpo::umt5
+}  // namespace sdpo::umt5

@@ -1,14 +1,15 @@
 // Weight loading: the transformers <-> official name table, config inference
 // from the shapes, a t5_config.json beside the weights, prefixes, and errors
 // that name the file and the key.
+#include "models/umt5/checkpoint.h"
+
 #include <filesystem>
 #include <string>
 
-#include "models/umt5/checkpoint.h"
+#include "gtest/gtest.h"
 #include "nn/checkpoint_io.h"
 #include "tests/error_testing.h"
 #include "tests/models/fixture_util.h"
-#include "gtest/gtest.h"
 
 namespace sdpo::umt5 {
 namespace {
@@ -17,15 +18,11 @@ using testing::ExpectErrorContains;
 using testing::FixturePath;
 
 TEST(NameTableTest, TransformersNamesMapBothWays) {
-  EXPECT_EQ(*TransformersToOfficial("shared.weight", false),
-            "token_embedding.weight");
-  EXPECT_EQ(*TransformersToOfficial("encoder.embed_tokens.weight", true),
-            "token_embedding.weight");
-  EXPECT_EQ(*TransformersToOfficial(
-                "encoder.block.3.layer.1.DenseReluDense.wi_0.weight", false),
+  EXPECT_EQ(*TransformersToOfficial("shared.weight", false), "token_embedding.weight");
+  EXPECT_EQ(*TransformersToOfficial("encoder.embed_tokens.weight", true), "token_embedding.weight");
+  EXPECT_EQ(*TransformersToOfficial("encoder.block.3.layer.1.DenseReluDense.wi_0.weight", false),
             "blocks.3.ffn.gate.0.weight");
-  EXPECT_EQ(*TransformersToOfficial(
-                "encoder.block.3.layer.1.DenseReluDense.wi_1.weight", false),
+  EXPECT_EQ(*TransformersToOfficial("encoder.block.3.layer.1.DenseReluDense.wi_1.weight", false),
             "blocks.3.ffn.fc1.weight");
   EXPECT_EQ(*TransformersToOfficial("encoder.block.0.layer.0.SelfAttention."
                                     "relative_attention_bias.weight",
@@ -35,27 +32,21 @@ TEST(NameTableTest, TransformersNamesMapBothWays) {
                                     "relative_attention_bias.weight",
                                     false),
             "blocks.5.pos_embedding.embedding.weight");
-  EXPECT_FALSE(TransformersToOfficial(
-      "decoder.block.0.layer.0.SelfAttention.q.weight", false));
-  EXPECT_FALSE(TransformersToOfficial(
-      "encoder.block.x.layer.0.SelfAttention.q.weight", false));
-  for (const char *n :
-       {"blocks.2.attn.o.weight", "blocks.0.norm2.weight", "norm.weight",
-        "blocks.1.pos_embedding.embedding.weight", "blocks.7.ffn.fc2.weight"}) {
+  EXPECT_FALSE(TransformersToOfficial("decoder.block.0.layer.0.SelfAttention.q.weight", false));
+  EXPECT_FALSE(TransformersToOfficial("encoder.block.x.layer.0.SelfAttention.q.weight", false));
+  for (const char *n : {"blocks.2.attn.o.weight", "blocks.0.norm2.weight", "norm.weight",
+                        "blocks.1.pos_embedding.embedding.weight", "blocks.7.ffn.fc2.weight"}) {
     EXPECT_EQ(*TransformersToOfficial(*OfficialToTransformers(n), false), n);
   }
 }
 
 TEST(InferConfigTest, SizesFromTheShapes) {
   for (const char *dir : {"umt5", "t5"}) {
-    const std::string path =
-        FixturePath(std::string(dir) + "/tiny_a.weights.safetensors");
-    if (path.empty())
-      GTEST_SKIP() << testing::FixturesNotFoundMessage();
+    const std::string path = FixturePath(std::string(dir) + "/tiny_a.weights.safetensors");
+    if (path.empty()) GTEST_SKIP() << testing::FixturesNotFoundMessage();
     OfficialSource s = ToOfficialNames(OpenWeightFile(path));
     T5Config inferred = InferConfig(*s.source);
-    T5Config ref = T5Config::FromFile(
-        FixturePath(std::string(dir) + "/tiny_a.config.json"));
+    T5Config ref = T5Config::FromFile(FixturePath(std::string(dir) + "/tiny_a.config.json"));
     EXPECT_EQ(inferred.vocab, ref.vocab);
     EXPECT_EQ(inferred.dim, ref.dim);
     EXPECT_EQ(inferred.dim_attn, ref.dim_attn);
@@ -74,27 +65,23 @@ TEST(ConfigTest, OfficialSizesAndParameterCounts) {
   EXPECT_EQ(c.vocab, 256384);
   EXPECT_EQ(c.text_len, 512);
   EXPECT_FALSE(c.shared_pos);
-  ExpectErrorContains(
-      [] { T5Config::FromJson("{\"T5Encoder\": {\"vocab\": 3}}", "x.json"); },
-      {"x.json", "dim"});
+  ExpectErrorContains([] { T5Config::FromJson("{\"T5Encoder\": {\"vocab\": 3}}", "x.json"); },
+                      {"x.json", "dim"});
   ExpectErrorContains(
       [] {
-        T5Config::FromJson(
-            "{\"vocab\": 10, \"dim\": 8, \"num_heads\": 3, \"num_layers\": 1}",
-            "y.json");
+        T5Config::FromJson("{\"vocab\": 10, \"dim\": 8, \"num_heads\": 3, \"num_layers\": 1}",
+                           "y.json");
       },
       {"y.json", "num_heads"});
 }
 
 TEST(LoadEncoderTest, ConfigBesideTheWeightsAndPrefixes) {
   const std::string path = FixturePath("t5/tiny_a.weights_hf.safetensors");
-  if (path.empty())
-    GTEST_SKIP() << testing::FixturesNotFoundMessage();
+  if (path.empty()) GTEST_SKIP() << testing::FixturesNotFoundMessage();
   const std::string dir = testing::FreshTmpDir("umt5_load");
   nn::TensorMap tensors = nn::ReadSafetensors(path);
   nn::TensorMap prefixed;
-  for (const auto &[k, v] : tensors)
-    prefixed["text_encoder." + k] = v;
+  for (const auto &[k, v] : tensors) prefixed["text_encoder." + k] = v;
   nn::SaveSafetensors(dir + "/model.safetensors", prefixed);
   // A config beside the weights wins over the shapes: a wrong one fails naming
   // the key.
@@ -105,8 +92,7 @@ TEST(LoadEncoderTest, ConfigBesideTheWeightsAndPrefixes) {
     std::fputs(wrong.ToJson().c_str(), f);
     std::fclose(f);
   }
-  ExpectErrorContains([&] { LoadEncoder(dir + "/model.safetensors"); },
-                      {"ffn.fc1.weight", "64"});
+  ExpectErrorContains([&] { LoadEncoder(dir + "/model.safetensors"); }, {"ffn.fc1.weight", "64"});
   std::filesystem::remove(dir + "/t5_config.json");
   LoadReport report;
   auto encoder = LoadEncoder(dir + "/model.safetensors", {}, &report);
@@ -114,34 +100,30 @@ TEST(LoadEncoderTest, ConfigBesideTheWeightsAndPrefixes) {
   EXPECT_EQ(report.format, NameFormat::kTransformers);
   EXPECT_EQ(report.config_source, "tensor shapes");
   EXPECT_TRUE(encoder->config().shared_pos);
-  EXPECT_EQ(report.tensors, 30); // the tied embedding counted once
+  EXPECT_EQ(report.tensors, 30);  // the tied embedding counted once
 }
 
 TEST(LoadEncoderTest, BadFilesFailNamingFileAndKey) {
   const std::string path = FixturePath("umt5/tiny_a.weights.safetensors");
-  if (path.empty())
-    GTEST_SKIP() << testing::FixturesNotFoundMessage();
+  if (path.empty()) GTEST_SKIP() << testing::FixturesNotFoundMessage();
   const std::string dir = testing::FreshTmpDir("umt5_bad");
   nn::TensorMap tensors = nn::ReadSafetensors(path);
   tensors.erase("blocks.1.attn.k.weight");
   nn::SaveSafetensors(dir + "/missing.safetensors", tensors);
   LoadOptions options;
   options.config = T5Config::FromFile(FixturePath("umt5/tiny_a.config.json"));
-  ExpectErrorContains(
-      [&] { LoadEncoder(dir + "/missing.safetensors", options); },
-      {"missing.safetensors", "blocks.1.attn.k.weight"});
-  ExpectErrorContains(
-      [&] { LoadEncoder(dir + "/models_t5_umt5-xxl-enc-bf16.pth"); }, {".pth"});
+  ExpectErrorContains([&] { LoadEncoder(dir + "/missing.safetensors", options); },
+                      {"missing.safetensors", "blocks.1.attn.k.weight"});
+  ExpectErrorContains([&] { LoadEncoder(dir + "/models_t5_umt5-xxl-enc-bf16.pth"); }, {".pth"});
   // Ids outside the table.
   auto encoder = LoadEncoder(path, options);
   NoGradGuard no_grad;
   ExpectErrorContains(
       [&] {
-        encoder->Forward(
-            Tensor::FromVector(std::vector<int64_t>{5, 300}, {1, 2}), {});
+        encoder->Forward(Tensor::FromVector(std::vector<int64_t>{5, 300}, {1, 2}), {});
       },
       {"id 300", "[0, 300)"});
 }
 
-} // namespace
-} // namespace sdpo::umt5
+}  // namespace
+}  // namespace sdpo::umt5

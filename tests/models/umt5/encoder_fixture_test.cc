@@ -10,10 +10,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
 #include "models/umt5/checkpoint.h"
 #include "models/umt5/model.h"
 #include "tests/models/fixture_util.h"
-#include "gtest/gtest.h"
 
 namespace sdpo::umt5 {
 namespace {
@@ -31,14 +31,13 @@ constexpr double kF32Tol = 1e-5;
 constexpr double kF64Tol = 1e-9;
 
 struct Param {
-  std::string dir;     // "umt5" or "t5"
-  std::string weights; // file in dir
-  std::string name;    // case name
+  std::string dir;      // "umt5" or "t5"
+  std::string weights;  // file in dir
+  std::string name;     // case name
 };
 
 std::string Label(const ::testing::TestParamInfo<Param> &info) {
-  std::string w =
-      info.param.weights == "tiny_a.weights_hf.safetensors" ? "hf" : "official";
+  std::string w = info.param.weights == "tiny_a.weights_hf.safetensors" ? "hf" : "official";
   return absl::StrCat(info.param.dir, "_", w, "_", info.param.name);
 }
 
@@ -47,17 +46,14 @@ class EncoderFixtureTest : public ::testing::TestWithParam<Param> {};
 TEST_P(EncoderFixtureTest, OutputEveryIntermediateAndBuckets) {
   const Param &p = GetParam();
   const std::string weights = FixturePath(p.dir + "/" + p.weights);
-  if (weights.empty())
-    GTEST_SKIP() << testing::FixturesNotFoundMessage();
+  if (weights.empty()) GTEST_SKIP() << testing::FixturesNotFoundMessage();
   auto f = OpenFixture(absl::StrCat(p.dir, "/tiny_a.", p.name, ".safetensors"));
   LoadOptions options;
-  options.config =
-      T5Config::FromFile(FixturePath(p.dir + "/tiny_a.config.json"));
+  options.config = T5Config::FromFile(FixturePath(p.dir + "/tiny_a.config.json"));
   LoadReport report;
   auto encoder = LoadEncoder(weights, options, &report);
-  EXPECT_EQ(report.format, p.weights == "tiny_a.weights_hf.safetensors"
-                               ? NameFormat::kTransformers
-                               : NameFormat::kOfficial);
+  EXPECT_EQ(report.format, p.weights == "tiny_a.weights_hf.safetensors" ? NameFormat::kTransformers
+                                                                        : NameFormat::kOfficial);
 
   const Tensor ids = LoadFixtureTensor(*f, "ids");
   const Tensor mask = LoadFixtureTensor(*f, "mask");
@@ -65,8 +61,7 @@ TEST_P(EncoderFixtureTest, OutputEveryIntermediateAndBuckets) {
 
   // buckets, exactly
   const Tensor buckets = RelativePositionBuckets(len, len, 32, 128);
-  EXPECT_EQ(buckets.ToVector(),
-            LoadFixtureTensor(*f, "rel_buckets").ToVector());
+  EXPECT_EQ(buckets.ToVector(), LoadFixtureTensor(*f, "rel_buckets").ToVector());
 
   Activations acts;
   Tensor hidden;
@@ -77,8 +72,7 @@ TEST_P(EncoderFixtureTest, OutputEveryIntermediateAndBuckets) {
   int checked = 0;
   double worst = 0;
   for (const TensorEntry &e : f->tensors()) {
-    if (e.name.rfind("act.", 0) != 0)
-      continue;
+    if (e.name.rfind("act.", 0) != 0) continue;
     const std::string key = e.name.substr(4);
     ASSERT_TRUE(acts.count(key)) << "not recorded: " << key;
     const double err = RelL2(acts[key], LoadFixtureTensor(*f, e.name));
@@ -101,8 +95,7 @@ TEST_P(EncoderFixtureTest, OutputEveryIntermediateAndBuckets) {
   std::vector<Tensor> contexts = TrimToTokens(hidden, mask);
   for (size_t i = 0; i < contexts.size(); ++i) {
     const std::string key = absl::StrCat("context_", i);
-    if (!f->contains(key))
-      continue;
+    if (!f->contains(key)) continue;
     const Tensor ref = LoadFixtureTensor(*f, key);
     ASSERT_EQ(contexts[i].shape(), ref.shape()) << key;
     EXPECT_LE(RelL2(contexts[i], ref), kF32Tol) << key;
@@ -116,12 +109,12 @@ TEST_P(EncoderFixtureTest, OutputEveryIntermediateAndBuckets) {
     hidden64 = encoder->Forward(ids, mask);
   }
   EXPECT_EQ(hidden64.dtype(), kF64);
-  const double err64 =
-      RelL2(hidden64, LoadFixtureTensor(*f, "hidden_f64", kF64));
+  const double err64 = RelL2(hidden64, LoadFixtureTensor(*f, "hidden_f64", kF64));
   EXPECT_LE(err64, kF64Tol);
-  std::printf("%s %s: %d intermediates (worst rel L2 %.2e), hidden f32 %.2e, "
-              "f64 %.2e\n",
-              p.dir.c_str(), p.name.c_str(), checked, worst, err32, err64);
+  std::printf(
+      "%s %s: %d intermediates (worst rel L2 %.2e), hidden f32 %.2e, "
+      "f64 %.2e\n",
+      p.dir.c_str(), p.name.c_str(), checked, worst, err32, err64);
 }
 
 std::vector<Param> Params() {
@@ -129,8 +122,7 @@ std::vector<Param> Params() {
   for (const char *c : {"case1", "case2", "case3", "case4"}) {
     out.push_back({"umt5", "tiny_a.weights.safetensors", c});
   }
-  for (const char *w :
-       {"tiny_a.weights.safetensors", "tiny_a.weights_hf.safetensors"}) {
+  for (const char *w : {"tiny_a.weights.safetensors", "tiny_a.weights_hf.safetensors"}) {
     for (const char *c : {"case1", "case2", "case3", "case4", "case5"}) {
       out.push_back({"t5", w, c});
     }
@@ -138,8 +130,7 @@ std::vector<Param> Params() {
   return out;
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, EncoderFixtureTest,
-                         ::testing::ValuesIn(Params()), Label);
+INSTANTIATE_TEST_SUITE_P(Fixtures, EncoderFixtureTest, ::testing::ValuesIn(Params()), Label);
 
-} // namespace
-} // namespace sdpo::umt5
+}  // namespace
+}  // namespace sdpo::umt5
