@@ -1,11 +1,15 @@
 #include "trainers/preference_step.h"
 
+#include <cmath>
+
+#include "autograd/grad_mode.h"
+#include "nn/lora.h"
 #include "tensor/ops.h"
 
 namespace sdpo::trainers {
 
-NoisedPairs NoisePairs(const PairTensors& pairs, const std::vector<TimePoint>& timepoints,
-                       const std::vector<Tensor>& noise, PredictionType target) {
+NoisedPairs NoisePairs(const PairTensors &pairs, const std::vector<TimePoint> &timepoints,
+                       const std::vector<Tensor> &noise, PredictionType target) {
   const size_t b = pairs.size();
   SDPO_CHECK(b > 0 && pairs.losers.size() == b && pairs.contexts.size() == b &&
                  timepoints.size() == b && noise.size() == b,
@@ -13,21 +17,24 @@ NoisedPairs NoisePairs(const PairTensors& pairs, const std::vector<TimePoint>& t
              "), contexts (", pairs.contexts.size(), "), timepoints (", timepoints.size(),
              ") and noise tensors (", noise.size(), ")");
   NoisedPairs out;
+  SDPO_CHECK(pairs.weights.empty() || pairs.weights.size() == b, "NoisePairs: ", b,
+             " pairs need as many weights, found ", pairs.weights.size());
   out.timepoints = timepoints;
+  out.weights = pairs.weights.empty() ? std::vector<double>(b, 1.0) : pairs.weights;
   std::vector<double> steps(2 * b);
   out.inputs.resize(2 * b);
   out.targets.resize(2 * b);
   out.contexts.resize(2 * b);
   for (size_t half = 0; half < 2; ++half) {
-    const std::vector<Tensor>& x0s = half == 0 ? pairs.winners : pairs.losers;
+    const std::vector<Tensor> &x0s = half == 0 ? pairs.winners : pairs.losers;
     for (size_t i = 0; i < b; ++i) {
-      const Tensor& x0 = x0s[i];
+      const Tensor &x0 = x0s[i];
       SDPO_CHECK(x0.shape() == noise[i].shape() && x0.shape() == pairs.winners[i].shape(),
                  "NoisePairs: pair ", i, " winner ", pairs.winners[i].str(), ", loser ",
                  pairs.losers[i].str(), " and noise ", noise[i].str(), " must share a shape");
       const TargetMap noising = NoisingMap(timepoints[i]);
       const TargetMap tgt = TargetOf(timepoints[i], target);
-      auto combine = [&](const TargetMap& m) {
+      auto combine = [&](const TargetMap &m) {
         return ops::Add(ops::MulScalar(x0, m.x0), ops::MulScalar(noise[i], m.eps));
       };
       out.inputs[half * b + i] = combine(noising);
@@ -40,7 +47,7 @@ NoisedPairs NoisePairs(const PairTensors& pairs, const std::vector<TimePoint>& t
   return out;
 }
 
-Tensor PerSampleMse(const std::vector<Tensor>& preds, const std::vector<Tensor>& targets) {
+Tensor PerSampleMse(const std::vector<Tensor> &preds, const std::vector<Tensor> &targets) {
   SDPO_CHECK(preds.size() == targets.size() && !preds.empty(), "PerSampleMse: ", preds.size(),
              " predictions for ", targets.size(), " targets");
   std::vector<Tensor> errors;
@@ -53,35 +60,115 @@ Tensor PerSampleMse(const std::vector<Tensor>& preds, const std::vector<Tensor>&
   return concat(errors, 0);
 }
 
-PreferenceLoss ComputePreferenceLoss(const ObjectiveConfig& config,
-                                     const std::vector<TimePoint>& timepoints,
-                                     const Tensor& policy_errors,
-                                     const Tensor& reference_errors) {
-  const int64_t b = static_cast<int64_t>(timepoints.size());
-  SDPO_CHECK(policy_errors.shape() == Shape({2 * b}) && reference_errors.shape() == Shape({2 * b}),
-             "ComputePreferenceLoss: errors must be [", 2 * b, "] (winners then losers), got ",
-             policy_errors.str(), " and ", reference_errors.str());
-  std::vector<double> pol = policy_errors.ToVector(), ref = reference_errors.ToVector();
-  PreferenceLoss out;
-  out.batch.timepoints = timepoints;
-  out.batch.policy_winner.assign(pol.begin(), pol.begin() + b);
-  out.batch.policy_loser.assign(pol.begin() + b, pol.end());
-  out.batch.reference_winner.assign(ref.begin(), ref.begin() + b);
-  out.batch.reference_loser.assign(ref.begin() + b, ref.end());
-  out.result = EvaluateObjective(config, out.batch);
-
-  // loss = <policy_errors, g> + (L - <e, g>): the value is the objective's, and the gradient
-  // w.r.t. the errors is exactly the objective's analytic gradient g.
-  std::vector<double> g(2 * b);
-  double dot = 0;
-  for (int64_t i = 0; i < b; ++i) {
-    g[i] = out.result.grad_policy_winner[i];
-    g[b + i] = out.result.grad_policy_loser[i];
+PairErrors ComputePairErrors(models::DiffusionModel &policy, models::DiffusionModel *reference,
+                             const NoisedPairs &batch) {
+  PairErrors errors;
+  errors.policy = PerSampleMse(policy.ForwardList(batch.inputs, batch.timesteps, batch.contexts),
+                               batch.targets);
+  NoGradGuard no_grad;
+  if (reference != nullptr) {
+    errors.reference = PerSampleMse(
+        reference->ForwardList(batch.inputs, batch.timesteps, batch.contexts), batch.targets);
+  } else {
+    nn::LoraDisabledScope adapters_off(policy.module());
+    errors.reference = PerSampleMse(
+        policy.ForwardList(batch.inputs, batch.timesteps, batch.contexts), batch.targets);
   }
-  for (int64_t i = 0; i < 2 * b; ++i) dot += g[i] * pol[i];
+  return errors;
+}
+
+namespace {
+
+// Per pair: the four errors, the time point and the pair weight.
+constexpr size_t kPairFields = 11;
+
+}  // namespace
+
+GlobalPairs GatherPairs(const NoisedPairs &batch, const PairErrors &errors,
+                        distributed::Communicator &comm) {
+  const int64_t b = static_cast<int64_t>(batch.timepoints.size());
+  SDPO_CHECK(b > 0 && batch.weights.size() == batch.timepoints.size() &&
+                 errors.policy.shape() == Shape({2 * b}) &&
+                 errors.reference.shape() == Shape({2 * b}),
+             "GatherPairs: ", b, " pairs need ", b, " weights (found ", batch.weights.size(),
+             ") and errors of shape [", 2 * b, "] (winners then losers), found ",
+             errors.policy.str(), " and ", errors.reference.str());
+  const std::vector<double> pol = errors.policy.ToVector(), ref = errors.reference.ToVector();
+  std::vector<double> mine;
+  mine.reserve(kPairFields * static_cast<size_t>(b));
+  for (int64_t i = 0; i < b; ++i) {
+    const TimePoint &tp = batch.timepoints[i];
+    mine.insert(mine.end(),
+                {pol[i], pol[b + i], ref[i], ref[b + i], tp.timestep, tp.alpha, tp.sigma,
+                 tp.alpha_prev, tp.sigma_prev, static_cast<double>(tp.index), batch.weights[i]});
+  }
+  const std::vector<double> flat = comm.AllGather(mine);
+  GlobalPairs global;
+  PairBatch &g = global.batch;
+  for (size_t k = 0; k + kPairFields <= flat.size(); k += kPairFields) {
+    const double *v = flat.data() + k;
+    g.policy_winner.push_back(v[0]);
+    g.policy_loser.push_back(v[1]);
+    g.reference_winner.push_back(v[2]);
+    g.reference_loser.push_back(v[3]);
+    TimePoint tp;
+    tp.family = batch.timepoints.front().family;
+    tp.timestep = v[4];
+    tp.alpha = v[5];
+    tp.sigma = v[6];
+    tp.alpha_prev = v[7];
+    tp.sigma_prev = v[8];
+    tp.index = static_cast<int>(v[9]);
+    g.timepoints.push_back(tp);
+    global.pair_weights.push_back(v[10]);
+  }
+  return global;
+}
+
+PreferenceLoss ComputePreferenceLoss(const ObjectiveConfig &config, const GlobalPairs &global,
+                                     int64_t offset, const Tensor &policy_errors) {
+  const PairBatch &pairs = global.batch;
+  const int64_t n = static_cast<int64_t>(pairs.size());
+  SDPO_CHECK(policy_errors.dim() == 1 && policy_errors.size(0) % 2 == 0,
+             "ComputePreferenceLoss: policy errors must be [2b] (winners then "
+             "losers), got ",
+             policy_errors.str());
+  const int64_t b = policy_errors.size(0) / 2;
+  SDPO_CHECK(pairs.policy_winner.size() == pairs.size() &&
+                 pairs.policy_loser.size() == pairs.size() &&
+                 pairs.reference_winner.size() == pairs.size() &&
+                 pairs.reference_loser.size() == pairs.size() && offset >= 0 && offset + b <= n,
+             "ComputePreferenceLoss: this rank's ", b, " pairs at offset ", offset,
+             " must lie inside the global batch of ", n,
+             " pairs with one error of each kind "
+             "per pair");
+  PreferenceLoss out;
+  for (const auto *v : {&pairs.policy_winner, &pairs.policy_loser, &pairs.reference_winner,
+                        &pairs.reference_loser}) {
+    for (double x : *v) {
+      if (!std::isfinite(x)) return out;
+    }
+  }
+  // Pair weights: global.pair_weights[i] is pair i's dataset weight, gathered
+  // with its errors; it is to scale pair i's term of the objective here.
+  out.result = EvaluateObjective(config, pairs);
+  if (!std::isfinite(out.result.loss)) return out;
+  out.finite = true;
+
+  // loss = <policy_errors, g> + (L - <e, g>): the value is the objective's, and
+  // the gradient w.r.t. this rank's errors is exactly the objective's analytic
+  // gradient g for its pairs.
+  std::vector<double> g(2 * b);
+  for (int64_t i = 0; i < b; ++i) {
+    g[i] = out.result.grad_policy_winner[offset + i];
+    g[b + i] = out.result.grad_policy_loser[offset + i];
+  }
+  double dot = 0;
+  for (int64_t i = 0; i < b; ++i) dot += g[i] * pairs.policy_winner[offset + i];
+  for (int64_t i = 0; i < b; ++i) dot += g[b + i] * pairs.policy_loser[offset + i];
   // On the errors' device (the model may run on CUDA).
-  Tensor grad = ops::To(Tensor::FromVector(g, {2 * b}, policy_errors.dtype()),
-                        policy_errors.device());
+  Tensor grad =
+      ops::To(Tensor::FromVector(g, {2 * b}, policy_errors.dtype()), policy_errors.device());
   Tensor linear = sum(mul(policy_errors, grad));
   out.loss = add(linear, out.result.loss - dot);
   return out;

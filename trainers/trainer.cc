@@ -16,7 +16,6 @@
 #include "nn/lora.h"
 #include "tensor/kernels.h"
 #include "tensor/philox.h"
-#include "trainers/preference_step.h"
 #include "trainers/progress.h"
 #include "trainers/report.h"
 
@@ -27,37 +26,6 @@ namespace {
 constexpr uint64_t kTimestepSalt = 0x7153a1d2e4b6c8f0ull;
 constexpr uint64_t kNoiseSalt = 0x2b992ddfa23249d6ull;
 constexpr char kStateFormat[] = "sdpo-train-state-v1";
-
-// Per pair, what every rank needs to evaluate the objective on the whole global micro-batch: the
-// four errors and the time point.
-constexpr size_t kPairFields = 10;
-
-void AppendPair(std::vector<double>& out, const TimePoint& tp, double pw, double pl, double rw,
-                double rl) {
-  out.insert(out.end(), {pw, pl, rw, rl, tp.timestep, tp.alpha, tp.sigma, tp.alpha_prev,
-                         tp.sigma_prev, static_cast<double>(tp.index)});
-}
-
-PairBatch UnpackPairs(const std::vector<double>& flat, ScheduleFamily family) {
-  PairBatch b;
-  for (size_t k = 0; k + kPairFields <= flat.size(); k += kPairFields) {
-    const double* v = flat.data() + k;
-    b.policy_winner.push_back(v[0]);
-    b.policy_loser.push_back(v[1]);
-    b.reference_winner.push_back(v[2]);
-    b.reference_loser.push_back(v[3]);
-    TimePoint tp;
-    tp.family = family;
-    tp.timestep = v[4];
-    tp.alpha = v[5];
-    tp.sigma = v[6];
-    tp.alpha_prev = v[7];
-    tp.sigma_prev = v[8];
-    tp.index = static_cast<int>(v[9]);
-    b.timepoints.push_back(tp);
-  }
-  return b;
-}
 
 uint64_t Fnv1a(const std::string& s) {
   uint64_t h = 0xcbf29ce484222325ull;
@@ -229,6 +197,34 @@ std::vector<std::pair<std::string, Tensor>> Trainer::TrainableParameters() const
   return policy_.module().NamedTrainableParameters();
 }
 
+NoisedPairs Trainer::LoadMicroBatch(int64_t micro) {
+  // Draws are a pure function of (seed, step, micro-batch, GLOBAL pair index): resume is
+  // bit-exact, and N ranks x b pairs draw exactly what 1 rank x N*b pairs draws.
+  const int64_t global_batch = config_.batch * comm_->world_size();
+  const uint64_t draw_base = static_cast<uint64_t>(
+      (step_ * config_.grad_accum + micro) * global_batch + comm_->rank() * config_.batch);
+  if (!loader_) loader_ = std::make_unique<data::PrefetchingLoader>(data_, data_order_);
+  data::PreferenceBatch loaded = loader_->Next();
+  data_order_.set_cursor(loaded.cursor);
+  PairTensors pairs;
+  std::vector<TimePoint> tps;
+  std::vector<Tensor> noise;
+  const Device device = config_.device;
+  for (size_t i = 0; i < loaded.pairs.size(); ++i) {
+    const data::PreferencePair& p = loaded.pairs[i];
+    pairs.winners.push_back(OnDevice(p.winner, device));
+    pairs.losers.push_back(OnDevice(p.loser, device));
+    pairs.contexts.push_back(OnDevice(p.context, device));
+    pairs.weights.push_back(p.weight);
+    tps.push_back(sampler_.Sample(PhiloxUniform(draw_base + i, config_.seed ^ kTimestepSalt)));
+    // Drawn on the device: Philox gives the same stream on every device.
+    noise.push_back(ops::RandomNormal(p.winner.shape(), config_.seed ^ kNoiseSalt,
+                                      (draw_base + i) * static_cast<uint64_t>(p.winner.numel()),
+                                      kF32, device));
+  }
+  return NoisePairs(pairs, tps, noise, config_.target);
+}
+
 StepRecord Trainer::Step() {
   auto t0 = std::chrono::steady_clock::now();
   StepRecord record;
@@ -241,97 +237,33 @@ StepRecord Trainer::Step() {
   double loss_sum = 0;
   bool finite = true;
   const double micro_scale = 1.0 / static_cast<double>(config_.grad_accum);
-  const int64_t world = comm_->world_size();
-  const int64_t global_batch = config_.batch * world;
   for (int64_t micro = 0; micro < config_.grad_accum; ++micro) {
-    // Draws are a pure function of (seed, step, micro-batch, GLOBAL pair index): resume is
-    // bit-exact, and N ranks x b pairs draw exactly what 1 rank x N*b pairs draws.
-    const uint64_t draw_base = static_cast<uint64_t>(
-        (step_ * config_.grad_accum + micro) * global_batch + comm_->rank() * config_.batch);
-    if (!loader_) loader_ = std::make_unique<data::PrefetchingLoader>(data_, data_order_);
-    data::PreferenceBatch loaded = loader_->Next();
-    data_order_.set_cursor(loaded.cursor);
-    PairTensors pairs;
-    std::vector<TimePoint> tps;
-    std::vector<Tensor> noise;
-    const Device device = config_.device;
-    for (size_t i = 0; i < loaded.pairs.size(); ++i) {
-      const data::PreferencePair& p = loaded.pairs[i];
-      pairs.winners.push_back(OnDevice(p.winner, device));
-      pairs.losers.push_back(OnDevice(p.loser, device));
-      pairs.contexts.push_back(OnDevice(p.context, device));
-      pairs.weights.push_back(p.weight);
-      tps.push_back(sampler_.Sample(PhiloxUniform(draw_base + i, config_.seed ^ kTimestepSalt)));
-      // Drawn on the device: Philox gives the same stream on every device.
-      noise.push_back(ops::RandomNormal(p.winner.shape(), config_.seed ^ kNoiseSalt,
-                                        (draw_base + i) * static_cast<uint64_t>(p.winner.numel()),
-                                        kF32, device));
-    }
-    NoisedPairs batch = NoisePairs(pairs, tps, noise, config_.target);
-
-    std::vector<Tensor> policy_pred =
-        policy_.ForwardList(batch.inputs, batch.timesteps, batch.contexts);
-    Tensor policy_err = PerSampleMse(policy_pred, batch.targets);
-    Tensor reference_err;
-    {
-      NoGradGuard no_grad;
-      if (reference_ != nullptr) {
-        reference_err = PerSampleMse(
-            reference_->ForwardList(batch.inputs, batch.timesteps, batch.contexts), batch.targets);
-      } else {
-        nn::LoraDisabledScope adapters_off(policy_.module());
-        reference_err = PerSampleMse(
-            policy_.ForwardList(batch.inputs, batch.timesteps, batch.contexts), batch.targets);
-      }
-    }
-    // Every rank gathers the errors and time points of the whole global micro-batch and
-    // evaluates the objective on it, exactly as one rank holding all the pairs would (batch
-    // normalisations such as C&M's mean over active pairs and SDPO's self-normalised weights
-    // included). Each rank then backpropagates the objective's gradient for its own pairs, so the
-    // SUM of the ranks' parameter gradients is the single-rank gradient of the global batch.
-    const int64_t b = static_cast<int64_t>(tps.size());
-    const std::vector<double> pol = policy_err.ToVector(), ref = reference_err.ToVector();
-    std::vector<double> mine;
-    mine.reserve(kPairFields * static_cast<size_t>(b));
-    for (int64_t i = 0; i < b; ++i) {
-      AppendPair(mine, tps[i], pol[i], pol[b + i], ref[i], ref[b + i]);
-    }
-    PairBatch global = UnpackPairs(comm_->AllGather(mine), tps.front().family);
-    // Decided on the gathered values: every rank skips the step together.
-    bool errors_finite = true;
-    for (const auto* v : {&global.policy_winner, &global.policy_loser, &global.reference_winner,
-                          &global.reference_loser}) {
-      for (double x : *v) errors_finite = errors_finite && std::isfinite(x);
-    }
-    if (!errors_finite) {
+    const NoisedPairs batch = LoadMicroBatch(micro);
+    const PairErrors errors = ComputePairErrors(policy_, reference_, batch);
+    // Every rank evaluates the objective on the whole global micro-batch and backpropagates its
+    // gradient for its own pairs, so the SUM of the ranks' parameter gradients is the
+    // single-rank gradient of the global batch.
+    const GlobalPairs global = GatherPairs(batch, errors, *comm_);
+    const int64_t offset = comm_->rank() * static_cast<int64_t>(batch.timepoints.size());
+    const PreferenceLoss loss =
+        ComputePreferenceLoss(config_.objective, global, offset, errors.policy);
+    if (!loss.finite) {
       finite = false;
       break;
     }
-    ObjectiveResult result = EvaluateObjective(config_.objective, global);
-    if (!std::isfinite(result.loss)) {
-      finite = false;
-      break;
-    }
-    const int64_t offset = comm_->rank() * b;
-    std::vector<double> g(2 * b);
-    for (int64_t i = 0; i < b; ++i) {
-      g[i] = result.grad_policy_winner[offset + i];
-      g[b + i] = result.grad_policy_loser[offset + i];
-    }
-    // d loss / d policy_err = g (the objective's analytic gradient), as ComputePreferenceLoss.
-    Tensor grad = OnDevice(Tensor::FromVector(g, {2 * b}, policy_err.dtype()), device);
-    loss_sum += result.loss * micro_scale;
-    Backward(mul(sum(mul(policy_err, grad)), micro_scale));
+    loss_sum += loss.result.loss * micro_scale;
+    Backward(mul(loss.loss, micro_scale));
     // Accumulate what the metrics need across micro-batches.
     auto append = [](std::vector<double>& a, const std::vector<double>& v) {
       a.insert(a.end(), v.begin(), v.end());
     };
-    append(all_pairs.policy_winner, global.policy_winner);
-    append(all_pairs.policy_loser, global.policy_loser);
-    append(all_pairs.reference_winner, global.reference_winner);
-    append(all_pairs.reference_loser, global.reference_loser);
-    all_pairs.timepoints.insert(all_pairs.timepoints.end(), global.timepoints.begin(),
-                                global.timepoints.end());
+    append(all_pairs.policy_winner, global.batch.policy_winner);
+    append(all_pairs.policy_loser, global.batch.policy_loser);
+    append(all_pairs.reference_winner, global.batch.reference_winner);
+    append(all_pairs.reference_loser, global.batch.reference_loser);
+    all_pairs.timepoints.insert(all_pairs.timepoints.end(), global.batch.timepoints.begin(),
+                                global.batch.timepoints.end());
+    const ObjectiveResult& result = loss.result;
     all_results.pairs.insert(all_results.pairs.end(), result.pairs.begin(), result.pairs.end());
     all_results.num_active += result.num_active;
     all_results.num_weights_clipped += result.num_weights_clipped;
@@ -339,18 +271,7 @@ StepRecord Trainer::Step() {
   }
   all_results.loss = loss_sum;
 
-  if (zero_ != nullptr) {
-    // ZeRO-1: reduce-scatter, the collective NaN/Inf decision, global-norm clipping, the shard's
-    // AdamW update and the all-gather of the weights (trainers/distributed/zero.h). A non-finite
-    // loss was decided on gathered values, so every rank skips this together.
-    if (finite) {
-      const distributed::ZeroAdamW::StepResult z = zero_->Step(record.lr, config_.max_grad_norm);
-      finite = z.finite;
-      record.grad_norm = z.grad_norm;
-    }
-  } else {
-    finite = ReplicatedUpdate(finite, record);
-  }
+  finite = Update(finite, record);
   if (finite) {
     bad_streak_ = 0;
     record.metrics = ComputeStepMetrics(all_pairs, all_results,
@@ -378,6 +299,17 @@ StepRecord Trainer::Step() {
   history_.push_back(record);
   AppendMetrics(record);
   return record;
+}
+
+bool Trainer::Update(bool finite, StepRecord& record) {
+  if (zero_ == nullptr) return ReplicatedUpdate(finite, record);
+  // ZeRO-1: reduce-scatter, the collective NaN/Inf decision, global-norm clipping, the shard's
+  // AdamW update and the all-gather of the weights (trainers/distributed/zero.h). A non-finite
+  // loss was decided on gathered values, so every rank skips this together.
+  if (!finite) return false;
+  const distributed::ZeroAdamW::StepResult z = zero_->Step(record.lr, config_.max_grad_norm);
+  record.grad_norm = z.grad_norm;
+  return z.finite;
 }
 
 bool Trainer::ReplicatedUpdate(bool finite, StepRecord& record) {

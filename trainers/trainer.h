@@ -12,16 +12,17 @@
 #include <vector>
 
 #include "models/diffusion_model.h"
+#include "models/schedules.h"
 #include "nn/lr_schedule.h"
 #include "nn/optim.h"
 #include "sdpo/metrics.h"
 #include "sdpo/objectives.h"
-#include "models/schedules.h"
 #include "trainers/data/loader.h"
 #include "trainers/data/preference_dataset.h"
 #include "trainers/data/sampler.h"
 #include "trainers/distributed/communicator.h"
 #include "trainers/distributed/zero.h"
+#include "trainers/preference_step.h"
 
 namespace sdpo::trainers {
 
@@ -128,6 +129,11 @@ class Trainer {
   void ZeroGrads();
   // Every rank waits (without the collective timeout) for rank 0 to finish its evaluation.
   void WaitForRoot();
+  // The next micro-batch of this rank's pairs on the training device, noised.
+  NoisedPairs LoadMicroBatch(int64_t micro);
+  // The optimizer update after the micro-batches' backward passes (ReplicatedUpdate or ZeRO-1).
+  // finite: every micro-batch's loss was finite. Returns whether the step was applied.
+  bool Update(bool finite, StepRecord& record);
   // The all-reduce path (zero_stage 0): sums the gradients over ranks, decides NaN/Inf skips
   // together, clips and steps the replicated AdamW. Returns whether the step was applied.
   bool ReplicatedUpdate(bool finite, StepRecord& record);

@@ -7,14 +7,13 @@
 #include <memory>
 
 #include "autograd/engine.h"
-#include "autograd/grad_mode.h"
 #include "autograd/ops.h"
+#include "models/schedules.h"
 #include "models/wan21/model.h"
 #include "nn/init.h"
 #include "nn/lora.h"
 #include "nn/optim.h"
 #include "sdpo/objectives.h"
-#include "models/schedules.h"
 #include "tensor/kernel_profiler.h"
 #include "tensor/ops.h"
 #include "trainers/preference_step.h"
@@ -176,6 +175,7 @@ WanStepResult RunWanStep(const WanStepOptions& o) {
   res.tokens_per_sample = (o.frames / c.patch_size[0]) * (o.height / c.patch_size[1]) *
                           (o.width / c.patch_size[2]);
   ObjectiveConfig objective;  // SDPO, the trainer's default
+  distributed::LocalCommunicator comm(o.device);  // one process: the global batch is this one
   objective.beta = o.beta;
   sync();
   res.setup_s = Now() - t_setup;
@@ -192,23 +192,12 @@ WanStepResult RunWanStep(const WanStepOptions& o) {
     sync();
     const double t0 = Now();
     optimizer.ZeroGrad();
-    std::vector<Tensor> pred = policy->ForwardList(batch.inputs, batch.timesteps, batch.contexts);
-    Tensor policy_err = trainers::PerSampleMse(pred, batch.targets);
-    pred.clear();
-    Tensor reference_err;
-    {
-      NoGradGuard no_grad;
-      if (reference) {
-        reference_err = trainers::PerSampleMse(
-            reference->ForwardList(batch.inputs, batch.timesteps, batch.contexts), batch.targets);
-      } else {
-        nn::LoraDisabledScope off(*policy);
-        reference_err = trainers::PerSampleMse(
-            policy->ForwardList(batch.inputs, batch.timesteps, batch.contexts), batch.targets);
-      }
-    }
-    trainers::PreferenceLoss loss =
-        trainers::ComputePreferenceLoss(objective, tps, policy_err, reference_err);
+    const trainers::PairErrors errors =
+        trainers::ComputePairErrors(*policy, reference.get(), batch);
+    const trainers::GlobalPairs global = trainers::GatherPairs(batch, errors, comm);
+    const trainers::PreferenceLoss loss =
+        trainers::ComputePreferenceLoss(objective, global, /*offset=*/0, errors.policy);
+    SDPO_CHECK(loss.finite, "RunWanStep: non-finite errors or loss");
     Backward(loss.loss);
     const double grad_norm = nn::ClipGradNorm(params, 1.0);
     optimizer.Step();
@@ -218,13 +207,13 @@ WanStepResult RunWanStep(const WanStepOptions& o) {
     res.step_s.push_back(dt);
     res.losses.push_back(loss.result.loss);
     res.grad_norms.push_back(grad_norm);
-    res.policy_errors.push_back(loss.batch.policy_winner);
-    res.policy_errors.back().insert(res.policy_errors.back().end(),
-                                    loss.batch.policy_loser.begin(), loss.batch.policy_loser.end());
-    res.reference_errors.push_back(loss.batch.reference_winner);
+    const PairBatch& seen = global.batch;
+    res.policy_errors.push_back(seen.policy_winner);
+    res.policy_errors.back().insert(res.policy_errors.back().end(), seen.policy_loser.begin(),
+                                    seen.policy_loser.end());
+    res.reference_errors.push_back(seen.reference_winner);
     res.reference_errors.back().insert(res.reference_errors.back().end(),
-                                       loss.batch.reference_loser.begin(),
-                                       loss.batch.reference_loser.end());
+                                       seen.reference_loser.begin(), seen.reference_loser.end());
   };
   int total = o.warmup + o.steps;
   for (int step = 0; step < total; ++step) {

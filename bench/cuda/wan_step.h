@@ -1,7 +1,7 @@
-// One SDPO training step of a Wan2.1 DiT, exactly as trainers/trainer.cc runs it, on any device:
-// policy ForwardList on a batch of pairs (winners then losers) + PerSampleMse, the reference
-// forward under NoGradGuard (LoRA: the same weights with LoraDisabledScope; full: a frozen bf16
-// copy), ComputePreferenceLoss + Backward, ClipGradNorm, AdamW step. Device-agnostic (no CUDA
+// One SDPO training step of a Wan2.1 DiT through the trainer's step path
+// (trainers/preference_step.h: ComputePairErrors, GatherPairs, ComputePreferenceLoss), on any
+// device, then Backward, ClipGradNorm and the AdamW step (LoRA: the reference is the same weights
+// with the adapters off; full fine-tuning: a frozen bf16 copy). Device-agnostic (no CUDA
 // header): the CUDA benchmark (`cuda_check wan_step`, wan_step_cli.cc) passes its own
 // synchronisation hook, and tests/models/wan21/wan_cuda_step_test.cc runs it on the CPU and on
 // the emulated CUDA device.

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -183,18 +184,84 @@ TEST(PreferenceStepTest, WinnerAndLoserShareTimestepAndNoise) {
   CheckSharedHalves(steps.data(), 3, 1, "timesteps");
 }
 
+// A global batch of two pairs, as GatherPairs leaves it.
+GlobalPairs TwoPairs(const std::vector<double>& pol, const std::vector<double>& ref) {
+  NoisedPairs batch;
+  batch.timepoints = {Flow().At(300), Flow().At(600)};
+  batch.weights = {1.0, 1.0};
+  PairErrors errors;
+  errors.policy = Tensor::FromVector(pol, {4}, kF64);
+  errors.reference = Tensor::FromVector(ref, {4}, kF64);
+  distributed::LocalCommunicator local;
+  return GatherPairs(batch, errors, local);
+}
+
 TEST(PreferenceStepTest, LossGradientIsTheObjectivesGradient) {
-  std::vector<TimePoint> tps = {Flow().At(300), Flow().At(600)};
-  Tensor pol = Tensor::FromVector(std::vector<double>{0.5, 0.7, 0.9, 0.4}, {4}, kF64);
+  const std::vector<double> pol_values = {0.5, 0.7, 0.9, 0.4}, ref = {0.6, 0.6, 0.8, 0.5};
+  GlobalPairs global = TwoPairs(pol_values, ref);
+  Tensor pol = Tensor::FromVector(pol_values, {4}, kF64);
   pol.set_requires_grad(true);
-  Tensor ref = Tensor::FromVector(std::vector<double>{0.6, 0.6, 0.8, 0.5}, {4}, kF64);
   ObjectiveConfig cfg = ObjectiveConfig::DiffusionDpo();
-  PreferenceLoss l = ComputePreferenceLoss(cfg, tps, pol, ref);
+  PreferenceLoss l = ComputePreferenceLoss(cfg, global, /*offset=*/0, pol);
+  ASSERT_TRUE(l.finite);
   EXPECT_NEAR(l.loss.item(), l.result.loss, 1e-12);
   Backward(l.loss);
   std::vector<double> g = pol.grad().ToVector();
   EXPECT_DOUBLE_EQ(g[0], l.result.grad_policy_winner[0]);
   EXPECT_DOUBLE_EQ(g[3], l.result.grad_policy_loser[1]);
+}
+
+// Data parallelism through the one loss path: two ranks holding one pair each, at offsets 0 and
+// 1 of the gathered batch, backpropagate the one-rank gradient's entries for their pairs.
+TEST(PreferenceStepTest, EachRankGetsTheOneRankGradientOfItsPairs) {
+  const std::vector<double> pol_values = {0.5, 0.7, 0.9, 0.4}, ref = {0.6, 0.6, 0.8, 0.5};
+  GlobalPairs global = TwoPairs(pol_values, ref);
+  ObjectiveConfig cfg = ObjectiveConfig::Sdpo();
+  cfg.sdpo_reading = SdpoReading::kSelfNormalized;  // a batch-wide normalisation
+  Tensor whole = Tensor::FromVector(pol_values, {4}, kF64);
+  whole.set_requires_grad(true);
+  Backward(ComputePreferenceLoss(cfg, global, 0, whole).loss);
+  const std::vector<double> expected = whole.grad().ToVector();  // w0 w1 l0 l1
+  ASSERT_NE(expected[0], expected[1]);
+  for (int64_t rank = 0; rank < 2; ++rank) {
+    // This rank's errors: its winner, then its loser.
+    Tensor mine =
+        Tensor::FromVector(std::vector<double>{pol_values[rank], pol_values[2 + rank]}, {2}, kF64);
+    mine.set_requires_grad(true);
+    PreferenceLoss l = ComputePreferenceLoss(cfg, global, rank, mine);
+    ASSERT_TRUE(l.finite);
+    Backward(l.loss);
+    std::vector<double> g = mine.grad().ToVector();
+    EXPECT_DOUBLE_EQ(g[0], expected[rank]) << "rank " << rank;
+    EXPECT_DOUBLE_EQ(g[1], expected[2 + rank]) << "rank " << rank;
+  }
+}
+
+TEST(PreferenceStepTest, GatherCarriesErrorsTimePointsAndPairWeights) {
+  NoisedPairs batch;
+  batch.timepoints = {Flow().At(250)};
+  batch.weights = {5.0};
+  PairErrors errors;
+  errors.policy = Tensor::FromVector(std::vector<double>{0.25, 0.75}, {2}, kF64);
+  errors.reference = Tensor::FromVector(std::vector<double>{0.5, 0.125}, {2}, kF64);
+  distributed::LocalCommunicator local;
+  GlobalPairs g = GatherPairs(batch, errors, local);
+  ASSERT_EQ(g.batch.size(), 1u);
+  EXPECT_EQ(g.batch.policy_winner[0], 0.25);
+  EXPECT_EQ(g.batch.policy_loser[0], 0.75);
+  EXPECT_EQ(g.batch.reference_winner[0], 0.5);
+  EXPECT_EQ(g.batch.reference_loser[0], 0.125);
+  EXPECT_EQ(g.batch.timepoints[0].timestep, batch.timepoints[0].timestep);
+  EXPECT_EQ(g.batch.timepoints[0].sigma, batch.timepoints[0].sigma);
+  EXPECT_EQ(g.batch.timepoints[0].index, batch.timepoints[0].index);
+  EXPECT_EQ(g.pair_weights, std::vector<double>{5.0});
+}
+
+TEST(PreferenceStepTest, NonFiniteErrorsMakeTheLossNotFinite) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  GlobalPairs global = TwoPairs({0.5, nan, 0.9, 0.4}, {0.6, 0.6, 0.8, 0.5});
+  Tensor pol = Tensor::FromVector(std::vector<double>{0.5, 0.9}, {2}, kF64);
+  EXPECT_FALSE(ComputePreferenceLoss(ObjectiveConfig::Sdpo(), global, 0, pol).finite);
 }
 
 // CogVideoX through the same interface: the v-prediction DDPM path, LoRA on diffusers names,
