@@ -1,6 +1,5 @@
-// io/video: mp4 round trips through FFmpeg, the time/space conditioning of
-// ReadVideo, the GIF and PNG writers, and the errors for files that are not
-// (whole) videos.
+// io/video: mp4 round trips through FFmpeg, the time/space conditioning of ReadVideo, the GIF and
+// PNG writers, and the errors for files that are not (whole) videos.
 #include "io/video.h"
 
 #include <cmath>
@@ -9,8 +8,8 @@
 #include <fstream>
 #include <string>
 
-#include "tests/error_testing.h"
 #include "gtest/gtest.h"
+#include "tests/error_testing.h"
 
 namespace sdpo::video {
 namespace {
@@ -18,19 +17,17 @@ namespace {
 using sdpo::testing::ExpectErrorContains;
 using sdpo::testing::FreshTmpDir;
 
-// A smooth moving colour pattern [3, T, H, W] in [-1, 1]: what a decoded sample
-// looks like.
+// A smooth moving colour pattern [3, T, H, W] in [-1, 1]: what a decoded sample looks like.
 Tensor SyntheticClip(int64_t T, int64_t H, int64_t W) {
   Tensor v = Tensor::Empty({3, T, H, W});
-  float *x = v.data<float>();
+  float* x = v.data<float>();
   for (int64_t c = 0; c < 3; ++c) {
     for (int64_t t = 0; t < T; ++t) {
       for (int64_t h = 0; h < H; ++h) {
         for (int64_t w = 0; w < W; ++w) {
           const double phase = 0.15 * t + 0.8 * c;
           x[((c * T + t) * H + h) * W + w] = static_cast<float>(
-              0.7 * std::sin(2 * M_PI * (w / double(W) + phase)) *
-                  std::cos(M_PI * h / double(H)) +
+              0.7 * std::sin(2 * M_PI * (w / double(W) + phase)) * std::cos(M_PI * h / double(H)) +
               0.2 * std::cos(2 * M_PI * (h / double(H) - 0.5 * phase)));
         }
       }
@@ -39,39 +36,36 @@ Tensor SyntheticClip(int64_t T, int64_t H, int64_t W) {
   return v;
 }
 
-// Frame t is a uniform grey of level 10 + 8 t (0..255): a frame's index can be
-// read back.
+// Frame t is a uniform grey of level 10 + 8 t (0..255): a frame's index can be read back.
 Tensor NumberedClip(int64_t T, int64_t H = 32, int64_t W = 48) {
   Tensor v = Tensor::Empty({3, T, H, W});
-  float *x = v.data<float>();
+  float* x = v.data<float>();
   for (int64_t c = 0; c < 3; ++c) {
     for (int64_t t = 0; t < T; ++t) {
-      for (int64_t p = 0; p < H * W; ++p)
-        x[(c * T + t) * H * W + p] = (10 + 8 * t) / 127.5f - 1;
+      for (int64_t p = 0; p < H * W; ++p) x[(c * T + t) * H * W + p] = (10 + 8 * t) / 127.5f - 1;
     }
   }
   return v;
 }
 
 // The source index of each frame of a read NumberedClip (nearest level).
-std::vector<int64_t> FrameNumbers(const Tensor &v) {
+std::vector<int64_t> FrameNumbers(const Tensor& v) {
   const int64_t T = v.size(1), HW = v.size(2) * v.size(3);
-  const float *x = v.data<float>();
+  const float* x = v.data<float>();
   std::vector<int64_t> out;
   for (int64_t t = 0; t < T; ++t) {
     double mean = 0;
-    for (int64_t p = 0; p < HW; ++p)
-      mean += x[t * HW + p]; // channel 0
+    for (int64_t p = 0; p < HW; ++p) mean += x[t * HW + p];  // channel 0
     const double level = (mean / HW + 1) * 127.5;
     out.push_back(std::lround((level - 10) / 8));
   }
   return out;
 }
 
-double Psnr(const Tensor &a, const Tensor &b) {
+double Psnr(const Tensor& a, const Tensor& b) {
   EXPECT_EQ(a.shape(), b.shape());
-  const float *x = a.data<float>();
-  const float *y = b.data<float>();
+  const float* x = a.data<float>();
+  const float* y = b.data<float>();
   double se = 0;
   for (int64_t i = 0; i < a.numel(); ++i) {
     // In 8-bit units: the written video is quantised to bytes first.
@@ -82,11 +76,11 @@ double Psnr(const Tensor &a, const Tensor &b) {
   return 10 * std::log10(255.0 * 255.0 / mse);
 }
 
-void WriteBytes(const std::string &path, const std::string &bytes) {
+void WriteBytes(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary) << bytes;
 }
 
-std::string ReadBytes(const std::string &path) {
+std::string ReadBytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
@@ -124,8 +118,7 @@ TEST(VideoTest, ResamplesToATargetFrameRate) {
   WriteMp4(dir + "/n.mp4", NumberedClip(24), {/*fps=*/24});
   // Every frame at the file's rate.
   std::vector<int64_t> all(24);
-  for (int i = 0; i < 24; ++i)
-    all[i] = i;
+  for (int i = 0; i < 24; ++i) all[i] = i;
   EXPECT_EQ(FrameNumbers(ReadVideo(dir + "/n.mp4")), all);
   // 24 -> 8 fps: every third frame (what is on screen at i / 8 s).
   ReadOptions o;
@@ -140,13 +133,11 @@ TEST(VideoTest, ResamplesToATargetFrameRate) {
   o.fps = 48;
   const std::vector<int64_t> up = FrameNumbers(ReadVideo(dir + "/n.mp4", o));
   ASSERT_EQ(up.size(), 48u);
-  for (int i = 0; i < 48; ++i)
-    EXPECT_EQ(up[i], i / 2) << i;
+  for (int i = 0; i < 48; ++i) EXPECT_EQ(up[i], i / 2) << i;
   // A start time skips the frames before it.
   o.fps = 8;
   o.start_s = 0.5;
-  EXPECT_EQ(FrameNumbers(ReadVideo(dir + "/n.mp4", o)),
-            (std::vector<int64_t>{12, 15, 18, 21}));
+  EXPECT_EQ(FrameNumbers(ReadVideo(dir + "/n.mp4", o)), (std::vector<int64_t>{12, 15, 18, 21}));
 }
 
 TEST(VideoTest, CutsTheCountTo1Plus4kAndMaxFrames) {
@@ -160,10 +151,10 @@ TEST(VideoTest, CutsTheCountTo1Plus4kAndMaxFrames) {
   ReadOptions o;
   o.one_plus_4k = true;
   EXPECT_EQ(FrameNumbers(ReadVideo(dir + "/n.mp4", o)).size(), 21u);
-  o.max_frames = 12; // 12 -> 9
+  o.max_frames = 12;  // 12 -> 9
   EXPECT_EQ(FrameNumbers(ReadVideo(dir + "/n.mp4", o)),
             (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8}));
-  o.fps = 12; // 12 frames at 12 fps (every other), then 1 + 4k = 9
+  o.fps = 12;  // 12 frames at 12 fps (every other), then 1 + 4k = 9
   EXPECT_EQ(FrameNumbers(ReadVideo(dir + "/n.mp4", o)),
             (std::vector<int64_t>{0, 2, 4, 6, 8, 10, 12, 14, 16}));
 }
@@ -173,24 +164,20 @@ TEST(VideoTest, ResizesToCoverThenCropsTheCentre) {
   // A horizontal grey ramp 96 wide, 64 high: level = 40 + 2 x.
   const int64_t T = 2, H = 64, W = 96;
   Tensor v = Tensor::Empty({3, T, H, W});
-  float *x = v.data<float>();
-  for (int64_t i = 0; i < v.numel(); ++i)
-    x[i] = (40 + 2 * (i % W)) / 127.5f - 1;
+  float* x = v.data<float>();
+  for (int64_t i = 0; i < v.numel(); ++i) x[i] = (40 + 2 * (i % W)) / 127.5f - 1;
   WriteMp4(dir + "/ramp.mp4", v);
   ReadOptions o;
   o.height = 32;
   o.width = 32;
-  // Cover: scale max(32/96, 32/64) = 1/2 -> 48 x 32, crop columns 8..39 of the
-  // scaled frame, i.e. source columns centred at 2 j + 16.5 for output column
-  // j.
+  // Cover: scale max(32/96, 32/64) = 1/2 -> 48 x 32, crop columns 8..39 of the scaled frame, i.e.
+  // source columns centred at 2 j + 16.5 for output column j.
   const Tensor out = ReadVideo(dir + "/ramp.mp4", o);
   ASSERT_EQ(out.shape(), (Shape{3, 2, 32, 32}));
-  const float *y = out.data<float>();
-  for (int64_t j = 1; j < 31;
-       ++j) { // the outermost columns see the scaler's edge taps
+  const float* y = out.data<float>();
+  for (int64_t j = 1; j < 31; ++j) {  // the outermost columns see the scaler's edge taps
     const double expected = 40 + 2 * (2 * j + 16.5);
-    const double found =
-        (y[16 * 32 + j] + 1) * 127.5; // channel 0, frame 0, row 16
+    const double found = (y[16 * 32 + j] + 1) * 127.5;  // channel 0, frame 0, row 16
     // Codec error on a smooth ramp: a few levels.
     EXPECT_NEAR(found, expected, 4.0) << "column " << j;
   }
@@ -201,11 +188,9 @@ TEST(VideoTest, ResizesToCoverThenCropsTheCentre) {
 }
 
 TEST(VideoTest, FfprobeReadsTheMp4WeWrite) {
-  if (std::system("ffprobe -version > /dev/null 2>&1") != 0)
-    GTEST_SKIP() << "no ffprobe";
+  if (std::system("ffprobe -version > /dev/null 2>&1") != 0) GTEST_SKIP() << "no ffprobe";
   const std::string dir = FreshTmpDir("video_ffprobe");
-  const WriteResult r =
-      WriteMp4(dir + "/p.mp4", SyntheticClip(9, 48, 80), {/*fps=*/16});
+  const WriteResult r = WriteMp4(dir + "/p.mp4", SyntheticClip(9, 48, 80), {/*fps=*/16});
   const std::string cmd =
       "ffprobe -v error -select_streams v:0 -count_frames -show_entries "
       "stream=codec_name,width,height,pix_fmt,nb_read_frames,avg_frame_rate "
@@ -230,71 +215,57 @@ TEST(VideoTest, GifAndContactSheetAreReadableImages) {
   const Tensor back = ReadVideo(dir + "/c.gif", {}, &info);
   EXPECT_EQ(info.codec, "gif");
   ASSERT_EQ(back.shape(), (Shape{3, 5, 16, 24}));
-  // The fixed palette's grey ramp has steps of about 6.5 levels: numbers
-  // survive.
+  // The fixed palette's grey ramp has steps of about 6.5 levels: numbers survive.
   EXPECT_EQ(FrameNumbers(back), (std::vector<int64_t>{0, 1, 2, 3, 4}));
   WriteContactSheet(dir + "/c.png", clip, /*columns=*/3);
-  const Tensor sheet = ReadVideo(dir + "/c.png"); // FFmpeg's PNG decoder
+  const Tensor sheet = ReadVideo(dir + "/c.png");  // FFmpeg's PNG decoder
   // 2 rows x 3 columns of 24 x 16 with 2-pixel gaps.
   EXPECT_EQ(sheet.shape(), (Shape{3, 1, 2 * 18 + 2, 3 * 26 + 2}));
 }
 
 TEST(VideoTest, BadFilesGiveErrorsNamingThem) {
   const std::string dir = FreshTmpDir("video_bad");
-  ExpectErrorContains([&] { ReadVideo(dir + "/missing.mp4"); },
-                      {dir + "/missing.mp4", "no such"});
+  ExpectErrorContains([&] { ReadVideo(dir + "/missing.mp4"); }, {dir + "/missing.mp4", "no such"});
   WriteBytes(dir + "/empty.mp4", "");
-  ExpectErrorContains([&] { ReadVideo(dir + "/empty.mp4"); },
-                      {dir + "/empty.mp4", "empty"});
-  WriteBytes(dir + "/notes.mp4",
-             "these are not the frames you are looking for\n");
-  ExpectErrorContains([&] { ReadVideo(dir + "/notes.mp4"); },
-                      {dir + "/notes.mp4"});
+  ExpectErrorContains([&] { ReadVideo(dir + "/empty.mp4"); }, {dir + "/empty.mp4", "empty"});
+  WriteBytes(dir + "/notes.mp4", "these are not the frames you are looking for\n");
+  ExpectErrorContains([&] { ReadVideo(dir + "/notes.mp4"); }, {dir + "/notes.mp4"});
   // A real mp4 cut in half (index first: the frame data is missing).
   WriteMp4(dir + "/whole.mp4", SyntheticClip(17, 64, 96));
   const std::string whole = ReadBytes(dir + "/whole.mp4");
   WriteBytes(dir + "/half.mp4", whole.substr(0, whole.size() / 2));
-  ExpectErrorContains([&] { ReadVideo(dir + "/half.mp4"); },
-                      {dir + "/half.mp4"});
+  ExpectErrorContains([&] { ReadVideo(dir + "/half.mp4"); }, {dir + "/half.mp4"});
   // Only the first 100 bytes.
   WriteBytes(dir + "/head.mp4", whole.substr(0, 100));
-  ExpectErrorContains([&] { ReadVideo(dir + "/head.mp4"); },
-                      {dir + "/head.mp4"});
+  ExpectErrorContains([&] { ReadVideo(dir + "/head.mp4"); }, {dir + "/head.mp4"});
   // The container header overwritten with noise.
   std::string corrupt = whole;
   for (size_t i = 0; i < 256 && i < corrupt.size(); ++i)
     corrupt[i] = static_cast<char>(i * 37 + 11);
   WriteBytes(dir + "/corrupt.mp4", corrupt);
-  ExpectErrorContains([&] { ReadVideo(dir + "/corrupt.mp4"); },
-                      {dir + "/corrupt.mp4"});
+  ExpectErrorContains([&] { ReadVideo(dir + "/corrupt.mp4"); }, {dir + "/corrupt.mp4"});
   // An audio-only or image-free file: a WAV header.
   static const char kWav[] =
       "RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x40\x1f\x00\x00"
       "\x80\x3e\x00\x00\x02\x00\x10\x00data\x00\x00\x00\x00";
   const std::string wav(kWav, sizeof(kWav) - 1);
   WriteBytes(dir + "/sound.wav", wav);
-  ExpectErrorContains([&] { ReadVideo(dir + "/sound.wav"); },
-                      {dir + "/sound.wav"});
+  ExpectErrorContains([&] { ReadVideo(dir + "/sound.wav"); }, {dir + "/sound.wav"});
 }
 
 TEST(VideoTest, HostileSizesAreRefusedBeforeAllocating) {
   const std::string dir = FreshTmpDir("video_hostile");
   // A YUV4MPEG2 stream whose header claims 100000 x 100000 frames (30 GB each).
-  WriteBytes(dir + "/huge.y4m",
-             "YUV4MPEG2 W100000 H100000 F30:1 Ip A1:1 C420jpeg\nFRAME\nabc");
-  ExpectErrorContains([&] { ReadVideo(dir + "/huge.y4m"); },
-                      {dir + "/huge.y4m"});
+  WriteBytes(dir + "/huge.y4m", "YUV4MPEG2 W100000 H100000 F30:1 Ip A1:1 C420jpeg\nFRAME\nabc");
+  ExpectErrorContains([&] { ReadVideo(dir + "/huge.y4m"); }, {dir + "/huge.y4m"});
   // Within FFmpeg's limits but beyond ours.
-  WriteBytes(dir + "/big.y4m",
-             "YUV4MPEG2 W9000 H9000 F30:1 Ip A1:1 C420jpeg\nFRAME\nabc");
-  ExpectErrorContains([&] { ReadVideo(dir + "/big.y4m"); },
-                      {dir + "/big.y4m", "9000x9000"});
+  WriteBytes(dir + "/big.y4m", "YUV4MPEG2 W9000 H9000 F30:1 Ip A1:1 C420jpeg\nFRAME\nabc");
+  ExpectErrorContains([&] { ReadVideo(dir + "/big.y4m"); }, {dir + "/big.y4m", "9000x9000"});
   // The output limit: frames accumulate only up to max_output_bytes.
   WriteMp4(dir + "/ok.mp4", NumberedClip(6));
   ReadOptions o;
-  o.limits.max_output_bytes = 3 * 32 * 48 * 4 * 4; // four frames
-  ExpectErrorContains([&] { ReadVideo(dir + "/ok.mp4", o); },
-                      {dir + "/ok.mp4", "limit"});
+  o.limits.max_output_bytes = 3 * 32 * 48 * 4 * 4;  // four frames
+  ExpectErrorContains([&] { ReadVideo(dir + "/ok.mp4", o); }, {dir + "/ok.mp4", "limit"});
   o.max_frames = 4;
   EXPECT_EQ(ReadVideo(dir + "/ok.mp4", o).size(1), 4);
   // Requests that make no sense.
@@ -308,12 +279,10 @@ TEST(VideoTest, HostileSizesAreRefusedBeforeAllocating) {
         WriteMp4(dir + "/x.mp4", Tensor::Zeros({4, 2, 8, 8}));
       },
       {"[3, T, H, W]"});
-  ExpectErrorContains([&] { WriteMp4(dir + "/x.mp4", NumberedClip(2), {0}); },
-                      {"fps"});
-  ExpectErrorContains(
-      [&] { WriteMp4(dir + "/no/such/dir/x.mp4", NumberedClip(2)); },
-      {"no/such/dir/x.mp4"});
+  ExpectErrorContains([&] { WriteMp4(dir + "/x.mp4", NumberedClip(2), {0}); }, {"fps"});
+  ExpectErrorContains([&] { WriteMp4(dir + "/no/such/dir/x.mp4", NumberedClip(2)); },
+                      {"no/such/dir/x.mp4"});
 }
 
-} // namespace
-} // namespace sdpo::video
+}  // namespace
+}  // namespace sdpo::video

@@ -38,5 +38,5 @@ else
 fi
 trainers/sample --lora="$out/adapters.safetensors" --prompts="a red blob moving right slow" \
   --samples=1 --steps=4 --out="$TEST_TMPDIR/samples" | grep -q reward
-[[ -s "$TEST_TMPDIR/samples/samples.gif" && -s "$TEST_TMPDIR/samples/samples.png" ]]
+[[ -s "$TEST_TMPDIR/samples/samples.gif" && -s "$TEST_TMPDIR/samples/samples.png" && -s "$TEST_TMPDIR/samples/samples.mp4" ]]
 echo PASS

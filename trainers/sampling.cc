@@ -1,0 +1,140 @@
+#include "trainers/sampling.h"
+
+#include <filesystem>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "nn/checkpoint_io.h"
+#include "tensor/error.h"
+#include "tensor/ops.h"
+#include "trainers/progress.h"
+#include "trainers/trainer.h"
+
+namespace sdpo::trainers {
+
+namespace fs = std::filesystem;
+
+WanCheckpointFolder FindWanCheckpoint(const std::string& dir) {
+  std::error_code ec;
+  SDPO_CHECK(fs::is_directory(dir, ec), "--checkpoint=", dir,
+             ": not a directory (expected a Wan2.1 checkpoint folder holding ", kWanDitFile, " or ",
+             kWanDitIndex, ", and ", kWanVaePth, " or ", kWanVaeSafetensors, ")");
+  WanCheckpointFolder folder;
+  folder.dir = dir;
+  const fs::path d(dir);
+  if (fs::exists(d / kWanDitIndex, ec)) {
+    folder.dit = (d / kWanDitIndex).string();
+  } else if (fs::exists(d / kWanDitFile, ec)) {
+    folder.dit = (d / kWanDitFile).string();
+  } else {
+    SDPO_FAIL("--checkpoint=", dir, ": no DiT weights (expected ", kWanDitIndex, " or ",
+              kWanDitFile, ")");
+  }
+  for (const char* name : {kWanVaeSafetensors, kWanVaePth}) {
+    if (fs::exists(d / name, ec)) {
+      folder.vae = (d / name).string();
+      break;
+    }
+  }
+  return folder;
+}
+
+Shape WanLatentShape(int64_t z_dim, int64_t frames, int64_t height, int64_t width, int64_t patch) {
+  SDPO_CHECK(frames >= 1 && (frames - 1) % kWanVaeTimeFactor == 0, "--frames=", frames,
+             ": the Wan2.1 VAE needs 1 + 4k frames (e.g. 81, 49, 17, 1)");
+  const int64_t cell = kWanVaeSpaceFactor * patch;
+  SDPO_CHECK(height >= cell && width >= cell && height % cell == 0 && width % cell == 0,
+             "--height=", height, " --width=", width, ": both must be positive multiples of ", cell,
+             " (VAE factor ", kWanVaeSpaceFactor, " x patch ", patch, ")");
+  return {z_dim, 1 + (frames - 1) / kWanVaeTimeFactor, height / kWanVaeSpaceFactor,
+          width / kWanVaeSpaceFactor};
+}
+
+SamplingContexts ReadSamplingContexts(const std::string& path) {
+  SDPO_CHECK(!path.empty(),
+             "--context is required with --checkpoint (a safetensors file with "
+             "'context' [L, D] and, for guidance, 'negative' [L, D])");
+  std::map<std::string, std::string> meta;
+  nn::TensorMap tensors = nn::ReadSafetensors(path, &meta);
+  auto checked = [&](const std::string& key, const Tensor& t) {
+    SDPO_CHECK(t.dim() == 2 && t.size(0) >= 1 && t.size(1) >= 1, path, ": '", key,
+               "' must be a text embedding [L, D], found ", ShapeStr(t.shape()));
+    return ops::Contiguous(ops::Cast(t, kF32));
+  };
+  SamplingContexts out;
+  if (auto it = tensors.find("context"); it != tensors.end()) {
+    out.prompts.push_back(checked("context", it->second));
+  } else {
+    for (int i = 0;; ++i) {
+      const std::string key = absl::StrCat("context_", i);
+      auto ci = tensors.find(key);
+      if (ci == tensors.end()) break;
+      out.prompts.push_back(checked(key, ci->second));
+    }
+  }
+  SDPO_CHECK(!out.prompts.empty(), path, ": no 'context' (or 'context_0', 'context_1', ...) ",
+             "among its ", tensors.size(), " tensors");
+  if (auto it = tensors.find("negative"); it != tensors.end()) {
+    out.negative = checked("negative", it->second);
+  }
+  for (const Tensor& t : out.prompts) {
+    SDPO_CHECK(t.size(1) == out.prompts[0].size(1) &&
+                   (!out.negative.defined() || out.negative.size(1) == t.size(1)),
+               path, ": the embeddings differ in width D");
+  }
+  return out;
+}
+
+std::vector<Tensor> SampleLatentVideos(models::DiffusionModel& model,
+                                       const SamplingContexts& contexts,
+                                       const VideoSampleRequest& request) {
+  SDPO_CHECK(request.latent_shape.size() == 4, "SampleLatentVideos: latent shape ",
+             ShapeStr(request.latent_shape), " is not [C, F, H, W]");
+  SDPO_CHECK(request.samples_per_prompt >= 1, "--samples must be >= 1");
+  const bool guided = request.options.guide_scale != 1.0;
+  SDPO_CHECK(!guided || contexts.negative.defined(), "--guidance=", request.options.guide_scale,
+             " needs the negative prompt's embedding ('negative' in the --context file); "
+             "use --guidance=1 for the conditional pass only");
+  const Device device = ModelDevice(model);
+  const int64_t numel = NumElements(request.latent_shape);
+  std::vector<Tensor> noise, prompts, negatives;
+  for (const Tensor& c : contexts.prompts) {
+    for (int k = 0; k < request.samples_per_prompt; ++k) {
+      noise.push_back(ops::RandomNormal(request.latent_shape, request.seed,
+                                        static_cast<uint64_t>(noise.size() * numel), kF32, device));
+      prompts.push_back(ops::To(c, device));
+      if (guided) negatives.push_back(ops::To(contexts.negative, device));
+    }
+  }
+  samplers::FlowSampleOptions options = request.options;
+  ProgressBar bar("sample", options.steps, request.progress);
+  options.on_step = [&](int step, int steps) {
+    bar.Update(step + 1,
+               absl::StrFormat("%zu video(s) %s", noise.size(), ShapeStr(request.latent_shape)));
+  };
+  std::vector<Tensor> latents = samplers::SampleFlow(model, noise, prompts, negatives, options);
+  bar.Finish();
+  for (Tensor& l : latents) l = ops::Cast(ops::To(l, Device::CPU()), kF32);
+  return latents;
+}
+
+std::unique_ptr<WanVideoDecoder> WanVideoDecoder::Open(const WanCheckpointFolder& folder,
+                                                       Device device, DType dtype,
+                                                       std::string* why_not) {
+  if (folder.vae.empty()) {
+    *why_not = folder.dir.empty()
+                   ? "--checkpoint names a DiT file, not a checkpoint folder with the VAE"
+                   : absl::StrCat(folder.dir, " has no ", kWanVaePth, " or ", kWanVaeSafetensors);
+    return nullptr;
+  }
+  // The native Wan2.1 VAE (models/wan21/vae, issue 15) is wired in here when it lands.
+  (void)device;
+  (void)dtype;
+  *why_not =
+      "this build has no Wan2.1 VAE decoder yet (models/wan21/vae); the latents are "
+      "written, decode them with the official VAE";
+  return nullptr;
+}
+
+}  // namespace sdpo::trainers
