@@ -83,6 +83,7 @@ std::string Serialize(const Value& value);
 // A JSON string literal (with quotes) for `s`, which must be valid UTF-8.
 std::string Quote(std::string_view s);
 
+
 // Typed reads of a config value for `key`, with errors naming `source` (file or "config"), the
 // key, the expected type and what was found. ExpectInt also accepts integral doubles (1.0).
 int64_t ExpectInt(const Value& v, const std::string& key, const std::string& source);
