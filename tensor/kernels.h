@@ -8,7 +8,8 @@
 
 namespace sdpo {
 
-enum class ReduceKind { kSum, kMean, kMax, kArgMax, kVar };
+enum class ReduceKind { SDPO_REDUCE_KINDS(SDPO_OP_ENUMERATOR) };
+inline constexpr int kNumReduceKinds = 0 SDPO_REDUCE_KINDS(SDPO_OP_COUNT_ONE);
 
 class Kernels {
  public:

@@ -321,45 +321,32 @@ Tensor To(const Tensor& x, Device device) {
 
 // ----------------------------------------------------------------------------- elementwise
 
+#define SDPO_OP_NAME_CASE(Enum, Name, str) \
+  case Enum::k##Name:                      \
+    return str;
+
 const char* BinaryOpName(BinaryOp op) {
-  switch (op) {
-    case BinaryOp::kAdd: return "add";
-    case BinaryOp::kSub: return "sub";
-    case BinaryOp::kMul: return "mul";
-    case BinaryOp::kDiv: return "div";
-    case BinaryOp::kPow: return "pow";
-    case BinaryOp::kMaximum: return "maximum";
-    case BinaryOp::kMinimum: return "minimum";
-  }
+#define X(Name, str) SDPO_OP_NAME_CASE(BinaryOp, Name, str)
+  switch (op) { SDPO_BINARY_OPS(X) }
+#undef X
   return "binary";
 }
 
+const char* CompareOpName(CompareOp op) {
+#define X(Name, str) SDPO_OP_NAME_CASE(CompareOp, Name, str)
+  switch (op) { SDPO_COMPARE_OPS(X) }
+#undef X
+  return "compare";
+}
+
 const char* UnaryOpName(UnaryOp op) {
-  switch (op) {
-    case UnaryOp::kNeg: return "neg";
-    case UnaryOp::kAbs: return "abs";
-    case UnaryOp::kExp: return "exp";
-    case UnaryOp::kLog: return "log";
-    case UnaryOp::kSqrt: return "sqrt";
-    case UnaryOp::kRsqrt: return "rsqrt";
-    case UnaryOp::kSin: return "sin";
-    case UnaryOp::kCos: return "cos";
-    case UnaryOp::kTanh: return "tanh";
-    case UnaryOp::kSigmoid: return "sigmoid";
-    case UnaryOp::kSilu: return "silu";
-    case UnaryOp::kGelu: return "gelu";
-    case UnaryOp::kGeluTanh: return "gelu_tanh";
-    case UnaryOp::kSquare: return "square";
-    case UnaryOp::kSign: return "sign";
-    case UnaryOp::kReciprocal: return "reciprocal";
-    case UnaryOp::kSigmoidGrad: return "sigmoid_grad";
-    case UnaryOp::kSiluGrad: return "silu_grad";
-    case UnaryOp::kGeluGrad: return "gelu_grad";
-    case UnaryOp::kGeluTanhGrad: return "gelu_tanh_grad";
-    case UnaryOp::kTanhGradFromOutput: return "tanh_grad";
-  }
+#define X(Name, str) SDPO_OP_NAME_CASE(UnaryOp, Name, str)
+  switch (op) { SDPO_UNARY_OPS(X) }
+#undef X
   return "unary";
 }
+
+#undef SDPO_OP_NAME_CASE
 
 Shape BroadcastShapes(const Shape& a, const Shape& b, const char* op) {
   size_t rank = std::max(a.size(), b.size());

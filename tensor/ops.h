@@ -11,6 +11,7 @@
 #include <optional>
 #include <vector>
 
+#include "tensor/op_list.h"
 #include "tensor/tensor.h"
 
 namespace sdpo::ops {
@@ -41,18 +42,16 @@ Tensor To(const Tensor& x, Device device);  // x itself when already there
 void Fill(const Tensor& x, double value);
 
 // --- elementwise ------------------------------------------------------------------------
-enum class BinaryOp { kAdd, kSub, kMul, kDiv, kPow, kMaximum, kMinimum };
-enum class CompareOp { kEq, kNe, kLt, kLe, kGt, kGe };
-enum class UnaryOp {
-  kNeg, kAbs, kExp, kLog, kSqrt, kRsqrt, kSin, kCos, kTanh, kSigmoid, kSilu,
-  kGelu,      // exact: x * Phi(x)
-  kGeluTanh,  // tanh approximation
-  kSquare, kSign, kReciprocal,
-  // derivatives used by backward functions (d/dx of the op at x)
-  kSigmoidGrad, kSiluGrad, kGeluGrad, kGeluTanhGrad, kTanhGradFromOutput,
-};
+// The op lists live in tensor/op_list.h (shared with the CUDA kernels' codes).
+enum class BinaryOp { SDPO_BINARY_OPS(SDPO_OP_ENUMERATOR) };
+enum class CompareOp { SDPO_COMPARE_OPS(SDPO_OP_ENUMERATOR) };
+enum class UnaryOp { SDPO_UNARY_OPS(SDPO_OP_ENUMERATOR) };
+inline constexpr int kNumBinaryOps = 0 SDPO_BINARY_OPS(SDPO_OP_COUNT_ONE);
+inline constexpr int kNumCompareOps = 0 SDPO_COMPARE_OPS(SDPO_OP_COUNT_ONE);
+inline constexpr int kNumUnaryOps = 0 SDPO_UNARY_OPS(SDPO_OP_COUNT_ONE);
 const char* BinaryOpName(BinaryOp op);
 const char* UnaryOpName(UnaryOp op);
+const char* CompareOpName(CompareOp op);
 Shape BroadcastShapes(const Shape& a, const Shape& b, const char* op);
 
 Tensor Binary(BinaryOp op, const Tensor& a, const Tensor& b);

@@ -32,17 +32,13 @@ static_assert(kCodeF32 == static_cast<int>(DType::kF32) &&
               kCodeI32 == static_cast<int>(DType::kI32) &&
               kCodeI64 == static_cast<int>(DType::kI64) &&
               kCodeBool == static_cast<int>(DType::kBool));
-static_assert(kUNeg == static_cast<int>(ops::UnaryOp::kNeg) &&
-              kUGeluTanh == static_cast<int>(ops::UnaryOp::kGeluTanh) &&
-              kUReciprocal == static_cast<int>(ops::UnaryOp::kReciprocal) &&
-              kUTanhGradFromOutput == static_cast<int>(ops::UnaryOp::kTanhGradFromOutput));
-static_assert(kBAdd == static_cast<int>(ops::BinaryOp::kAdd) &&
-              kBMinimum == static_cast<int>(ops::BinaryOp::kMinimum));
-static_assert(kCEq == static_cast<int>(ops::CompareOp::kEq) &&
-              kCGe == static_cast<int>(ops::CompareOp::kGe));
-static_assert(kRSum == static_cast<int>(ReduceKind::kSum) &&
-              kRVar == static_cast<int>(ReduceKind::kVar) &&
-              kRArgMax == static_cast<int>(ReduceKind::kArgMax));
+// Built from the same lists (tensor/op_list.h); the counts catch a list edited on one side.
+static_assert(kNumUnaryCodes == ops::kNumUnaryOps && kNumBinaryCodes == ops::kNumBinaryOps &&
+              kNumCompareCodes == ops::kNumCompareOps && kNumReduceCodes == kNumReduceKinds);
+static_assert(kUTanhGradFromOutput == static_cast<int>(ops::UnaryOp::kTanhGradFromOutput) &&
+              kBMinimum == static_cast<int>(ops::BinaryOp::kMinimum) &&
+              kCGe == static_cast<int>(ops::CompareOp::kGe) &&
+              kRVar == static_cast<int>(ReduceKind::kVar));
 
 namespace {
 

@@ -8,20 +8,26 @@
 #include <cstdint>
 
 #include "tensor/cuda/cuda_api.h"
+#include "tensor/op_list.h"
 
 namespace sdpo::cuda {
 
 // Element type codes: equal to static_cast<int>(sdpo::DType) (checked in backend.cc).
 enum DTypeCode : int { kCodeF32 = 0, kCodeF64, kCodeBF16, kCodeF16, kCodeI32, kCodeI64, kCodeBool };
-// Op codes: equal to the ops:: enums' values (checked in backend.cc).
-enum UnaryCode : int {
-  kUNeg, kUAbs, kUExp, kULog, kUSqrt, kURsqrt, kUSin, kUCos, kUTanh, kUSigmoid, kUSilu, kUGelu,
-  kUGeluTanh, kUSquare, kUSign, kUReciprocal, kUSigmoidGrad, kUSiluGrad, kUGeluGrad,
-  kUGeluTanhGrad, kUTanhGradFromOutput
-};
-enum BinaryCode : int { kBAdd, kBSub, kBMul, kBDiv, kBPow, kBMaximum, kBMinimum };
-enum CompareCode : int { kCEq, kCNe, kCLt, kCLe, kCGt, kCGe };
-enum ReduceCode : int { kRSum, kRMean, kRMax, kRArgMax, kRVar };
+// Op codes: built from the same lists as the ops:: enums (tensor/op_list.h), so equal by
+// construction (backend.cc checks the counts).
+#define SDPO_CODE_U(Name, str) kU##Name,
+#define SDPO_CODE_B(Name, str) kB##Name,
+#define SDPO_CODE_C(Name, str) kC##Name,
+#define SDPO_CODE_R(Name, str) kR##Name,
+enum UnaryCode : int { SDPO_UNARY_OPS(SDPO_CODE_U) kNumUnaryCodes };
+enum BinaryCode : int { SDPO_BINARY_OPS(SDPO_CODE_B) kNumBinaryCodes };
+enum CompareCode : int { SDPO_COMPARE_OPS(SDPO_CODE_C) kNumCompareCodes };
+enum ReduceCode : int { SDPO_REDUCE_KINDS(SDPO_CODE_R) kNumReduceCodes };
+#undef SDPO_CODE_U
+#undef SDPO_CODE_B
+#undef SDPO_CODE_C
+#undef SDPO_CODE_R
 
 constexpr int kMaxDims = 8;
 

@@ -7,6 +7,7 @@
 
 #include "gtest/gtest.h"
 #include "tests/autograd/gradcheck.h"
+#include "tests/op_cases.h"
 
 namespace sdpo {
 namespace {
@@ -85,7 +86,22 @@ std::vector<Case> Cases() {
     c.push_back(k);
   }
   c.push_back({"to", "cpu -> cpu (identity)", {{3}}, [](V x) { return mul(to(x[0], Device::CPU()), 2.0); }});
-  // --- binary (broadcasting, non-contiguous)
+  // --- binary: every differentiable op of the op-case table, broadcasting [3,1,5] and [4,1]
+  for (const testing::BinaryOpCase& k : testing::BinaryOpCases()) {
+    if (k.differentiable == nullptr) continue;
+    Case b{ops::BinaryOpName(k.op), "broadcast [3,1,5] op [4,1], inputs in the op's domain",
+           {{3, 1, 5}, {4, 1}}, [f = k.differentiable](V x) { return f(x[0], x[1]); }};
+    b.prepare = [k](std::vector<Tensor>& xs) {
+      testing::MapIntoDomain(xs[0], k.a_lo, k.a_hi);
+      testing::MapIntoDomain(xs[1], k.b_lo, k.b_hi);
+      if (k.kink_at_equal) {  // keep a and b apart where they meet (max/min)
+        double* b = xs[1].data<double>();
+        for (int64_t i = 0; i < xs[1].numel(); ++i) b[i] = 0.35 * i - 1.4;
+      }
+    };
+    c.push_back(b);
+  }
+  // --- binary, more layouts
   c.push_back({"add", "broadcast [3,1,5]+[4,1]", {{3, 1, 5}, {4, 1}}, [](V x) { return add(x[0], x[1]); }});
   c.push_back({"add", "scalar", {{2, 3}}, [](V x) { return add(x[0], 1.5); }});
   c.push_back({"sub", "transposed - row", {{4, 3}, {4}},
@@ -101,26 +117,14 @@ std::vector<Case> Cases() {
                  Tensor cond = ops::Compare(ops::CompareOp::kGt, Detach(x[0]), ops::ScalarLike(0, x[0]));
                  return where(cond, x[0], x[1]);
                }});
-  // --- unary
-  auto unary = [&](const char* op, Tensor (*f)(const Tensor&), bool positive) {
-    Case k{op, "[2,1,3] transposed", {{3, 1, 5}}, [f](V x) { return f(transpose(x[0], 0, 2)); }};
-    if (positive) k.prepare = MakePositive;
-    c.push_back(k);
-  };
-  unary("neg", neg, false);
-  c.push_back({"abs", "odd size", {{7}}, [](V x) { return abs(x[0]); }, AwayFromZero});
-  unary("exp", exp, false);
-  unary("log", log, true);
-  unary("sqrt", sqrt, true);
-  unary("rsqrt", rsqrt, true);
-  unary("sin", sin, false);
-  unary("cos", cos, false);
-  unary("tanh", tanh, false);
-  unary("sigmoid", sigmoid, false);
-  unary("silu", silu, false);
-  unary("gelu", gelu, false);
-  unary("gelu_tanh", gelu_tanh, false);
-  unary("square", square, false);
+  // --- unary: every differentiable op of the op-case table, on a transposed view
+  for (const testing::UnaryOpCase& k : testing::UnaryOpCases()) {
+    if (k.differentiable == nullptr) continue;
+    Case u{ops::UnaryOpName(k.op), "[5,1,3] transposed, inputs in the op's domain", {{3, 1, 5}},
+           [f = k.differentiable](V x) { return f(transpose(x[0], 0, 2)); }};
+    u.prepare = [k](std::vector<Tensor>& xs) { testing::MapIntoDomain(xs[0], k.lo, k.hi, k.kink); };
+    c.push_back(u);
+  }
   c.push_back({"clamp", "min and max", {{5, 3}}, [](V x) { return clamp(x[0], -0.5, 0.7); }, AwayFromZero});
   // --- reductions
   c.push_back({"sum", "all", {{3, 4}}, [](V x) { return sum(x[0]); }});
@@ -214,6 +218,23 @@ TEST(GradCheckCoverage, EveryOpHasAnEntry) {
   for (const std::string& op : DifferentiableOps()) {
     EXPECT_EQ(covered.count(op), 1u) << "differentiable op '" << op
                                      << "' has no gradient-check entry";
+  }
+}
+
+// An elementwise op that autograd differentiates must give its autograd function in the op-case
+// table, so that the table-driven entries above check it.
+TEST(GradCheckCoverage, DifferentiableElementwiseOpsHaveTheirAutogradFunctionInTheTable) {
+  const std::vector<std::string>& diff = DifferentiableOps();
+  auto differentiable = [&](const char* name) {
+    return std::find(diff.begin(), diff.end(), name) != diff.end();
+  };
+  for (const testing::UnaryOpCase& k : testing::UnaryOpCases()) {
+    EXPECT_EQ(differentiable(ops::UnaryOpName(k.op)), k.differentiable != nullptr)
+        << ops::UnaryOpName(k.op);
+  }
+  for (const testing::BinaryOpCase& k : testing::BinaryOpCases()) {
+    EXPECT_EQ(differentiable(ops::BinaryOpName(k.op)), k.differentiable != nullptr)
+        << ops::BinaryOpName(k.op);
   }
 }
 

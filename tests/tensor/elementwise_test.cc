@@ -11,6 +11,7 @@
 #include "tensor/ops.h"
 #include "tensor/tensor.h"
 #include "tensor/thread_pool.h"
+#include "tests/op_cases.h"
 #include "tests/tensor/test_util.h"
 
 namespace sdpo {
@@ -20,6 +21,10 @@ using ops::BinaryOp;
 using ops::CompareOp;
 using ops::UnaryOp;
 using sdpo::testing::AllClose;
+using sdpo::testing::BinaryOpCase;
+using sdpo::testing::BinaryOpCases;
+using sdpo::testing::UnaryOpCase;
+using sdpo::testing::UnaryOpCases;
 using sdpo::testing::BitEqual;
 using sdpo::testing::BroadcastIndex;
 using sdpo::testing::ErrorMessage;
@@ -34,54 +39,10 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
 double Sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
-double Gelu(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
-double GeluTanh(double x) {
-  const double k = std::sqrt(2.0 / M_PI);
-  return 0.5 * x * (1.0 + std::tanh(k * (x + 0.044715 * x * x * x)));
-}
-double Silu(double x) { return x * Sigmoid(x); }
-// Central difference of f at x (the derivative references are independent of the kernels).
-double Derivative(const std::function<double(double)>& f, double x) {
-  const double h = 1e-5;
-  return (f(x + h) - f(x - h)) / (2 * h);
-}
-
-struct UnaryCase {
-  UnaryOp op;
-  std::function<double(double)> ref;
-  double lo, hi;  // input domain
-  double fd_tol;  // extra tolerance for finite-difference references (0 = exact reference)
-};
-
-std::vector<UnaryCase> UnaryCases() {
-  return {
-      {UnaryOp::kNeg, [](double x) { return -x; }, -3, 3, 0},
-      {UnaryOp::kAbs, [](double x) { return std::abs(x); }, -3, 3, 0},
-      {UnaryOp::kExp, [](double x) { return std::exp(x); }, -5, 5, 0},
-      {UnaryOp::kLog, [](double x) { return std::log(x); }, 0.01, 10, 0},
-      {UnaryOp::kSqrt, [](double x) { return std::sqrt(x); }, 0, 10, 0},
-      {UnaryOp::kRsqrt, [](double x) { return 1 / std::sqrt(x); }, 0.01, 10, 0},
-      {UnaryOp::kSin, [](double x) { return std::sin(x); }, -6, 6, 0},
-      {UnaryOp::kCos, [](double x) { return std::cos(x); }, -6, 6, 0},
-      {UnaryOp::kTanh, [](double x) { return std::tanh(x); }, -4, 4, 0},
-      {UnaryOp::kSigmoid, Sigmoid, -30, 30, 0},
-      {UnaryOp::kSilu, Silu, -30, 30, 0},
-      {UnaryOp::kGelu, Gelu, -6, 6, 0},
-      {UnaryOp::kGeluTanh, GeluTanh, -6, 6, 0},
-      {UnaryOp::kSquare, [](double x) { return x * x; }, -3, 3, 0},
-      {UnaryOp::kSign, [](double x) { return x > 0 ? 1.0 : (x < 0 ? -1.0 : 0.0); }, -3, 3, 0},
-      {UnaryOp::kReciprocal, [](double x) { return 1 / x; }, 0.1, 10, 0},
-      {UnaryOp::kSigmoidGrad, [](double x) { return Derivative(Sigmoid, x); }, -10, 10, 1e-9},
-      {UnaryOp::kSiluGrad, [](double x) { return Derivative(Silu, x); }, -10, 10, 1e-9},
-      {UnaryOp::kGeluGrad, [](double x) { return Derivative(Gelu, x); }, -6, 6, 1e-9},
-      {UnaryOp::kGeluTanhGrad, [](double x) { return Derivative(GeluTanh, x); }, -6, 6, 1e-9},
-      {UnaryOp::kTanhGradFromOutput, [](double y) { return 1 - y * y; }, -1, 1, 0},
-  };
-}
 
 TEST(Unary, EveryOpMatchesDoubleReference) {
   for (DType dtype : {kF64, kF32, kBF16, kF16}) {
-    for (const UnaryCase& c : UnaryCases()) {
+    for (const UnaryOpCase& c : UnaryOpCases()) {
       SCOPED_TRACE(absl::StrCat(ops::UnaryOpName(c.op), " ", DTypeName(dtype)));
       // A strided (transposed) input exercises the non-contiguous path as well.
       Tensor x = RandomUniformTensor({37, 23}, 11, c.lo, c.hi, dtype);
@@ -91,13 +52,13 @@ TEST(Unary, EveryOpMatchesDoubleReference) {
         EXPECT_EQ(y.shape(), in.shape());
         EXPECT_TRUE(y.is_contiguous());
         std::vector<double> xs = in.ToVector(), ref(xs.size());
-        for (size_t i = 0; i < xs.size(); ++i) ref[i] = c.ref(xs[i]);
+        for (size_t i = 0; i < xs.size(); ++i) ref[i] = c.reference(xs[i]);
         double rtol = dtype == kF64 ? 1e-13 : dtype == kF32 ? 2e-6 : dtype == kBF16 ? 8e-3 : 1e-3;
         double atol = dtype == kF64 ? 1e-14 : dtype == kF32 ? 1e-6 : dtype == kBF16 ? 8e-3 : 1e-3;
         // f32 gelu_tanh_grad cancels in (1 + tanh) and (1 - tanh^2) where tanh saturates (the
         // vectorised f32 tanh reaches -1 exactly): a few 1e-6 absolute.
         if (dtype == kF32 && c.op == UnaryOp::kGeluTanhGrad) atol = 5e-6;
-        EXPECT_TRUE(AllClose(y, ref, rtol + c.fd_tol * 1e3, atol + c.fd_tol));
+        EXPECT_TRUE(AllClose(y, ref, rtol + c.reference_tol * 1e3, atol + c.reference_tol));
       }
     }
   }
@@ -132,22 +93,10 @@ TEST(Unary, IntegerOpsStayExact) {
 // ------------------------------------------------------------------------- binary
 
 double BinaryRef(BinaryOp op, double a, double b) {
-  switch (op) {
-    case BinaryOp::kAdd:
-      return a + b;
-    case BinaryOp::kSub:
-      return a - b;
-    case BinaryOp::kMul:
-      return a * b;
-    case BinaryOp::kDiv:
-      return a / b;
-    case BinaryOp::kPow:
-      return std::pow(a, b);
-    case BinaryOp::kMaximum:
-      return std::isnan(a) || std::isnan(b) ? kNaN : std::max(a, b);
-    case BinaryOp::kMinimum:
-      return std::isnan(a) || std::isnan(b) ? kNaN : std::min(a, b);
+  for (const BinaryOpCase& c : BinaryOpCases()) {
+    if (c.op == op) return c.reference(a, b);
   }
+  ADD_FAILURE() << "no case for " << ops::BinaryOpName(op);
   return kNaN;
 }
 
@@ -197,18 +146,14 @@ TEST(Binary, BroadcastShapes) {
 }
 
 TEST(Binary, EveryFloatOpWithBroadcastingMatchesNaiveLoop) {
-  const BinaryOp all[] = {BinaryOp::kAdd, BinaryOp::kSub,     BinaryOp::kMul,    BinaryOp::kDiv,
-                          BinaryOp::kPow, BinaryOp::kMaximum, BinaryOp::kMinimum};
   for (DType dtype : {kF64, kF32, kBF16, kF16}) {
-    for (BinaryOp op : all) {
+    for (const BinaryOpCase& k : BinaryOpCases()) {
+      const BinaryOp op = k.op;
       for (const ShapePair& c : BroadcastCases()) {
         SCOPED_TRACE(absl::StrCat(ops::BinaryOpName(op), " ", DTypeName(dtype), " ", ShapeStr(c.a),
                                   " ", ShapeStr(c.b)));
-        // pow: positive bases; div: divisors away from zero.
-        Tensor a = op == BinaryOp::kPow ? RandomUniformTensor(c.a, 1, 0.2, 3, dtype)
-                                        : RandomTensor(c.a, 1, dtype);
-        Tensor b = op == BinaryOp::kDiv ? RandomUniformTensor(c.b, 2, 0.5, 2, dtype)
-                                        : RandomTensor(c.b, 2, dtype);
+        Tensor a = RandomUniformTensor(c.a, 1, k.a_lo, k.a_hi, dtype);
+        Tensor b = RandomUniformTensor(c.b, 2, k.b_lo, k.b_hi, dtype);
         Tensor out = ops::Binary(op, a, b);
         EXPECT_EQ(out.shape(), c.out);
         EXPECT_EQ(out.dtype(), dtype);

@@ -19,6 +19,7 @@
 #include "tensor/cuda/cuda_available.h"
 #include "tensor/ops.h"
 #include "tensor/tensor.h"
+#include "tests/op_cases.h"
 
 #if !defined(SDPO_HAVE_CUDA_BACKEND)
 // Built without CUDA (no toolkit, or --config=nocuda): nothing to compare.
@@ -70,6 +71,10 @@ Tensor Randn(const Shape& shape, DType dtype, double scale = 1.0, double shift =
 }
 Tensor Positive(const Shape& shape, DType dtype) {
   return ops::Cast(ops::AddScalar(ops::Unary(UnaryOp::kAbs, Randn(shape, kF64)), 0.5), dtype);
+}
+Tensor Uniform(const Shape& shape, DType dtype, double lo, double hi) {
+  Tensor u = ops::RandomUniform(shape, g_seed++, 0, kF64);  // [0, 1)
+  return ops::Cast(ops::AddScalar(ops::MulScalar(u, hi - lo), lo), dtype);
 }
 Tensor RandInt(const Shape& shape, int64_t lo, int64_t hi, DType dtype = kI64) {
   Tensor u = ops::RandomUniform(shape, g_seed++, 0, kF64);
@@ -131,50 +136,38 @@ std::vector<Case>& Table() {
          }});
 
     // ---- unary ------------------------------------------------------------------------
-    const UnaryOp kUnary[] = {UnaryOp::kNeg, UnaryOp::kAbs, UnaryOp::kExp, UnaryOp::kLog,
-                              UnaryOp::kSqrt, UnaryOp::kRsqrt, UnaryOp::kSin, UnaryOp::kCos,
-                              UnaryOp::kTanh, UnaryOp::kSigmoid, UnaryOp::kSilu, UnaryOp::kGelu,
-                              UnaryOp::kGeluTanh, UnaryOp::kSquare, UnaryOp::kSign,
-                              UnaryOp::kReciprocal, UnaryOp::kSigmoidGrad, UnaryOp::kSiluGrad,
-                              UnaryOp::kGeluGrad, UnaryOp::kGeluTanhGrad,
-                              UnaryOp::kTanhGradFromOutput};
-    for (UnaryOp op : kUnary) {
-      const bool positive = op == UnaryOp::kLog || op == UnaryOp::kSqrt ||
-                            op == UnaryOp::kRsqrt || op == UnaryOp::kReciprocal;
+    for (const testing::UnaryOpCase& k : testing::UnaryOpCases()) {
+      const UnaryOp op = k.op;
       for (DType t : kFloats) {
         add({Name(std::string("unary_") + ops::UnaryOpName(op), t),
-             [t, positive] { return Tensors{positive ? Positive({11, 37}, t) : Randn({11, 37}, t, 2.0)}; },
+             [t, k] { return Tensors{Uniform({11, 37}, t, k.lo, k.hi)}; },
              [op](const Tensors& in) {
                // Contiguous and transposed (strided) inputs.
                return Tensors{ops::Unary(op, in[0]), ops::Unary(op, ops::Transpose(in[0], 0, 1))};
              },
              {}, Tol(t)});
       }
-    }
-    for (UnaryOp op : {UnaryOp::kNeg, UnaryOp::kAbs, UnaryOp::kSquare, UnaryOp::kSign}) {
+      if (!k.integer) continue;
       for (DType t : {kI32, kI64}) {
         add({Name(std::string("unary_") + ops::UnaryOpName(op), t),
              [t] { return Tensors{RandInt({5, 19}, -50, 50, t)}; },
              [op](const Tensors& in) { return Tensors{ops::Unary(op, in[0])}; }, {}, 0});
       }
     }
-
     // ---- binary, compare, where, clamp (broadcasting) -----------------------------------
-    const BinaryOp kBinary[] = {BinaryOp::kAdd, BinaryOp::kSub, BinaryOp::kMul, BinaryOp::kDiv,
-                                BinaryOp::kPow, BinaryOp::kMaximum, BinaryOp::kMinimum};
-    for (BinaryOp op : kBinary) {
+    for (const testing::BinaryOpCase& k : testing::BinaryOpCases()) {
+      const BinaryOp op = k.op;
       for (DType t : {kF32, kBF16, kF16, kF64, kI32, kI64}) {
-        if (op == BinaryOp::kDiv && !IsFloating(t)) continue;
-        const bool pos = op == BinaryOp::kPow || op == BinaryOp::kDiv;
+        if (!k.integer && !IsFloating(t)) continue;
         add({Name(std::string("binary_") + ops::BinaryOpName(op), t),
-             [t, pos, op] {
+             [t, k, op] {
                if (!IsFloating(t)) {
                  const int64_t hi = op == BinaryOp::kPow ? 4 : 100;
                  return Tensors{RandInt({4, 1, 9}, op == BinaryOp::kPow ? -3 : -100, hi, t),
                                 RandInt({5, 9}, 0, op == BinaryOp::kPow ? 4 : 100, t)};
                }
-               return Tensors{pos ? Positive({4, 1, 9}, t) : Randn({4, 1, 9}, t),
-                              pos ? Positive({5, 9}, t) : Randn({5, 9}, t)};
+               return Tensors{Uniform({4, 1, 9}, t, k.a_lo, k.a_hi),
+                              Uniform({5, 9}, t, k.b_lo, k.b_hi)};
              },
              [op](const Tensors& in) {
                Tensor a = in[0], b = in[1];
