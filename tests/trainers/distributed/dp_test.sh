@@ -31,10 +31,13 @@ export OMPI_MCA_btl_vader_single_copy_mechanism=none
 export OMPI_MCA_rmaps_base_oversubscribe=1
 MPIRUN=(timeout 60 mpirun --allow-run-as-root --oversubscribe -np 2)
 
-run2() {  # run2 OUT ARGS...: 2 ranks
-  local out="$1"
+run2() {  # run2 OUT ARGS...: 2 ranks; on failure the run's log goes to the test log
+  local out="$1" status
   shift
   "${MPIRUN[@]}" "$BIN" --out="$out" "$@" > "$out.log" 2>&1
+  status=$?
+  [[ $status -eq 0 ]] || { echo "--- $out.log (exit $status):"; tail -n 40 "$out.log"; }
+  return $status
 }
 run1() {  # run1 OUT ARGS...: one process, no MPI
   local out="$1"
