@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <set>
@@ -527,6 +528,28 @@ std::vector<Out> ReadAs(const TensorEntry& e) {
 
 std::vector<float> ReadAsF32(const TensorEntry& entry) { return ReadAs<float>(entry); }
 std::vector<double> ReadAsF64(const TensorEntry& entry) { return ReadAs<double>(entry); }
+
+std::pair<int64_t, double> FirstNonFinite(const TensorEntry& entry) {
+  const bool floating =
+      entry.dtype == SafetensorsDType::kF64 || entry.dtype == SafetensorsDType::kF32 ||
+      entry.dtype == SafetensorsDType::kBF16 || entry.dtype == SafetensorsDType::kF16;
+  if (!floating) return {-1, 0.0};
+  constexpr int64_t kChunk = 1 << 16;
+  const size_t element = SafetensorsElementSize(entry.dtype);
+  for (int64_t start = 0; start < entry.numel; start += kChunk) {
+    TensorEntry part = entry;
+    part.numel = std::min(kChunk, entry.numel - start);
+    part.shape = {part.numel};
+    part.data = entry.data + static_cast<size_t>(start) * element;
+    part.nbytes = static_cast<size_t>(part.numel) * element;
+    // f64 holds every value of the narrower dtypes exactly (no overflow to Inf on conversion).
+    const std::vector<double> values = ReadAsF64(part);
+    for (int64_t i = 0; i < part.numel; ++i) {
+      if (!std::isfinite(values[i])) return {start + i, values[i]};
+    }
+  }
+  return {-1, 0.0};
+}
 
 // ---------------------------------------------------------------------------------------------
 // Writing

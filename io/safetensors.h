@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "tensor/dtype.h"
@@ -131,6 +132,9 @@ class ShardedCheckpoint {
 // Converts a tensor's values (any dtype; BOOL -> 0/1) to float / double.
 std::vector<float> ReadAsF32(const TensorEntry& entry);
 std::vector<double> ReadAsF64(const TensorEntry& entry);
+// The first NaN or Inf of a floating tensor as (flat index, value), or index -1 when every value
+// is finite (always for integer and BOOL tensors). Reads in chunks: no copy of the whole tensor.
+std::pair<int64_t, double> FirstNonFinite(const TensorEntry& entry);
 
 struct TensorToWrite {
   std::string name;

@@ -54,13 +54,12 @@ void CopyEntry(const TensorEntry& e, const Tensor& dst) {
   ops::CopyInto(dst, Tensor::FromVector(v, dst.shape(), kF32));
 }
 
-CopyCounts CheckAndCopy(const std::vector<ExpectedParameter>& expected,
-                        const std::vector<std::string>& unexpected, bool strict,
-                        const std::string& where, const std::string& model) {
+void CheckShapes(const std::vector<ExpectedShape>& expected, const std::string& where,
+                 const std::string& model) {
   std::vector<std::string> missing, mismatched, bad_dtype;
-  for (const ExpectedParameter& x : expected) {
+  for (const ExpectedShape& x : expected) {
     if (x.entry == nullptr) {
-      missing.push_back(absl::StrCat(x.label, ": expected shape ", ShapeStr(x.param.shape())));
+      missing.push_back(absl::StrCat(x.label, ": expected shape ", ShapeStr(x.shape)));
       continue;
     }
     const TensorEntry& e = *x.entry;
@@ -71,19 +70,39 @@ CopyCounts CheckAndCopy(const std::vector<ExpectedParameter>& expected,
           absl::StrCat(x.label, ": expected a floating dtype (F32, BF16, F16 or F64), found ",
                        SafetensorsDTypeName(e.dtype), " ", ShapeOf(e)));
     }
-    if (Shape(e.shape.begin(), e.shape.end()) != x.param.shape()) {
-      mismatched.push_back(absl::StrCat(x.label, ": expected shape ", ShapeStr(x.param.shape()),
-                                        ", found ", ShapeOf(e)));
+    if (Shape(e.shape.begin(), e.shape.end()) != x.shape) {
+      mismatched.push_back(
+          absl::StrCat(x.label, ": expected shape ", ShapeStr(x.shape), ", found ", ShapeOf(e)));
     }
   }
   SDPO_CHECK(missing.empty(), where, ": ", missing.size(), " missing key(s) for a model with ",
              model, ": ", ListFirst(missing));
   SDPO_CHECK(mismatched.empty(), where, ": shape mismatch for ", mismatched.size(),
-             " key(s): ", ListFirst(mismatched));
+             " key(s): ", ListFirst(mismatched), " (model config ", model, ")");
   SDPO_CHECK(bad_dtype.empty(), where, ": wrong dtype for ", bad_dtype.size(),
              " key(s): ", ListFirst(bad_dtype));
+}
+
+CopyCounts CheckAndCopy(const std::vector<ExpectedParameter>& expected,
+                        const std::vector<std::string>& unexpected, bool strict,
+                        const std::string& where, const std::string& model) {
+  std::vector<ExpectedShape> shapes;
+  shapes.reserve(expected.size());
+  for (const ExpectedParameter& x : expected) shapes.push_back({x.label, x.entry, x.param.shape()});
+  CheckShapes(shapes, where, model);
   SDPO_CHECK(!strict || unexpected.empty(), where, ": ", unexpected.size(),
              " unexpected key(s) the model does not have: ", ListFirst(unexpected));
+  // A NaN or Inf weight would make every step non-finite: refuse it at load, naming the keys.
+  std::vector<std::string> non_finite;
+  for (const ExpectedParameter& x : expected) {
+    const auto [index, value] = sdpo::FirstNonFinite(*x.entry);
+    if (index >= 0) {
+      non_finite.push_back(absl::StrCat(x.label, ": ", value, " at flat index ", index));
+    }
+  }
+  SDPO_CHECK(non_finite.empty(), where, ": non-finite values in ", non_finite.size(),
+             " tensor(s) (a corrupt file, or weights saved after training diverged): ",
+             ListFirst(non_finite));
   CopyCounts counts;
   for (const ExpectedParameter& x : expected) {
     CopyEntry(*x.entry, x.param);
@@ -92,6 +111,25 @@ CopyCounts CheckAndCopy(const std::vector<ExpectedParameter>& expected,
     counts.values += x.param.numel();
   }
   return counts;
+}
+
+void CheckSizeLimits(const std::vector<SizeLimit>& sizes, const std::string& source) {
+  for (const SizeLimit& s : sizes) {
+    SDPO_CHECK(s.value >= s.min && s.value <= s.max, source, ": config key \"", s.key, "\" is ",
+               s.value, ", outside the supported range [", s.min, ", ", s.max, "]");
+  }
+}
+
+std::pair<int64_t, double> FirstNonFinite(const Tensor& t) {
+  if (!IsFloating(t.dtype())) return {-1, 0.0};
+  const Tensor c = ops::Contiguous(ops::To(t, Device::CPU()));
+  TensorEntry view;
+  view.dtype = ToSafetensorsDType(c.dtype());
+  view.shape = c.shape();
+  view.numel = c.numel();
+  view.data = static_cast<const uint8_t*>(c.raw_data());
+  view.nbytes = c.nbytes();
+  return sdpo::FirstNonFinite(view);
 }
 
 }  // namespace sdpo::ckpt

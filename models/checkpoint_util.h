@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "io/safetensors.h"
@@ -40,8 +41,36 @@ struct CopyCounts {
 // and, when strict, that there are no `unexpected` keys: each kind of problem fails with one
 // error naming `where` and listing the keys (missing ones also name `model`, its config). Then
 // copies every entry into its parameter.
+// Also refuses NaN/Inf in any entry (naming the keys) before copying anything.
 CopyCounts CheckAndCopy(const std::vector<ExpectedParameter>& expected,
                         const std::vector<std::string>& unexpected, bool strict,
                         const std::string& where, const std::string& model);
+
+// The parameters a config implies checked against a checkpoint's tensors BEFORE the model is
+// built, with the same messages as CheckAndCopy: a config that disagrees with the file (or a
+// hostile one) fails naming the keys instead of allocating what the config says. With a
+// matching config, the model is no larger than the file's tensors. `lookup` gives the entry of a
+// parameter name (null: missing) and its label for messages.
+struct ExpectedShape {
+  std::string label;
+  const TensorEntry* entry = nullptr;
+  Shape shape;
+};
+void CheckShapes(const std::vector<ExpectedShape>& expected, const std::string& where,
+                 const std::string& model);
+
+// A config size and the range it must lie in: checked when a config is read, so that a value no
+// real model has (num_layers = 10^6, dim = 10^9) is refused naming its key instead of being
+// allocated. The bounds are far above the released models.
+struct SizeLimit {
+  const char* key;
+  int64_t value;
+  int64_t min, max;
+};
+void CheckSizeLimits(const std::vector<SizeLimit>& sizes, const std::string& source);
+
+// The first NaN or Inf of a tensor (any device, floating dtype) as (flat index, value), or
+// index -1 when all values are finite.
+std::pair<int64_t, double> FirstNonFinite(const Tensor& t);
 
 }  // namespace sdpo::ckpt

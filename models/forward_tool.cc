@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 
+#include "models/checkpoint_util.h"
 #include "tensor/error.h"
 #include "tensor/thread_pool.h"
 
@@ -50,6 +51,13 @@ DType ApplyCommonFlags(const Flags& flags) {
   const std::string name = flags.has("dtype") ? flags.get("dtype") : "f32";
   SDPO_CHECK(name == "f32" || name == "f64", "--dtype must be f32 or f64, got ", name);
   return name == "f64" ? kF64 : kF32;
+}
+
+void CheckFiniteOutput(const Tensor& out, const std::string& name) {
+  const auto [index, value] = ckpt::FirstNonFinite(out);
+  SDPO_CHECK(index < 0, name, " ", ShapeStr(out.shape()), " has a non-finite value (", value,
+             ") at flat index ", index,
+             ": the forward overflowed or the weights/inputs are not finite; nothing written");
 }
 
 }  // namespace sdpo::forward_tool

@@ -33,4 +33,8 @@ Tensor ReadCaseTensor(const SafetensorsFile& file, const std::string& name, DTyp
 // --dtype (f32 default, or f64) and --threads (applied): the shared flags.
 DType ApplyCommonFlags(const Flags& flags);
 
+// Throws, naming the output and its first NaN/Inf, when `out` is not finite (the forward
+// overflowed, or the inputs were not finite): a parity tool must not write it with exit code 0.
+void CheckFiniteOutput(const Tensor& out, const std::string& name);
+
 }  // namespace sdpo::forward_tool

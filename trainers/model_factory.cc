@@ -36,6 +36,7 @@ TrainModel LoadTrainModel(const std::string& name, const std::string& checkpoint
     t.latent_channels = m->config().in_dim;
     t.text_dim = m->config().text_dim;
     t.max_text_len = m->config().text_len;
+    t.latent_patch = m->config().patch_size;
     t.model = std::move(m);
     t.schedule = NoiseSchedule::Flow(FlowScheduleConfig::Wan21());
     t.lora_targets = {"blocks.*.self_attn.{q,k,v,o}", "blocks.*.cross_attn.{q,k,v,o}",
@@ -47,6 +48,7 @@ TrainModel LoadTrainModel(const std::string& name, const std::string& checkpoint
     t.latent_channels = m->config().in_channels;
     t.text_dim = m->config().text_embed_dim;
     t.max_text_len = m->config().max_text_seq_length;
+    t.latent_patch = {1, m->config().patch_size, m->config().patch_size};
     t.model = std::make_unique<FrameMajorAdapter>(std::move(m));
     t.schedule = NoiseSchedule::Ddpm(name == "cogvideox-2b" ? DdpmScheduleConfig::CogVideoX2B()
                                                             : DdpmScheduleConfig::CogVideoX5B());

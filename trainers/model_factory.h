@@ -4,6 +4,7 @@
 // differs (CogVideoX: [F, C, H, W]) are wrapped so that the trainer never sees the difference.
 #pragma once
 
+#include <array>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,6 +20,7 @@ struct TrainModel {
   std::optional<NoiseSchedule> schedule;  // always set by LoadTrainModel
   std::vector<std::string> lora_targets;  // default adapter targets (checkpoint names)
   int64_t latent_channels = 0, text_dim = 0, max_text_len = 0;
+  std::array<int64_t, 3> latent_patch = {1, 1, 1};  // (F, H, W) of a latent are multiples
 };
 
 // name: wan21 | cogvideox-2b | cogvideox-5b. checkpoint: a file, shard index or directory.

@@ -7,6 +7,8 @@
 //       fine-tunes a real checkpoint on an on-disk preference dataset (docs/data.md).
 //   bazel run //trainers:sdpo -- --model=wan21 --device=cuda --precision=bf16 ...
 //       the same on a GPU: bf16 compute with f32 master weights (README, "Training on a GPU").
+#include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -24,12 +26,15 @@
 #include "nn/lora.h"
 #include "tensor/cuda/cuda_available.h"
 #include "tensor/thread_pool.h"
+#include "trainers/config_check.h"
 #include "trainers/data/preference_dataset.h"
 #include "trainers/demo_setup.h"
 #include "trainers/device_flags.h"
 #include "trainers/distributed/device_communicator.h"
 #include "trainers/distributed/mpi_communicator.h"
 #include "trainers/model_factory.h"
+#include "trainers/run_dir.h"
+#include "trainers/signals.h"
 #include "trainers/trainer.h"
 
 ABSL_FLAG(std::string, model, "wan21", "wan21 | cogvideox-2b | cogvideox-5b (CogVideoX needs --checkpoint and --data)");
@@ -42,8 +47,8 @@ ABSL_FLAG(std::vector<std::string>, objective_option, {},
           "objective readings as key=value (e.g. sdpo_reading=loss_level,tau=0.8; see "
           "docs/objectives.md)");
 ABSL_FLAG(double, beta, -1,
-          "DPO beta (diffusers convention); <0: the objective's default, or 100 for the demo "
-          "(calibrated on the demo world, docs/results.md)");
+          "DPO beta (diffusers convention), finite and > 0; -1 (or left out): the objective's "
+          "default, or 100 for the demo (calibrated on the demo world, docs/results.md)");
 ABSL_FLAG(double, lr, 1e-3, "peak learning rate");
 ABSL_FLAG(std::string, schedule, "constant_with_warmup", "constant | constant_with_warmup | cosine");
 ABSL_FLAG(int64_t, warmup, 10, "warmup steps");
@@ -65,7 +70,15 @@ ABSL_FLAG(int, threads, 0, "CPU threads (0: all)");
 ABSL_FLAG(uint64_t, seed, 0, "seed: data order, timesteps, noise, demo pairs");
 ABSL_FLAG(std::string, out, "", "output directory (default: runs/<objective>-<seed> under the "
           "workspace, or the current directory outside bazel run)");
-ABSL_FLAG(bool, resume, false, "continue from <out>/checkpoint.safetensors");
+ABSL_FLAG(bool, resume, false,
+          "continue the run in --out from its checkpoint.safetensors (from step 0 when it has "
+          "none yet); a finished run is left as it is");
+ABSL_FLAG(bool, overwrite, false,
+          "start a new run in an --out that holds one, removing its metrics, checkpoint, "
+          "adapters, summary and report (without it, or --resume, such an --out is refused)");
+ABSL_FLAG(bool, allow_config_change, false,
+          "--resume even though the objective or hyper-parameters differ from those the "
+          "checkpoint was trained with (--steps, --threads and --device may always change)");
 ABSL_FLAG(int64_t, eval_every, 50, "evaluate every N steps (0: before and after only)");
 ABSL_FLAG(int64_t, save_every, 50, "checkpoint every N steps (0: at the end only)");
 ABSL_FLAG(double, max_grad_norm, 1.0, "gradient clipping (<=0: off)");
@@ -99,8 +112,8 @@ ObjectiveConfig MakeObjective(bool demo) {
   } else {
     SDPO_FAIL("--objective=", name, ": expected dpo, dpo-cm or sdpo");
   }
-  if (absl::GetFlag(FLAGS_beta) > 0) {
-    c.beta = absl::GetFlag(FLAGS_beta);
+  if (absl::GetFlag(FLAGS_beta) != -1) {
+    c.beta = absl::GetFlag(FLAGS_beta);  // checked with the other flags (CheckTrainerConfig)
   } else if (demo) {
     c.beta = kDemoBeta;
   }
@@ -109,7 +122,6 @@ ObjectiveConfig MakeObjective(bool demo) {
     SDPO_CHECK(parts.size() == 2, "--objective_option: '", kv, "' is not key=value");
     SetObjectiveOption(&c, parts[0], parts[1]);
   }
-  ValidateObjectiveConfig(c);
   return c;
 }
 
@@ -127,7 +139,40 @@ std::string OutDir() {
 
 std::string Quoted(const std::string& s) { return json::Quote(s); }
 
-int Main(distributed::Communicator& comm, Device device) {
+// The flags that do not end up in the TrainerConfig, checked with it before anything loads.
+void CheckOtherFlags() {
+  SDPO_CHECK(absl::GetFlag(FLAGS_threads) >= 0, "--threads=", absl::GetFlag(FLAGS_threads),
+             ": must be >= 0 (0: all cores)");
+  SDPO_CHECK(absl::GetFlag(FLAGS_full) || absl::GetFlag(FLAGS_lora_rank) > 0,
+             "--lora_rank=", absl::GetFlag(FLAGS_lora_rank), ": must be > 0");
+  SDPO_CHECK(std::isfinite(absl::GetFlag(FLAGS_lora_alpha)) && absl::GetFlag(FLAGS_lora_alpha) > 0,
+             "--lora_alpha=", absl::GetFlag(FLAGS_lora_alpha), ": must be a finite number > 0");
+  SDPO_CHECK(absl::GetFlag(FLAGS_pairs_per_prompt) > 0,
+             "--pairs_per_prompt=", absl::GetFlag(FLAGS_pairs_per_prompt), ": must be > 0");
+  SDPO_CHECK(absl::GetFlag(FLAGS_eval_samples) > 0,
+             "--eval_samples=", absl::GetFlag(FLAGS_eval_samples), ": must be > 0");
+  SDPO_CHECK(!(absl::GetFlag(FLAGS_resume) && absl::GetFlag(FLAGS_overwrite)),
+             "--resume and --overwrite exclude each other: --resume continues the run in --out, "
+             "--overwrite replaces it");
+}
+
+// The command line that continues this run: the same flags plus --resume (and without
+// --overwrite, which would discard what the run saved).
+std::string ResumeCommand(const std::vector<std::string>& argv) {
+  std::string cmd;
+  bool has_resume = false;
+  for (const std::string& arg : argv) {
+    if (arg == "--overwrite" || arg == "--overwrite=true") continue;
+    has_resume = has_resume || arg == "--resume" || arg == "--resume=true";
+    const bool plain = arg.find_first_not_of(
+                           "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                           "0123456789-_=/.,:+@%") == std::string::npos;
+    absl::StrAppend(&cmd, cmd.empty() ? "" : " ", plain ? arg : "'" + arg + "'");
+  }
+  return has_resume ? cmd : cmd + " --resume";
+}
+
+int Main(distributed::Communicator& comm, Device device, const std::vector<std::string>& argv) {
   const std::string model_name = absl::GetFlag(FLAGS_model);
   SDPO_CHECK(model_name == "wan21" || model_name == "cogvideox-2b" || model_name == "cogvideox-5b",
              "--model=", model_name, ": expected wan21, cogvideox-2b or cogvideox-5b");
@@ -136,16 +181,12 @@ int Main(distributed::Communicator& comm, Device device) {
              absl::GetFlag(FLAGS_zero), " with --device=", device.str(),
              ": ZeRO-1 keeps its shards on the CPU; use --zero=0 on GPUs (gradients are "
              "all-reduced with NCCL, docs/distributed.md)");
+  CheckOtherFlags();
   if (absl::GetFlag(FLAGS_threads) > 0) SetNumThreads(absl::GetFlag(FLAGS_threads));
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
   const bool demo = absl::GetFlag(FLAGS_data).empty();
   const bool full = absl::GetFlag(FLAGS_full);
-  std::string out = OutDir();
-  if (!absl::GetFlag(FLAGS_resume) && comm.is_root() && std::filesystem::exists(out)) {
-    std::filesystem::remove(std::filesystem::path(out) / "metrics.jsonl");
-  }
-
-  // --- model ------------------------------------------------------------------------------
+  const std::string out = OutDir();
   std::string weights = absl::GetFlag(FLAGS_checkpoint);
   SDPO_CHECK(model_name == "wan21" || (!weights.empty() && !demo), "--model=", model_name,
              ": the embedded demo is a Wan2.1 model; CogVideoX needs --checkpoint and --data");
@@ -155,6 +196,88 @@ int Main(distributed::Communicator& comm, Device device) {
                "//trainers:pretrain -- --out=$PWD/", kDemoBaseModelPath, "`");
     weights = kDemoBaseModelPath;
   }
+
+  // --- trainer configuration: every flag is checked before anything is loaded ----------------
+  TrainerConfig tc;
+  tc.objective = MakeObjective(demo);
+  tc.timesteps.sampling = ParseTimestepSampling(absl::GetFlag(FLAGS_timestep_sampling));
+  tc.timesteps.min_timestep = tc.objective.min_timestep;
+  tc.timesteps.max_timestep = tc.objective.max_timestep;
+  tc.steps = absl::GetFlag(FLAGS_steps);
+  tc.batch = absl::GetFlag(FLAGS_batch);
+  tc.grad_accum = absl::GetFlag(FLAGS_grad_accum);
+  tc.lr.kind = nn::ParseLrScheduleKind(absl::GetFlag(FLAGS_schedule));
+  tc.lr.base_lr = absl::GetFlag(FLAGS_lr);
+  tc.lr.warmup_steps =
+      tc.lr.kind == nn::LrScheduleKind::kConstant ? 0 : absl::GetFlag(FLAGS_warmup);
+  tc.lr.total_steps = tc.steps;
+  tc.max_grad_norm = absl::GetFlag(FLAGS_max_grad_norm);
+  tc.seed = seed;
+  tc.eval_every = absl::GetFlag(FLAGS_eval_every);
+  tc.save_every = absl::GetFlag(FLAGS_save_every);
+  tc.max_bad_steps = absl::GetFlag(FLAGS_max_bad_steps);
+  tc.out_dir = out;
+  tc.progress = absl::GetFlag(FLAGS_progress);
+  tc.comm = &comm;
+  tc.zero_stage = absl::GetFlag(FLAGS_zero);
+  tc.device = device;
+  tc.compute_dtype = compute_dtype;
+  tc.stop_requested = StopRequested;
+  CheckTrainerConfig(tc);
+  tc.description = absl::StrCat(
+      "{\"model\": ", Quoted(model_name), ", \"checkpoint\": ", Quoted(weights),
+      ", \"data\": ", Quoted(demo ? "demo" : absl::GetFlag(FLAGS_data)),
+      ", \"objective\": ", Quoted(DescribeObjectiveConfig(tc.objective)),
+      ", \"lr\": ", tc.lr.base_lr, ", \"schedule\": ", Quoted(absl::GetFlag(FLAGS_schedule)),
+      ", \"warmup\": ", tc.lr.warmup_steps, ", \"steps\": ", tc.steps, ", \"batch\": ", tc.batch,
+      ", \"grad_accum\": ", tc.grad_accum, ", \"max_grad_norm\": ", tc.max_grad_norm,
+      ", \"timestep_sampling\": ", Quoted(absl::GetFlag(FLAGS_timestep_sampling)), ", \"mode\": ",
+      Quoted(full ? "full"
+                  : absl::StrCat("lora r", absl::GetFlag(FLAGS_lora_rank), " alpha ",
+                                 absl::GetFlag(FLAGS_lora_alpha))),
+      ", \"seed\": ", seed, ", \"threads\": ", NumThreads(),
+      ", \"device\": ", Quoted(device.is_cpu() ? "cpu" : "cuda"),
+      ", \"precision\": ", Quoted(DTypeName(compute_dtype)), "}");
+
+  // --- run folder: locked; a rerun never replaces a run unless asked to ----------------------
+  bool resume = absl::GetFlag(FLAGS_resume);
+  std::unique_ptr<RunDir> run_dir;
+  if (comm.is_root()) {
+    run_dir = RunDir::Open(out, resume                           ? RunDirMode::kResume
+                                : absl::GetFlag(FLAGS_overwrite) ? RunDirMode::kOverwrite
+                                                                 : RunDirMode::kFresh);
+    for (const std::string& removed : run_dir->removed())
+      std::printf("removed %s\n", removed.c_str());
+  }
+  const std::string checkpoint_path = Trainer::CheckpointPath(out);
+  if (resume) {
+    const std::optional<CheckpointInfo> saved = PeekCheckpoint(checkpoint_path);
+    if (!saved) {
+      std::printf("--resume: %s holds no checkpoint yet; starting the run from step 0\n",
+                  out.c_str());
+      resume = false;
+    } else {
+      const std::vector<std::string> changes =
+          DescriptionChanges(saved->config, tc.description, {"steps", "threads", "device"});
+      SDPO_CHECK(changes.empty() || absl::GetFlag(FLAGS_allow_config_change),
+                 "--resume: ", checkpoint_path, " was trained with other settings (",
+                 absl::StrJoin(changes, "; "),
+                 "); pass --allow_config_change to continue it with the new ones, or start a new "
+                 "run with --overwrite or another --out");
+      for (const std::string& c : changes) {
+        std::printf("warning: --allow_config_change: resuming with %s\n", c.c_str());
+      }
+      if (saved->step >= tc.steps) {
+        std::printf(
+            "the run in %s is finished: its checkpoint is at step %lld and --steps=%lld; "
+            "nothing to do, nothing changed (raise --steps to train further)\n",
+            out.c_str(), static_cast<long long>(saved->step), static_cast<long long>(tc.steps));
+        return 0;
+      }
+    }
+  }
+
+  // --- model ------------------------------------------------------------------------------
   TrainModel loaded = LoadTrainModel(model_name, weights);
   models::DiffusionModel* policy = loaded.model.get();
   policy->SetRecompute(absl::GetFlag(FLAGS_recompute));
@@ -208,45 +331,11 @@ int Main(distributed::Communicator& comm, Device device) {
     spec.channels = loaded.latent_channels;
     spec.text_dim = loaded.text_dim;
     spec.max_text_len = loaded.max_text_len;
+    spec.patch = loaded.latent_patch;
     dataset = data::PreferenceDataset::Open(absl::GetFlag(FLAGS_data), spec);
     std::printf("data: %lld pairs from %s\n", static_cast<long long>(dataset->size()),
                 absl::GetFlag(FLAGS_data).c_str());
   }
-
-  // --- trainer --------------------------------------------------------------------------------
-  TrainerConfig tc;
-  tc.objective = MakeObjective(demo);
-  tc.timesteps.sampling = ParseTimestepSampling(absl::GetFlag(FLAGS_timestep_sampling));
-  tc.timesteps.min_timestep = tc.objective.min_timestep;
-  tc.timesteps.max_timestep = tc.objective.max_timestep;
-  tc.steps = absl::GetFlag(FLAGS_steps);
-  tc.batch = absl::GetFlag(FLAGS_batch);
-  tc.grad_accum = absl::GetFlag(FLAGS_grad_accum);
-  tc.lr.kind = nn::ParseLrScheduleKind(absl::GetFlag(FLAGS_schedule));
-  tc.lr.base_lr = absl::GetFlag(FLAGS_lr);
-  tc.lr.warmup_steps = tc.lr.kind == nn::LrScheduleKind::kConstant ? 0 : absl::GetFlag(FLAGS_warmup);
-  tc.lr.total_steps = tc.steps;
-  tc.max_grad_norm = absl::GetFlag(FLAGS_max_grad_norm);
-  tc.seed = seed;
-  tc.eval_every = absl::GetFlag(FLAGS_eval_every);
-  tc.save_every = absl::GetFlag(FLAGS_save_every);
-  tc.max_bad_steps = absl::GetFlag(FLAGS_max_bad_steps);
-  tc.out_dir = out;
-  tc.progress = absl::GetFlag(FLAGS_progress);
-  tc.comm = &comm;
-  tc.zero_stage = absl::GetFlag(FLAGS_zero);
-  tc.device = device;
-  tc.compute_dtype = compute_dtype;
-  tc.description = absl::StrCat(
-      "{\"model\": ", Quoted(model_name), ", \"checkpoint\": ", Quoted(weights),
-      ", \"data\": ", Quoted(demo ? "demo" : absl::GetFlag(FLAGS_data)), ", \"objective\": ",
-      Quoted(DescribeObjectiveConfig(tc.objective)), ", \"lr\": ", tc.lr.base_lr,
-      ", \"schedule\": ", Quoted(absl::GetFlag(FLAGS_schedule)), ", \"steps\": ", tc.steps,
-      ", \"batch\": ", tc.batch, ", \"grad_accum\": ", tc.grad_accum, ", \"mode\": ",
-      Quoted(full ? "full" : absl::StrCat("lora r", absl::GetFlag(FLAGS_lora_rank))),
-      ", \"seed\": ", seed, ", \"threads\": ", NumThreads(), ", \"device\": ",
-      Quoted(device.is_cpu() ? "cpu" : "cuda"), ", \"precision\": ",
-      Quoted(DTypeName(compute_dtype)), "}");
 
   const int64_t trainable = policy->module().NumParameters(/*trainable_only=*/true);
   const int64_t total = policy->module().NumParameters();
@@ -276,11 +365,19 @@ int Main(distributed::Communicator& comm, Device device) {
               out.c_str());
 
   Trainer trainer(tc, *loaded.schedule, *policy, reference, *dataset, evaluator.get());
-  if (absl::GetFlag(FLAGS_resume)) {
-    trainer.Resume(Trainer::CheckpointPath(out));
+  if (resume) {
+    trainer.Resume(checkpoint_path);
     std::printf("resumed at step %lld\n", static_cast<long long>(trainer.step()));
   }
   EvalResult after = trainer.Run();
+  if (trainer.interrupted()) {
+    std::printf(
+        "\nstopped by %s at step %lld of %lld: checkpoint %s written. Continue with:\n  "
+        "%s\n",
+        StopSignal() == SIGINT ? "SIGINT" : "SIGTERM", static_cast<long long>(trainer.step()),
+        static_cast<long long>(tc.steps), checkpoint_path.c_str(), ResumeCommand(argv).c_str());
+    return kExitInterrupted;
+  }
   std::printf("done: %lld steps; report: %s\n", static_cast<long long>(trainer.step()),
               (std::filesystem::path(out) / "report.md").c_str());
   if (!after.values.empty()) {
@@ -321,7 +418,8 @@ int main(int argc, char** argv) {
   // Only rank 0 prints; the others keep stderr for warnings and errors.
   if (!comm->is_root() && std::freopen("/dev/null", "w", stdout) == nullptr) return 1;
   try {
-    return sdpo::trainers::Main(*comm, device);
+    sdpo::trainers::InstallStopHandlers();
+    return sdpo::trainers::Main(*comm, device, std::vector<std::string>(argv, argv + argc));
   } catch (const std::exception& e) {
     if (comm->world_size() > 1) {
       std::fprintf(stderr, "\nsdpo: error (rank %d of %d): %s\n", comm->rank(),

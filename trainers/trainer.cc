@@ -12,10 +12,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "io/json.h"
+#include "models/checkpoint_util.h"
 #include "nn/checkpoint_io.h"
 #include "nn/lora.h"
 #include "tensor/kernels.h"
 #include "tensor/philox.h"
+#include "trainers/config_check.h"
 #include "trainers/progress.h"
 #include "trainers/report.h"
 
@@ -94,11 +96,7 @@ Trainer::Trainer(TrainerConfig config, NoiseSchedule schedule, models::Diffusion
                   config_.seed, comm_->rank(), comm_->world_size()),
       evaluator_(evaluator),
       profile_(10, schedule_.max_timestep()) {
-  ValidateObjectiveConfig(config_.objective);
-  config_.lr.Validate();
-  SDPO_CHECK(config_.steps > 0 && config_.batch > 0 && config_.grad_accum > 0,
-             "trainer: steps (", config_.steps, "), batch (", config_.batch, ") and grad_accum (",
-             config_.grad_accum, ") must be positive");
+  CheckTrainerConfig(config_);
   SDPO_CHECK(data_.size() > 0, "trainer: the pair source is empty");
   SDPO_CHECK(config_.device.is_cpu() || config_.zero_stage == 0,
              "trainer: ZeRO-1 (zero_stage 1) keeps its shards on the CPU and needs device cpu, "
@@ -113,9 +111,6 @@ Trainer::Trainer(TrainerConfig config, NoiseSchedule schedule, models::Diffusion
   SDPO_CHECK(!named.empty(),
              "trainer: the policy has no trainable parameters (attach LoRA or unfreeze them)");
   for (const auto& [name, p] : named) params_.push_back(p);
-  SDPO_CHECK(config_.zero_stage == 0 || config_.zero_stage == 1,
-             "trainer: zero_stage must be 0 (replicated optimizer) or 1 (ZeRO-1), got ",
-             config_.zero_stage);
   nn::AdamWOptions opt;
   opt.lr = config_.lr.At(0);
   opt.weight_decay = config_.weight_decay;
@@ -290,7 +285,7 @@ StepRecord Trainer::Step() {
                    static_cast<long long>(record.step), static_cast<long long>(bad_streak_));
     }
     SDPO_CHECK(bad_streak_ < config_.max_bad_steps, "training stopped: ", bad_streak_,
-               " consecutive steps with a NaN/Inf loss or gradient (limit --max-bad-steps=",
+               " consecutive steps with a NaN/Inf loss or gradient (limit --max_bad_steps=",
                config_.max_bad_steps, "); lower --lr or check the data");
   }
   ZeroGrads();
@@ -354,11 +349,26 @@ bool Trainer::ReplicatedUpdate(bool finite, StepRecord& record) {
 
 void Trainer::AppendMetrics(const StepRecord& r) {
   if (config_.out_dir.empty() || !is_root()) return;
-  std::ofstream f(std::filesystem::path(config_.out_dir) / "metrics.jsonl", std::ios::app);
+  if (metrics_ == nullptr) {
+    // Lines of steps after the training state (a resumed run redoes them) are dropped.
+    metrics_ = std::make_unique<MetricsLog>(
+        (std::filesystem::path(config_.out_dir) / "metrics.jsonl").string(), r.step - 1);
+  }
   std::string m = r.skipped ? "{}" : MetricsToJson(r.metrics);
-  f << absl::StrFormat("{\"step\": %d, \"lr\": %.9g, \"grad_norm\": %.9g, \"seconds\": %.6f, "
-                       "\"skipped\": %s, \"metrics\": %s}\n",
-                       r.step, r.lr, r.grad_norm, r.seconds, r.skipped ? "true" : "false", m);
+  metrics_->Append(absl::StrFormat(
+      "{\"step\": %d, \"lr\": %.9g, \"grad_norm\": %.9g, \"seconds\": %.6f, \"skipped\": %s, "
+      "\"metrics\": %s}",
+      r.step, r.lr, r.grad_norm, r.seconds, r.skipped ? "true" : "false", m));
+}
+
+bool Trainer::StopAgreed() {
+  bool stop = config_.stop_requested && config_.stop_requested();
+  if (comm_->world_size() > 1) {
+    std::vector<double> votes = {stop ? 1.0 : 0.0};
+    comm_->AllReduceSum(votes);
+    stop = votes[0] > 0;
+  }
+  return stop;
 }
 
 void Trainer::SaveCheckpoint(const std::string& path) const {
@@ -397,6 +407,13 @@ void Trainer::Resume(const std::string& path) {
              get("seed"), " but this run has --seed=", config_.seed);
   SDPO_CHECK(get("dataset_size") == absl::StrCat(data_.size()), "resume: ", path, " was trained on ",
              get("dataset_size"), " pairs but the data has ", data_.size());
+  // A NaN/Inf weight or moment would make every step non-finite (and the run skip them all).
+  for (const auto& [key, t] : tensors) {
+    const auto [index, value] = ckpt::FirstNonFinite(t);
+    SDPO_CHECK(index < 0, "resume: ", path, ": tensor \"", key, "\" ", ShapeStr(t.shape()),
+               " has a non-finite value (", value, ") at flat index ", index,
+               "; the checkpoint is corrupt (resume from an earlier copy)");
+  }
   nn::TensorMap params, optim;
   for (const auto& [key, t] : tensors) {
     if (key.rfind("param/", 0) == 0) params[key.substr(6)] = t;
@@ -428,6 +445,9 @@ void Trainer::Resume(const std::string& path) {
 EvalResult Trainer::Run() {
   auto t0 = std::chrono::steady_clock::now();
   const int64_t first_step = step_;
+  interrupted_ = false;
+  // A finished run (resumed at or past its last step) keeps its checkpoint and reports.
+  if (step_ >= config_.steps) return {};
   EvalResult before;
   // Evaluation and outputs are rank 0's (the ranks hold identical weights).
   Evaluator* evaluator = is_root() ? evaluator_ : nullptr;
@@ -439,6 +459,10 @@ EvalResult Trainer::Run() {
   if (!before.values.empty()) evals.push_back({0, before});
   ProgressBar bar("train", config_.steps, config_.progress && is_root());
   while (step_ < config_.steps) {
+    if (StopAgreed()) {
+      interrupted_ = true;
+      break;
+    }
     StepRecord r = Step();
     bar.Update(step_, r.skipped ? std::string("skipped")
                                 : absl::StrFormat("loss %.4f acc %.2f", r.metrics.loss,
@@ -456,6 +480,11 @@ EvalResult Trainer::Run() {
     }
   }
   bar.Finish();
+  if (interrupted_) {
+    // Checkpoint at the step reached; the evaluation and the report are for finished runs.
+    if (!config_.out_dir.empty()) SaveCheckpoint(CheckpointPath(config_.out_dir));  // collective
+    return {};
+  }
   EvalResult after;
   if (evaluator != nullptr) {
     after = evaluator->Evaluate(policy_);

@@ -22,6 +22,7 @@
 #include "trainers/data/sampler.h"
 #include "trainers/distributed/communicator.h"
 #include "trainers/distributed/zero.h"
+#include "trainers/metrics_log.h"
 #include "trainers/preference_step.h"
 
 namespace sdpo::trainers {
@@ -73,6 +74,9 @@ struct TrainerConfig {
   // The forward/backward compute dtype: kF32, or kBF16 on CUDA (master weights and AdamW state
   // stay f32; a full fine-tuning reference is a frozen bf16 copy).
   DType compute_dtype = kF32;
+  // Polled before every step (e.g. trainers/signals.h's StopRequested): when it returns true on
+  // any rank, Run() writes the checkpoint and returns early with interrupted() set. Null: never.
+  std::function<bool()> stop_requested;
 };
 
 // Puts the policy (master weights in their own dtype, usually f32; LoRA adapters included: attach
@@ -108,8 +112,12 @@ class Trainer {
   // reads the same file).
   void Resume(const std::string& path);
   // Trains until config.steps, evaluating and checkpointing as configured, and writes
-  // summary.json and the report. Returns the final evaluation.
+  // summary.json and the report. Returns the final evaluation. A run that is already at
+  // config.steps (a finished run resumed) changes nothing. When config.stop_requested fires,
+  // writes the checkpoint at the step reached and returns without evaluating or reporting
+  // (interrupted() is then true).
   EvalResult Run();
+  bool interrupted() const { return interrupted_; }
   // One optimizer step (grad_accum micro-batches). Returns its record.
   StepRecord Step();
   // Writes the full training state atomically. Call it on every rank: with ZeRO-1 it gathers the
@@ -123,6 +131,8 @@ class Trainer {
 
  private:
   void AppendMetrics(const StepRecord& record);
+  // Whether config.stop_requested fired on any rank (a collective with several ranks).
+  bool StopAgreed();
   // Throws on every rank, naming the fields, when the ranks' configurations differ.
   void CheckRanksAgree();
   bool is_root() const { return comm_->is_root(); }
@@ -158,6 +168,8 @@ class Trainer {
   int64_t bad_streak_ = 0, bad_total_ = 0;
   std::vector<StepRecord> history_;
   WeightProfile profile_;
+  std::unique_ptr<MetricsLog> metrics_;  // rank 0 with an out_dir, opened at the first step
+  bool interrupted_ = false;
 };
 
 }  // namespace sdpo::trainers

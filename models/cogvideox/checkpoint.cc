@@ -22,7 +22,32 @@ using ckpt::IsLoraName;
 
 bool StartsWith(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
 
+// The prefix every key of the checkpoint shares ("" when none of the known ones).
+std::string KeyPrefix(const std::vector<std::string>& names) {
+  for (const char* p : {"model.diffusion_model.", "diffusion_model.", "transformer.", "model."}) {
+    if (std::all_of(names.begin(), names.end(),
+                    [p](const std::string& n) { return StartsWith(n, p); })) {
+      return p;
+    }
+  }
+  return "";
+}
+
+std::string Where(const ShardedCheckpoint& ck, const std::string& prefix) {
+  return absl::StrCat("CogVideoX checkpoint ", ck.path(),
+                      prefix.empty() ? "" : " (prefix \"" + prefix + "\")");
+}
+
 }  // namespace
+
+void CheckConfigMatchesFile(const CogVideoXConfig& config, const ShardedCheckpoint& ck) {
+  const std::string prefix = KeyPrefix(ck.names());
+  std::vector<ckpt::ExpectedShape> expected;
+  for (const auto& [name, shape] : ParameterShapes(config)) {
+    expected.push_back({absl::StrCat("\"", prefix + name, "\""), ck.find(prefix + name), shape});
+  }
+  ckpt::CheckShapes(expected, Where(ck, prefix), config.ToJson());
+}
 
 LoadReport LoadWeights(CogVideoXModel& model, const std::string& path, const LoadOptions& options) {
   std::unique_ptr<ShardedCheckpoint> ck = ShardedCheckpoint::Open(path);
@@ -33,16 +58,8 @@ LoadReport LoadWeights(CogVideoXModel& model, const ShardedCheckpoint& ck,
                        const LoadOptions& options) {
   const std::vector<std::string> names = ck.names();
   SDPO_CHECK(!names.empty(), "CogVideoX checkpoint ", ck.path(), ": holds no tensors");
-  std::string prefix;
-  for (const char* p : {"model.diffusion_model.", "diffusion_model.", "transformer.", "model."}) {
-    if (std::all_of(names.begin(), names.end(),
-                    [p](const std::string& n) { return StartsWith(n, p); })) {
-      prefix = p;
-      break;
-    }
-  }
-  const std::string where = absl::StrCat("CogVideoX checkpoint ", ck.path(),
-                                         prefix.empty() ? "" : " (prefix \"" + prefix + "\")");
+  const std::string prefix = KeyPrefix(names);
+  const std::string where = Where(ck, prefix);
   std::vector<ckpt::ExpectedParameter> expected;
   std::set<std::string> wanted;
   for (auto& [name, p] : model.NamedParameters()) {
@@ -77,7 +94,8 @@ CogVideoXConfig ResolveConfig(const ShardedCheckpoint& ck, std::string* source) 
   const std::string json = DirName(ck.path()) + "/config.json";
   SDPO_CHECK(IsFile(json), "CogVideoX checkpoint ", ck.path(),
              ": no config (no metadata \"config\" and no ", json,
-             "); pass one (--config CONFIG.json)");
+             "); put the model's diffusers config.json next to the weights, at ", json,
+             ", or give it to the forward tool with --config");
   if (source) *source = json;
   return CogVideoXConfig::FromFile(json);
 }
@@ -87,6 +105,7 @@ std::unique_ptr<CogVideoXModel> LoadModel(const std::string& path,
                                           const LoadOptions& options, LoadReport* report) {
   std::unique_ptr<ShardedCheckpoint> ck = ShardedCheckpoint::Open(path);
   CogVideoXConfig c = config ? *config : ResolveConfig(*ck);
+  CheckConfigMatchesFile(c, *ck);  // before the model allocates what the config says
   std::unique_ptr<CogVideoXModel> model;
   {
     nn::SkipInitGuard skip;

@@ -45,6 +45,10 @@ LoadReport LoadWeights(CogVideoXModel& model, const ShardedCheckpoint& checkpoin
 // "config"; else a config.json next to the weights (the diffusers layout); else an error.
 CogVideoXConfig ResolveConfig(const ShardedCheckpoint& checkpoint, std::string* source = nullptr);
 
+// Throws, naming the tensors and the config, unless the checkpoint holds a tensor of the right
+// shape for every parameter of `config`. Allocates nothing: LoadModel calls it before building.
+void CheckConfigMatchesFile(const CogVideoXConfig& config, const ShardedCheckpoint& checkpoint);
+
 // Builds a model (config as ResolveConfig, or `config`) without random initialisation and loads
 // the weights into it (f32 parameters).
 std::unique_ptr<CogVideoXModel> LoadModel(

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "models/checkpoint_util.h"
 #include "tensor/error.h"
 
 namespace sdpo::cogvideox {
@@ -32,6 +33,24 @@ std::array<int64_t, 3> CogVideoXConfig::rope_axes() const {
 }
 
 void CogVideoXConfig::Validate(const std::string& source) const {
+  // Far above the released models (5B: 48 heads of 64, 42 layers, 226 text tokens).
+  ckpt::CheckSizeLimits({{"num_attention_heads", num_attention_heads, 1, 1 << 10},
+                         {"attention_head_dim", attention_head_dim, 1, 1 << 10},
+                         {"in_channels", in_channels, 1, 1 << 12},
+                         {"out_channels", out_channels, 1, 1 << 12},
+                         {"time_embed_dim", time_embed_dim, 1, 1 << 16},
+                         {"text_embed_dim", text_embed_dim, 1, 1 << 16},
+                         {"num_layers", num_layers, 0, 1 << 10},
+                         {"sample_width", sample_width, 1, 1 << 12},
+                         {"sample_height", sample_height, 1, 1 << 12},
+                         {"sample_frames", sample_frames, 1, 1 << 12},
+                         {"patch_size", patch_size, 1, 64},
+                         {"temporal_compression_ratio", temporal_compression_ratio, 1, 64},
+                         {"max_text_seq_length", max_text_seq_length, 1, 1 << 16}},
+                        source);
+  SDPO_CHECK(inner_dim() <= (1 << 16), source,
+             ": num_attention_heads * attention_head_dim = ", inner_dim(),
+             " is above the supported 65536");
   SDPO_CHECK(num_attention_heads > 0 && attention_head_dim > 0 && in_channels > 0 &&
                  out_channels > 0 && time_embed_dim > 0 && text_embed_dim > 0 && num_layers >= 0 &&
                  sample_width > 0 && sample_height > 0 && sample_frames > 0 && patch_size > 0 &&

@@ -102,6 +102,7 @@ int Run(int argc, char** argv) {
   }
   auto t1 = std::chrono::steady_clock::now();
 
+  forward_tool::CheckFiniteOutput(out, "out_sample");
   Tensor o = ops::Contiguous(ops::Cast(out, kF32));
   std::vector<TensorToWrite> write = {
       {"out_sample", SafetensorsDType::kF32, o.shape(), o.raw_data(), o.nbytes()}};

@@ -156,6 +156,36 @@ int64_t MaxBlockIndex(const KeyView& v) {
   return n;
 }
 
+// The config keys that the file's tensors determine, compared one by one so that a config that
+// disagrees with the weights is refused naming its key, before anything is built from it.
+void CheckConfigKeys(const WanConfig& c, const KeyView& v, const std::string& where) {
+  struct Key {
+    const char* key;
+    int64_t value;
+    const char* tensor;
+    size_t axis;
+  };
+  const Key keys[] = {{"dim", c.dim, "patch_embedding.weight", 0},
+                      {"in_dim", c.in_dim, "patch_embedding.weight", 1},
+                      {"text_dim", c.text_dim, "text_embedding.0.weight", 1},
+                      {"freq_dim", c.freq_dim, "time_embedding.0.weight", 1},
+                      {"ffn_dim", c.ffn_dim, "blocks.0.ffn.0.weight", 0}};
+  for (const Key& k : keys) {
+    auto it = v.by_official.find(k.tensor);
+    if (it == v.by_official.end() || it->second->shape.size() <= k.axis) continue;
+    if (it->second->shape[k.axis] == k.value) continue;
+    Shape expected(it->second->shape.begin(), it->second->shape.end());
+    expected[k.axis] = k.value;
+    SDPO_FAIL(where, ": config key \"", k.key, "\" is ", k.value, " but the file's ",
+              KeyLabel(v, k.tensor), " has ", it->second->shape[k.axis], " on axis ", k.axis,
+              " (expected shape ", ShapeStr(expected), " for this config, found ",
+              ckpt::ShapeOf(*it->second), ")");
+  }
+  const int64_t blocks = MaxBlockIndex(v) + 1;
+  SDPO_CHECK(c.num_layers == blocks, where, ": config key \"num_layers\" is ", c.num_layers,
+             " but the file holds ", blocks, " blocks");
+}
+
 }  // namespace
 
 const char* NameFormatName(NameFormat format) {
@@ -237,10 +267,25 @@ WanConfig InferConfig(const ShardedCheckpoint& ck, int64_t head_dim) {
   c.out_dim = out / per;
   SDPO_CHECK(head_dim > 0 && c.dim % head_dim == 0, "Wan2.1 checkpoint ", ck.path(), ": dim ",
              c.dim, " is not a multiple of head_dim ", head_dim,
-             "; pass the config (--config CONFIG.json)");
+             ", so the config cannot be inferred from the tensors; put the model's config.json "
+             "next to the weights (",
+             DirName(ck.path()), "/config.json), or give it to the forward tool with --config");
   c.num_heads = c.dim / head_dim;
   c.Validate(ck.path());
   return c;
+}
+
+void CheckConfigMatchesFile(const WanConfig& c, const ShardedCheckpoint& ck) {
+  const KeyView v = ViewKeys(ck);
+  const std::string where = absl::StrCat("Wan2.1 checkpoint ", ck.path());
+  CheckConfigKeys(c, v, where);
+  std::vector<ckpt::ExpectedShape> expected;
+  for (const auto& [name, shape] : ParameterShapes(c)) {
+    auto it = v.by_official.find(name);
+    expected.push_back(
+        {KeyLabel(v, name), it == v.by_official.end() ? nullptr : it->second, shape});
+  }
+  ckpt::CheckShapes(expected, where, c.ToJson());
 }
 
 WanConfig ResolveConfig(const ShardedCheckpoint& ck, std::string* source) {
@@ -264,6 +309,7 @@ std::unique_ptr<WanModel> LoadModel(const std::string& path, const std::optional
                                     const LoadOptions& options, LoadReport* report) {
   std::unique_ptr<ShardedCheckpoint> ck = ShardedCheckpoint::Open(path);
   WanConfig c = config ? *config : ResolveConfig(*ck);
+  CheckConfigMatchesFile(c, *ck);  // before the model allocates what the config says
   std::unique_ptr<WanModel> model;
   {
     nn::SkipInitGuard skip;

@@ -61,8 +61,12 @@ WanConfig ResolveConfig(const ShardedCheckpoint& checkpoint, std::string* source
 // num_heads = dim / head_dim.
 WanConfig InferConfig(const ShardedCheckpoint& checkpoint, int64_t head_dim = 128);
 
+// Throws, naming the config key or the tensor, unless the checkpoint holds a tensor of the right
+// shape for every parameter of `config`. Allocates nothing: LoadModel calls it before building.
+void CheckConfigMatchesFile(const WanConfig& config, const ShardedCheckpoint& checkpoint);
+
 // Builds a model for the checkpoint (config as ResolveConfig, or `config` when given) without
-// random initialisation and loads it.
+// random initialisation and loads it. The config is checked against the file first.
 std::unique_ptr<WanModel> LoadModel(const std::string& path,
                                     const std::optional<WanConfig>& config = std::nullopt,
                                     const LoadOptions& options = {}, LoadReport* report = nullptr);

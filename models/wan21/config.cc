@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "models/checkpoint_util.h"
 #include "tensor/error.h"
 
 namespace sdpo::wan21 {
@@ -144,6 +145,20 @@ void WanConfig::Validate(const std::string& source) const {
   SDPO_CHECK(window_size[0] == -1 && window_size[1] == -1, source, ": window_size (",
              window_size[0], ", ", window_size[1],
              ") is not implemented (only global attention, (-1, -1))");
+  // Far above the released models (1.3B: dim 1536, 14B: dim 5120, ffn 13824, 40 layers).
+  ckpt::CheckSizeLimits({{"patch_size[0]", patch_size[0], 1, 64},
+                         {"patch_size[1]", patch_size[1], 1, 64},
+                         {"patch_size[2]", patch_size[2], 1, 64},
+                         {"text_len", text_len, 1, 1 << 16},
+                         {"in_dim", in_dim, 1, 1 << 12},
+                         {"out_dim", out_dim, 1, 1 << 12},
+                         {"dim", dim, 1, 1 << 16},
+                         {"ffn_dim", ffn_dim, 1, 1 << 18},
+                         {"freq_dim", freq_dim, 2, 1 << 16},
+                         {"text_dim", text_dim, 1, 1 << 16},
+                         {"num_heads", num_heads, 1, 1 << 10},
+                         {"num_layers", num_layers, 0, 1 << 10}},
+                        source);
   for (int64_t p : patch_size) {
     SDPO_CHECK(p > 0, source, ": patch_size must be positive, found (", patch_size[0], ", ",
                patch_size[1], ", ", patch_size[2], ")");

@@ -89,6 +89,7 @@ int Run(int argc, char** argv) {
   std::vector<Tensor> keep;
   std::vector<TensorToWrite> write;
   for (size_t i = 0; i < outs.size(); ++i) {
+    forward_tool::CheckFiniteOutput(outs[i], absl::StrCat("out_", i));
     Tensor o = ops::Contiguous(ops::Cast(outs[i], kF32));
     keep.push_back(o);
     write.push_back(

@@ -40,6 +40,26 @@ bool IsRegularFile(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
+// Why `path` is not a readable regular file, in words ("does not exist", "is a FIFO", ...).
+std::string WhyNotRegularFile(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    const int err = errno;
+    struct stat link;
+    if (err == ENOENT && ::lstat(path.c_str(), &link) == 0 && S_ISLNK(link.st_mode)) {
+      return "is a symbolic link to a file that does not exist";
+    }
+    if (err == ENOENT) return "does not exist";
+    if (err == ELOOP) return "is a symbolic link loop";
+    return absl::StrCat("cannot be examined (", std::strerror(err), ")");
+  }
+  if (S_ISDIR(st.st_mode)) return "is a directory, not a file";
+  if (S_ISFIFO(st.st_mode)) return "is a FIFO (named pipe), not a regular file";
+  if (S_ISSOCK(st.st_mode)) return "is a socket, not a regular file";
+  if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) return "is a device, not a regular file";
+  return "is not a regular file";
+}
+
 // mkdir -p.
 void MakeDirs(const std::string& dir) {
   if (dir.empty() || IsDirectory(dir)) return;
@@ -118,32 +138,6 @@ void ConvertToF32(const TensorEntry& e, float* out) {
   }
 }
 
-// First non-finite value of an entry: (flat index, value), or index -1.
-std::pair<int64_t, double> FirstNonFinite(const TensorEntry& e) {
-  constexpr int64_t kChunk = 1 << 16;
-  std::vector<float> buf;
-  for (int64_t start = 0; start < e.numel; start += kChunk) {
-    const int64_t n = std::min(kChunk, e.numel - start);
-    TensorEntry part = e;
-    part.numel = n;
-    part.data = e.data + start * static_cast<int64_t>(SafetensorsElementSize(e.dtype));
-    buf.resize(static_cast<size_t>(n));
-    if (e.dtype == SafetensorsDType::kF64) {  // check in f64 (f32 conversion may overflow)
-      for (int64_t i = 0; i < n; ++i) {
-        double d;
-        std::memcpy(&d, part.data + 8 * i, 8);
-        if (!std::isfinite(d)) return {start + i, d};
-      }
-      continue;
-    }
-    ConvertToF32(part, buf.data());
-    for (int64_t i = 0; i < n; ++i) {
-      if (!std::isfinite(buf[i])) return {start + i, buf[i]};
-    }
-  }
-  return {-1, 0.0};
-}
-
 }  // namespace
 
 PreferencePair InMemoryPairDataset::Get(int64_t index) const {
@@ -163,6 +157,8 @@ std::unique_ptr<PreferenceDataset> PreferenceDataset::Open(const std::string& di
              spec.channels, ", text_dim ", spec.text_dim);
   SDPO_CHECK(spec.frames >= 0 && spec.height >= 0 && spec.width >= 0 && spec.max_text_len >= 0,
              "PreferenceDataset::Open(", dir, "): negative size in the spec");
+  SDPO_CHECK(spec.patch[0] > 0 && spec.patch[1] > 0 && spec.patch[2] > 0,
+             "PreferenceDataset::Open(", dir, "): the spec's patch sizes must be positive");
   SDPO_CHECK(IsDirectory(dir), dir, ": not a directory (a preference dataset is a directory with ",
              kManifestName, " and safetensors shards; see docs/data.md)");
   const std::string manifest = JoinPath(dir, kManifestName);
@@ -186,6 +182,8 @@ std::unique_ptr<PreferenceDataset> PreferenceDataset::Open(const std::string& di
   int64_t line_number = 0;
   while (std::getline(in, text)) {
     ++line_number;
+    // A UTF-8 byte-order mark (written by some Windows editors) is not part of the JSON.
+    if (line_number == 1 && text.rfind("\xEF\xBB\xBF", 0) == 0) text.erase(0, 3);
     if (!text.empty() && text.back() == '\r') text.pop_back();
     if (text.find_first_not_of(" \t") == std::string::npos) continue;
     const std::string where = absl::StrCat(manifest, " line ", line_number);
@@ -269,7 +267,7 @@ std::unique_ptr<PreferenceDataset> PreferenceDataset::Open(const std::string& di
       if (fit == ds->files_.end()) {
         const std::string path = JoinPath(dir, file);
         SDPO_CHECK(IsRegularFile(path), where, ": \"", field, "\" refers to file \"", file,
-                   "\", which does not exist in ", dir);
+                   "\" in ", dir, ", which ", WhyNotRegularFile(path));
         std::unique_ptr<SafetensorsFile> opened;
         try {
           opened = SafetensorsFile::Open(path);
@@ -308,6 +306,11 @@ std::unique_ptr<PreferenceDataset> PreferenceDataset::Open(const std::string& di
                       (spec.width == 0 || s[3] == spec.width) && s[1] > 0 && s[2] > 0 && s[3] > 0;
       SDPO_CHECK(ok, where, ": \"", field, "\" ", name(ref), " has shape ", ShapeStr(s),
                  "; the model expects a latent ", expected_latent);
+      const bool fits =
+          s[1] % spec.patch[0] == 0 && s[2] % spec.patch[1] == 0 && s[3] % spec.patch[2] == 0;
+      SDPO_CHECK(fits, where, ": \"", field, "\" ", name(ref), " has shape ", ShapeStr(s),
+                 "; F, H and W must be multiples of the model's patch size (", spec.patch[0], ", ",
+                 spec.patch[1], ", ", spec.patch[2], ")");
     }
     SDPO_CHECK(entry.winner.entry->shape == entry.loser.entry->shape, where, ": winner ",
                name(entry.winner), " ", ShapeStr(entry.winner.entry->shape), " and loser ",

@@ -8,6 +8,7 @@
 // was expected and what was found. After Open, Get() cannot fail on well-behaved storage.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -57,6 +58,8 @@ struct DatasetSpec {
   int64_t width = 0;
   int64_t text_dim = 0;      // D, required
   int64_t max_text_len = 0;  // e.g. 512 for umT5
+  // F, H and W of a latent must be multiples of these (the model's patch: (1, 2, 2) for Wan2.1).
+  std::array<int64_t, 3> patch = {1, 1, 1};
 };
 
 struct OpenOptions {
