@@ -74,5 +74,34 @@ TEST(ForwardToolTest, ErrorsExitNonZero) {
   EXPECT_EQ(RunTool("--help"), 0);
 }
 
+TEST(ForwardToolTest, ANonFiniteOutputIsAnErrorAndNothingIsWritten) {
+  SDPO_SKIP_WITHOUT_FIXTURES();
+  // Finite latents so large that the forward overflows.
+  auto in = testing::OpenFixture("tiny_a.case1.safetensors");
+  std::vector<std::vector<float>> keep;
+  std::vector<TensorToWrite> tensors;
+  for (const TensorEntry& e : in->tensors()) {
+    keep.push_back(ReadAsF32(e));
+    if (e.name.rfind("x_", 0) == 0 || e.name.rfind("context_", 0) == 0) {
+      for (float& v : keep.back()) v = v >= 0 ? 3e38f : -3e38f;
+    }
+    tensors.push_back({e.name, SafetensorsDType::kF32, e.shape, keep.back().data(),
+                       keep.back().size() * sizeof(float)});
+  }
+  const std::string huge = Tmp("huge.case.safetensors"), out = Tmp("huge.out.safetensors");
+  WriteSafetensors(huge, tensors, in->metadata());
+  EXPECT_NE(RunTool(absl::StrCat("--weights ", testing::FixtureFile("tiny_a.weights.safetensors"),
+                                 " --inputs ", huge, " --out ", out)),
+            0);
+  FILE* err = std::fopen(Tmp("stderr.txt").c_str(), "r");
+  ASSERT_NE(err, nullptr);
+  char buf[4096] = {0};
+  const size_t n = std::fread(buf, 1, sizeof(buf) - 1, err);
+  std::fclose(err);
+  EXPECT_NE(std::string(buf, n).find("out_0 [16, "), std::string::npos) << buf;
+  EXPECT_NE(std::string(buf, n).find("has a non-finite value"), std::string::npos) << buf;
+  EXPECT_EQ(std::fopen(out.c_str(), "r"), nullptr);
+}
+
 }  // namespace
 }  // namespace sdpo::wan21
