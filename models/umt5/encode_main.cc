@@ -14,12 +14,16 @@
 // config: --config, else a t5_config.json beside the weights, else the tensor
 // shapes. Relative paths are taken from the directory `bazel run` was started
 // in.
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cstdio>
 #include <string>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "io/safetensors.h"
 #include "models/forward_tool.h"
 #include "models/umt5/checkpoint.h"
@@ -35,11 +39,11 @@ using forward_tool::Resolve;
 constexpr char kUsage[] =
     "usage: encode --weights W.safetensors --inputs CASE.safetensors --out "
     "OUT.safetensors\n"
-    "              [--config t5_config.json] [--dtype f32|f64] [--threads N]\n";
+    "              [--config t5_config.json] [--dtype f32|f64] [--threads N] [--repeat N]\n";
 
 int Run(int argc, char **argv) {
   const forward_tool::Flags flags = forward_tool::ParseFlags(
-      argc, argv, {"weights", "inputs", "out", "config", "dtype", "threads"},
+      argc, argv, {"weights", "inputs", "out", "config", "dtype", "threads", "repeat"},
       {"weights", "inputs", "out"}, kUsage);
   if (flags.help) {
     std::fputs(kUsage, stdout);
@@ -62,12 +66,23 @@ int Run(int argc, char **argv) {
   const Tensor ids = ReadCaseTensor(*in, "ids", kI64);
   Tensor mask;
   if (in->contains("mask")) mask = ReadCaseTensor(*in, "mask", kI64);
-  Tensor hidden;
-  {
-    NoGradGuard no_grad;
-    hidden = encoder->Forward(ids, mask);
+  int64_t repeat = 1;
+  if (flags.has("repeat")) {
+    SDPO_CHECK(absl::SimpleAtoi(flags.get("repeat"), &repeat) && repeat > 0,
+               "--repeat must be a positive integer, got '", flags.get("repeat"), "'");
   }
   auto t1 = std::chrono::steady_clock::now();
+  const double load_s = std::chrono::duration<double>(t1 - t0).count();
+  Tensor hidden;
+  std::vector<std::string> forward_s;
+  for (int64_t r = 0; r < repeat; ++r) {
+    NoGradGuard no_grad;
+    hidden = Tensor();  // the previous output is not kept alive during the next forward
+    auto start = std::chrono::steady_clock::now();
+    hidden = encoder->Forward(ids, mask);
+    forward_s.push_back(absl::StrCat(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
+  }
 
   std::vector<Tensor> keep = {ops::Contiguous(ops::Cast(hidden, kF32))};
   std::vector<std::string> names = {"hidden"};
@@ -89,8 +104,12 @@ int Run(int argc, char **argv) {
                     {"weights", report.path},
                     {"inputs", inputs_path},
                     {"compute_dtype", DTypeName(dtype)}});
-  std::fprintf(stderr, "wrote hidden %s to %s (%.3f s)\n", ShapeStr(hidden.shape()).c_str(),
-               out_path.c_str(), std::chrono::duration<double>(t1 - t0).count());
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  std::fprintf(stderr, "wrote hidden %s to %s\n", ShapeStr(hidden.shape()).c_str(),
+               out_path.c_str());
+  std::fprintf(stderr, "{\"load_s\": %.3f, \"forward_s\": [%s], \"peak_rss_mb\": %.1f}\n", load_s,
+               absl::StrJoin(forward_s, ", ").c_str(), usage.ru_maxrss / 1024.0);
   return 0;
 }
 

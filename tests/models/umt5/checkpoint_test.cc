@@ -4,6 +4,7 @@
 #include "models/umt5/checkpoint.h"
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -123,6 +124,34 @@ TEST(LoadEncoderTest, BadFilesFailNamingFileAndKey) {
         encoder->Forward(Tensor::FromVector(std::vector<int64_t>{5, 300}, {1, 2}), {});
       },
       {"id 300", "[0, 300)"});
+}
+
+// Resident file-backed memory of this process (kB), from /proc/self/status.
+int64_t RssFileKb() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("RssFile:", 0) == 0) return std::stoll(line.substr(8));
+  }
+  return -1;
+}
+
+TEST(LoadEncoderTest, CopiedFilePagesDoNotStayResident) {
+  // The 11 GB encoder must not count twice (its parameters and its mapped file) while loading.
+  const std::string dir = testing::FreshTmpDir("umt5_pages");
+  const int64_t n = int64_t{24} << 20;  // 96 MiB of f32
+  nn::SaveSafetensors(dir + "/big.safetensors", {{"x", Tensor::Full({n}, 0.5)}});
+  auto source = nn::SafetensorsSource::Open(dir + "/big.safetensors");
+  Tensor dst = Tensor::Empty({n}, kF32);
+  const int64_t before = RssFileKb();
+  if (before < 0) GTEST_SKIP() << "no RssFile in /proc/self/status";
+  source->CopyTo("x", dst);
+  EXPECT_EQ(dst.at({n - 1}), 0.5);
+  // Without the release the whole 96 MiB would be resident; allow a few partial pieces.
+  EXPECT_LT(RssFileKb() - before, 16 * 1024);
+  Tensor half = Tensor::Empty({n}, kBF16);  // the converting path releases too
+  source->CopyTo("x", half);
+  EXPECT_LT(RssFileKb() - before, 16 * 1024);
 }
 
 }  // namespace
