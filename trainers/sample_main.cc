@@ -7,18 +7,23 @@
 //       --lora=$PWD/runs/sdpo/adapters.safetensors --context=$PWD/prompt.safetensors \
 //       --frames=81 --height=480 --width=832 --steps=50 --sampler=unipc --guidance=5 \
 //       --out=$PWD/video.mp4
+//   (or --prompt="a cat walks on the grass" [--negative_prompt=...] instead of --context: the
+//   folder's umT5 encodes it, through an embedding cache beside --out)
 //   bazel run -c opt //trainers:sample -- --lora=$PWD/runs/sdpo-seed0/adapters.safetensors \
 //       --prompts="a red blob moving right slow,a blue blob moving up fast" --out=/tmp/samples
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "io/video.h"
+#include "models/umt5/prompt_encoder.h"
 #include "models/wan21/checkpoint.h"
 #include "nn/checkpoint_io.h"
 #include "nn/lora.h"
@@ -42,7 +47,18 @@ ABSL_FLAG(int, frames, 81, "video frames (1 + 4k)");
 ABSL_FLAG(int, height, 480, "video height (a multiple of 16)");
 ABSL_FLAG(int, width, 832, "video width (a multiple of 16)");
 ABSL_FLAG(double, fps, 16, "frame rate of the mp4 (Wan2.1: 16)");
-ABSL_FLAG(std::string, prompts, "", "demo: comma-separated prompts (empty: the held-out prompts)");
+ABSL_FLAG(std::string, prompts, "",
+          "demo: comma-separated prompts (empty: the held-out prompts); a checkpoint: a file with "
+          "one prompt per line, encoded by the folder's umT5 (instead of --context)");
+ABSL_FLAG(std::string, prompt, "", "a checkpoint: a prompt, encoded by the folder's umT5");
+ABSL_FLAG(std::string, negative_prompt, "",
+          "a checkpoint: the negative prompt of guidance (with --prompt / --prompts)");
+ABSL_FLAG(std::string, text_encoder, "",
+          "umT5 weights (default: the folder's models_t5_umt5-xxl-enc-bf16.safetensors or .pth)");
+ABSL_FLAG(std::string, tokenizer, "",
+          "SentencePiece model (default: google/umt5-xxl/spiece.model beside the text encoder)");
+ABSL_FLAG(std::string, text_cache, "",
+          "prompt-embedding cache directory (default: text_cache beside --out)");
 ABSL_FLAG(int, samples, 0, "samples per prompt (0: 1; the demo: 2)");
 ABSL_FLAG(uint64_t, seed, 0, "noise seed");
 ABSL_FLAG(std::string, sampler, "", "euler | unipc (default: unipc; the demo: euler)");
@@ -121,6 +137,50 @@ int DemoMain(std::unique_ptr<wan21::WanModel> model) {
   return 0;
 }
 
+// --context, or --prompt / --prompts (a file, one prompt per line) and --negative_prompt encoded
+// by the folder's umT5 through the embedding cache (models/umt5/prompt_encoder.h).
+SamplingContexts PromptContexts(const WanCheckpointFolder& folder, const std::string& out) {
+  std::vector<std::string> texts;
+  if (!absl::GetFlag(FLAGS_prompt).empty()) texts.push_back(absl::GetFlag(FLAGS_prompt));
+  if (!absl::GetFlag(FLAGS_prompts).empty()) {
+    std::ifstream f(absl::GetFlag(FLAGS_prompts));
+    SDPO_CHECK(f.good(), "--prompts=", absl::GetFlag(FLAGS_prompts), ": cannot open");
+    for (std::string line; std::getline(f, line);) {
+      if (!absl::StripAsciiWhitespace(line).empty()) texts.push_back(line);
+    }
+  }
+  if (texts.empty()) return ReadSamplingContexts(absl::GetFlag(FLAGS_context));
+  SDPO_CHECK(absl::GetFlag(FLAGS_context).empty(),
+             "--context and --prompt / --prompts exclude each other");
+  const std::filesystem::path dir = folder.dir.empty()
+                                        ? std::filesystem::path(folder.dit).parent_path()
+                                        : std::filesystem::path(folder.dir);
+  umt5::PromptEncoderOptions o;
+  o.weights = absl::GetFlag(FLAGS_text_encoder);
+  for (const char* name : {umt5::kWanT5Safetensors, umt5::kWanT5Pth}) {
+    if (o.weights.empty() && std::filesystem::exists(dir / name)) o.weights = (dir / name).string();
+  }
+  SDPO_CHECK(!o.weights.empty(), "--prompt: no text encoder in ", dir.string(), " (expected ",
+             umt5::kWanT5Safetensors, " or ", umt5::kWanT5Pth, "; or give --text_encoder)");
+  o.tokenizer = absl::GetFlag(FLAGS_tokenizer);
+  o.cache_dir = absl::GetFlag(FLAGS_text_cache);
+  if (o.cache_dir.empty()) {
+    o.cache_dir = (std::filesystem::path(out).parent_path() / "text_cache").string();
+  }
+  auto encoder = umt5::PromptEncoder::Open(o);
+  texts.push_back(absl::GetFlag(FLAGS_negative_prompt));
+  std::vector<Tensor> encoded = encoder->EncodePrompts(texts);
+  SamplingContexts contexts;
+  contexts.negative = encoded.back();
+  encoded.pop_back();
+  contexts.prompts = encoded;
+  std::printf("text: %zu prompt(s) + negative through %s (%lld encoded, %lld cached in %s)\n",
+              contexts.prompts.size(), o.weights.c_str(),
+              static_cast<long long>(encoder->encoded()),
+              static_cast<long long>(encoder->cache_hits()), o.cache_dir.c_str());
+  return contexts;
+}
+
 int CheckpointMain(const Device device, const DType dtype) {
   SDPO_CHECK(absl::GetFlag(FLAGS_model) == "wan21", "--model=", absl::GetFlag(FLAGS_model),
              ": //trainers:sample samples Wan2.1 checkpoints (wan21)");
@@ -144,7 +204,7 @@ int CheckpointMain(const Device device, const DType dtype) {
                 nn::LoraLayers(*model).size());
   }
   PlaceModels(*model, nullptr, device, dtype);
-  const SamplingContexts contexts = ReadSamplingContexts(absl::GetFlag(FLAGS_context));
+  const SamplingContexts contexts = PromptContexts(folder, out);
 
   VideoSampleRequest request;
   request.latent_shape = WanLatentShape(model->config().in_dim, absl::GetFlag(FLAGS_frames),

@@ -28,6 +28,11 @@
 
 namespace sdpo::umt5 {
 
+// The umT5 file names of an official Wan2.1 checkpoint folder (the .pth as shipped; a
+// safetensors conversion under the same stem).
+inline constexpr char kWanT5Pth[] = "models_t5_umt5-xxl-enc-bf16.pth";
+inline constexpr char kWanT5Safetensors[] = "models_t5_umt5-xxl-enc-bf16.safetensors";
+
 enum class ContextMode {
   kTrimmed,  // Wan: masked keys, the token rows only
   kFull,     // CogVideoX: no mask, all text_len rows
