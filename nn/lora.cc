@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "io/json.h"
 
 namespace sdpo::nn {
 
@@ -272,6 +273,100 @@ void LoadLoraStateDict(Module& root, const LoraWeights& weights, bool strict,
     ops::CopyInto(linear->lora_B()->weight(), ab->second);
   }
   if (attached) FreezeBase(root);
+}
+
+LoraFormat ParseLoraFormat(const std::string& name) {
+  if (name == "native") return LoraFormat::kNative;
+  if (name == "peft") return LoraFormat::kPeft;
+  if (name == "diffusers") return LoraFormat::kDiffusers;
+  if (name == "comfyui") return LoraFormat::kComfyUi;
+  SDPO_FAIL("--lora_format=", name, ": expected native, peft, diffusers or comfyui");
+}
+
+const char* LoraFormatName(LoraFormat format) {
+  switch (format) {
+    case LoraFormat::kNative:
+      return "native";
+    case LoraFormat::kPeft:
+      return "peft";
+    case LoraFormat::kDiffusers:
+      return "diffusers";
+    case LoraFormat::kComfyUi:
+      return "comfyui";
+  }
+  return "?";
+}
+
+LoraExport ConvertLora(const LoraWeights& weights, LoraFormat format,
+                       const std::function<std::string(const std::string&)>& rename) {
+  auto number = [&](const char* key) {
+    auto it = weights.metadata.find(key);
+    double v = 0;
+    SDPO_CHECK(it != weights.metadata.end() && absl::SimpleAtod(it->second, &v) && v > 0,
+               "ConvertLora: the adapters' metadata needs a positive ", key);
+    return v;
+  };
+  const double rank = number("lora_rank"), alpha = number("lora_alpha");
+  LoraExport out;
+  if (format == LoraFormat::kNative) {
+    out.tensors = weights.tensors;
+    out.metadata = weights.metadata;
+    return out;
+  }
+  std::vector<std::string> targets;
+  for (const auto& [key, t] : weights.tensors) {
+    const bool is_a = absl::EndsWith(key, kASuffix);
+    SDPO_CHECK(is_a || absl::EndsWith(key, kBSuffix), "ConvertLora: '", key,
+               "' is not a lora_A / lora_B weight");
+    const std::string path = key.substr(0, key.size() - strlen(is_a ? kASuffix : kBSuffix));
+    SDPO_CHECK(t.dim() == 2 && t.size(is_a ? 0 : 1) == static_cast<int64_t>(rank), "ConvertLora: '",
+               key, "' has shape ", ShapeStr(t.shape()), ", not rank ", rank);
+    const std::string name = rename ? rename(path) : path;
+    Tensor value = ops::Contiguous(ops::Cast(ops::To(t, Device::CPU()), kF32));
+    std::string prefix;
+    switch (format) {
+      case LoraFormat::kPeft:
+        prefix = "base_model.model.";
+        break;
+      case LoraFormat::kDiffusers:
+        prefix = "transformer.";
+        if (!is_a) value = ops::MulScalar(value, alpha / rank);  // diffusers applies scale 1
+        break;
+      case LoraFormat::kComfyUi:
+        prefix = "diffusion_model.";
+        if (is_a) {
+          out.tensors[absl::StrCat(prefix, name, ".alpha")] = Tensor::Scalar(alpha, kF32);
+        }
+        break;
+      case LoraFormat::kNative:
+        break;
+    }
+    out.tensors[absl::StrCat(prefix, name, is_a ? kASuffix : kBSuffix)] = value;
+    if (is_a) targets.push_back(name);
+  }
+  out.metadata["format"] = "pt";
+  if (format == LoraFormat::kPeft) {
+    // adapter_config.json: what PeftModel.from_pretrained reads (LoraConfig fields); the
+    // targets are full module paths, which PEFT matches exactly.
+    json::Value::Array modules;
+    for (const std::string& t : targets) modules.push_back(json::Value::String(t));
+    out.adapter_config_json = json::Serialize(json::Value::MakeObject({
+        {"peft_type", json::Value::String("LORA")},
+        {"task_type", json::Value()},
+        {"r", json::Value::Int(static_cast<int64_t>(rank))},
+        {"lora_alpha", json::Value::Double(alpha)},
+        {"lora_dropout", json::Value::Double(0)},
+        {"bias", json::Value::String("none")},
+        {"fan_in_fan_out", json::Value::Bool(false)},
+        {"init_lora_weights", json::Value::Bool(true)},
+        {"use_rslora", json::Value::Bool(false)},
+        {"use_dora", json::Value::Bool(false)},
+        {"inference_mode", json::Value::Bool(true)},
+        {"modules_to_save", json::Value()},
+        {"target_modules", json::Value::MakeArray(std::move(modules))},
+    }));
+  }
+  return out;
 }
 
 }  // namespace sdpo::nn

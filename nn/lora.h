@@ -7,6 +7,7 @@
 // nn/checkpoint_io.h.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -74,5 +75,31 @@ LoraWeights LoraStateDict(const Module& root, const std::string& key_prefix = ""
 // of the tree must be in the file. Rank, alpha and shape mismatches are errors naming the key.
 void LoadLoraStateDict(Module& root, const LoraWeights& weights, bool strict = true,
                        const std::string& key_prefix = "");
+
+// --- adapters for other tools -------------------------------------------------------------------
+//
+// The same adapters under the names other tools load (docs/modules.md, "LoRA files for other
+// tools"); `rename` maps a module path of this tree to the tool's module path (identity for
+// tools that use the official names).
+//   peft       `base_model.model.<path>.lora_{A,B}.weight` in adapter_model.safetensors, plus
+//              adapter_config.json (r, lora_alpha, target_modules = the adapted paths)
+//   diffusers  `transformer.<path>.lora_{A,B}.weight` (pipe.load_lora_weights); diffusers
+//              scales such files by 1 (alpha = r), so alpha / rank is folded into lora_B
+//   comfyui    `diffusion_model.<path>.lora_{A,B}.weight` and `diffusion_model.<path>.alpha`
+//              (a scalar), the format of ComfyUI's LoRA loader and of official-name Wan LoRAs
+//              (diffusers reads it too)
+enum class LoraFormat { kNative, kPeft, kDiffusers, kComfyUi };
+LoraFormat ParseLoraFormat(const std::string& name);  // native | peft | diffusers | comfyui
+const char* LoraFormatName(LoraFormat format);
+
+struct LoraExport {
+  TensorMap tensors;
+  std::map<std::string, std::string> metadata;
+  std::string adapter_config_json;  // peft only
+};
+
+// Converts adapters read from (or made like) LoraStateDict's output. Tensors are f32 copies.
+LoraExport ConvertLora(const LoraWeights& weights, LoraFormat format,
+                       const std::function<std::string(const std::string&)>& rename = nullptr);
 
 }  // namespace sdpo::nn

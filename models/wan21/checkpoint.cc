@@ -325,6 +325,7 @@ void SaveWeights(const WanModel& model, const std::string& path, NameFormat form
   std::vector<Tensor> keep;
   std::vector<TensorToWrite> out;
   for (const auto& [name, p] : model.NamedParameters()) {
+    if (IsLoraName(name)) continue;  // adapters are saved on their own (or merged first)
     Tensor t = ops::Contiguous(ops::To(keep_dtype ? p : ops::Cast(p, kF32), Device::CPU()));
     keep.push_back(t);
     TensorToWrite w;

@@ -277,5 +277,58 @@ TEST(LoraTest, AdapterLoadErrors) {
                       {"prefix 'transformer.'"});
 }
 
+// --- formats for other tools --------------------------------------------------------------------
+
+TEST(LoraFormatTest, KeyNamesAndScaleOfEachFormat) {
+  Net net;
+  AttachLora(net, Config());  // rank 2, alpha 3
+  RandomizeB(net, 7);
+  const LoraWeights native = LoraStateDict(net);
+  const Tensor a = native.tensors.at("blocks.0.self_attn.q.lora_A.weight");
+  const Tensor b = native.tensors.at("blocks.0.self_attn.q.lora_B.weight");
+  const size_t n = native.tensors.size();
+
+  const LoraExport same = ConvertLora(native, LoraFormat::kNative);
+  EXPECT_EQ(same.tensors.size(), n);
+  EXPECT_EQ(same.metadata.at("lora_alpha"), "3");
+
+  // PEFT: base_model.model.<path>, alpha in adapter_config.json.
+  const LoraExport peft = ConvertLora(native, LoraFormat::kPeft);
+  EXPECT_EQ(peft.tensors.size(), n);
+  EXPECT_TRUE(
+      AllClose(peft.tensors.at("base_model.model.blocks.0.self_attn.q.lora_A.weight"), a, 0, 0));
+  EXPECT_TRUE(peft.tensors.count("base_model.model.blocks.1.ffn.fc2.lora_B.weight") ||
+              peft.tensors.count("base_model.model.blocks.1.ffn.2.lora_B.weight"));
+  const std::string& cfg = peft.adapter_config_json;
+  for (const char* part : {"\"peft_type\":\"LORA\"", "\"r\":2", "\"lora_alpha\":3",
+                           "\"blocks.0.self_attn.q\"", "\"target_modules\":["}) {
+    EXPECT_NE(cfg.find(part), std::string::npos) << part << " not in " << cfg;
+  }
+
+  // diffusers: transformer.<path>, alpha / rank folded into lora_B.
+  const LoraExport diff =
+      ConvertLora(native, LoraFormat::kDiffusers, [](const std::string& p) { return "x." + p; });
+  EXPECT_EQ(diff.tensors.size(), n);
+  EXPECT_TRUE(
+      AllClose(diff.tensors.at("transformer.x.blocks.0.self_attn.q.lora_A.weight"), a, 0, 0));
+  EXPECT_TRUE(AllClose(diff.tensors.at("transformer.x.blocks.0.self_attn.q.lora_B.weight"),
+                       ops::MulScalar(b, 1.5), 1e-7, 0));
+
+  // ComfyUI: diffusion_model.<path> and a scalar alpha per layer.
+  const LoraExport comfy = ConvertLora(native, LoraFormat::kComfyUi);
+  EXPECT_EQ(comfy.tensors.size(), n + n / 2);
+  EXPECT_TRUE(
+      AllClose(comfy.tensors.at("diffusion_model.blocks.0.self_attn.q.lora_B.weight"), b, 0, 0));
+  const Tensor alpha = comfy.tensors.at("diffusion_model.blocks.0.self_attn.q.alpha");
+  EXPECT_EQ(alpha.numel(), 1);
+  EXPECT_EQ(alpha.item(), 3.0);
+
+  EXPECT_EQ(ParseLoraFormat("comfyui"), LoraFormat::kComfyUi);
+  ExpectErrorContains([] { ParseLoraFormat("kohya"); }, {"kohya", "peft, diffusers or comfyui"});
+  LoraWeights no_alpha = native;
+  no_alpha.metadata.erase("lora_alpha");
+  ExpectErrorContains([&] { ConvertLora(no_alpha, LoraFormat::kPeft); }, {"lora_alpha"});
+}
+
 }  // namespace
 }  // namespace sdpo::nn
