@@ -30,6 +30,7 @@
 #include "trainers/data/preference_dataset.h"
 #include "trainers/demo_setup.h"
 #include "trainers/device_flags.h"
+#include "trainers/lora_export.h"
 #include "trainers/distributed/device_communicator.h"
 #include "trainers/distributed/mpi_communicator.h"
 #include "trainers/model_factory.h"
@@ -57,6 +58,9 @@ ABSL_FLAG(int64_t, batch, 8, "pairs per micro-batch");
 ABSL_FLAG(int64_t, grad_accum, 1, "micro-batches per optimizer step");
 ABSL_FLAG(int64_t, lora_rank, 8, "LoRA rank");
 ABSL_FLAG(double, lora_alpha, 8, "LoRA alpha");
+ABSL_FLAG(std::string, lora_format, "",
+          "also write the trained adapters for other tools: peft (directory adapters_peft/), "
+          "diffusers or comfyui (adapters_<format>.safetensors); see //trainers:export_lora");
 ABSL_FLAG(std::vector<std::string>, lora_targets, {},
           "module-name patterns that get adapters (default: the model's attention and MLP "
           "projections, e.g. blocks.*.self_attn.{q,k,v,o} for wan21)");
@@ -186,6 +190,11 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
   const bool demo = absl::GetFlag(FLAGS_data).empty();
   const bool full = absl::GetFlag(FLAGS_full);
+  const std::string lora_format_flag = absl::GetFlag(FLAGS_lora_format);
+  const nn::LoraFormat lora_format =
+      lora_format_flag.empty() ? nn::LoraFormat::kNative : nn::ParseLoraFormat(lora_format_flag);
+  SDPO_CHECK(lora_format_flag.empty() || !full, "--lora_format=", lora_format_flag,
+             " exports adapters; a --full run has none");
   const std::string out = OutDir();
   std::string weights = absl::GetFlag(FLAGS_checkpoint);
   SDPO_CHECK(model_name == "wan21" || (!weights.empty() && !demo), "--model=", model_name,
@@ -382,6 +391,17 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
               (std::filesystem::path(out) / "report.md").c_str());
   if (!after.values.empty()) {
     for (const auto& [k, v] : after.values) std::printf("  %-22s %.4f\n", k.c_str(), v);
+  }
+  if (lora_format != nn::LoraFormat::kNative && comm.is_root()) {
+    const std::string name =
+        lora_format == nn::LoraFormat::kPeft
+            ? "adapters_peft"
+            : absl::StrCat("adapters_", nn::LoraFormatName(lora_format), ".safetensors");
+    for (const std::string& f : WriteLoraAs(nn::LoraStateDict(policy->module()), model_name,
+                                            lora_format, (std::filesystem::path(out) / name).string())) {
+      std::printf("adapters for other tools (%s): %s\n", nn::LoraFormatName(lora_format),
+                  f.c_str());
+    }
   }
   return 0;
 }

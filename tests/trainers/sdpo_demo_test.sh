@@ -12,9 +12,13 @@ for f in metrics.jsonl summary.json report.md loss.svg weight_profile.svg checkp
 done
 [[ $(wc -l < "$out/metrics.jsonl") -eq 6 ]]
 grep -q '"eval_after"' "$out/summary.json"
-# Resume to 8 steps: continues at step 6 and appends 2 metric lines.
+# Resume to 8 steps: continues at step 6 and appends 2 metric lines; the adapters are also
+# written in ComfyUI's format.
 trainers/sdpo --model=wan21 --steps=8 --eval_every=0 --pairs_per_prompt=1 --eval_samples=1 \
-  --batch=4 --out="$out" --resume --progress=false | grep -q "resumed at step 6"
+  --batch=4 --out="$out" --resume --progress=false --lora_format=comfyui > "$TEST_TMPDIR/resume.txt"
+grep -q "resumed at step 6" "$TEST_TMPDIR/resume.txt"
+grep -q "adapters for other tools (comfyui)" "$TEST_TMPDIR/resume.txt"
+[[ -s "$out/adapters_comfyui.safetensors" ]]
 [[ $(wc -l < "$out/metrics.jsonl") -eq 8 ]]
 # Bad flags fail with a clear message, not a crash.
 if trainers/sdpo --model=cogvideox-9b --out="$TEST_TMPDIR/x" 2> "$TEST_TMPDIR/err.txt"; then exit 1; fi
