@@ -397,8 +397,9 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
         lora_format == nn::LoraFormat::kPeft
             ? "adapters_peft"
             : absl::StrCat("adapters_", nn::LoraFormatName(lora_format), ".safetensors");
-    for (const std::string& f : WriteLoraAs(nn::LoraStateDict(policy->module()), model_name,
-                                            lora_format, (std::filesystem::path(out) / name).string())) {
+    const std::string dst = (std::filesystem::path(out) / name).string();
+    for (const std::string& f :
+         WriteLoraAs(nn::LoraStateDict(policy->module()), model_name, lora_format, dst)) {
       std::printf("adapters for other tools (%s): %s\n", nn::LoraFormatName(lora_format),
                   f.c_str());
     }
