@@ -197,6 +197,15 @@ class FrameConverter {
   int width_ = 0, height_ = 0;
 };
 
+// How long a decoded frame is shown, in stream time base units (0 when unknown).
+int64_t FrameDuration(const AVFrame& frame) {
+#if LIBAVUTIL_VERSION_INT >= AV_VERSION_INT(57, 30, 100)
+  return frame.duration;
+#else
+  return frame.pkt_duration;
+#endif
+}
+
 // Contiguous f32 CPU copy of a video [3, T, H, W] (or the tensor itself when it already is).
 Tensor CheckedVideo(const Tensor& video, const char* what) {
   SDPO_CHECK(video.defined() && video.dim() == 4 && video.size(0) == 3, what,
@@ -447,7 +456,7 @@ Tensor ReadVideo(const std::string& path, const ReadOptions& options, VideoInfo*
   const double period = in.info.fps > 0 ? 1.0 / in.info.fps : 1.0 / 25;
   const double eps = options.fps > 0 ? 1e-3 / options.fps : 0;
   bool have_first = false;
-  double first_ts = 0, held_t = 0;
+  double first_ts = 0, held_t = 0, held_duration = period;
   FramePtr held = NewFrame(), frame = NewFrame();
   bool have_held = false;
   auto next_time = [&] { return options.start_s + static_cast<double>(emitted) / options.fps; };
@@ -482,6 +491,8 @@ Tensor ReadVideo(const std::string& path, const ReadOptions& options, VideoInfo*
     av_frame_move_ref(held.get(), f);
     have_held = true;
     held_t = t;
+    const int64_t duration = FrameDuration(*held);
+    held_duration = duration > 0 ? duration * time_base : period;
   };
 
   PacketPtr pkt = NewPacket();
@@ -528,13 +539,13 @@ Tensor ReadVideo(const std::string& path, const ReadOptions& options, VideoInfo*
     SDPO_CHECK(stopped_early || in.info.frames == 0 || decoded >= in.info.frames, path,
                ": truncated: the header lists ", in.info.frames, " frames, ", decoded,
                " could be decoded");
-    // The last frame stays on screen for one frame period.
-    emit_held_until(held_t + period);
-    if (have_held && emitted == 0 && options.start_s <= held_t + period) emit(*held);
+    // The last frame stays on screen for its duration (else one frame period).
+    emit_held_until(held_t + held_duration);
+    if (have_held && emitted == 0 && options.start_s <= held_t + held_duration) emit(*held);
   }
   SDPO_CHECK(decoded > 0, path, ": no video frame could be decoded (empty or corrupt stream)");
   SDPO_CHECK(emitted > 0, path, ": no frame at or after start_s = ", options.start_s,
-             " s (the video lasts about ", held_t + period, " s)");
+             " s (the video lasts about ", held_t + held_duration, " s)");
   int64_t frames = emitted;
   if (options.one_plus_4k) frames = OnePlus4k(frames);
   const int64_t H = converter.height(), W = converter.width(), T = frames;

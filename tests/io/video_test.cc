@@ -223,6 +223,31 @@ TEST(VideoTest, GifAndContactSheetAreReadableImages) {
   EXPECT_EQ(sheet.shape(), (Shape{3, 1, 2 * 18 + 2, 3 * 26 + 2}));
 }
 
+TEST(VideoTest, ReadsWhatFfmpegWritesInOtherContainers) {
+  if (std::system("ffmpeg -version > /dev/null 2>&1") != 0) GTEST_SKIP() << "no ffmpeg";
+  const std::string dir = FreshTmpDir("video_containers");
+  // 12 frames of FFmpeg's test pattern at 24 fps, 64 x 48, in each container and codec.
+  for (const std::string ext_codec : {"webm:libvpx-vp9", "mov:mpeg4", "mkv:ffv1", "gif:gif"}) {
+    const std::string ext = ext_codec.substr(0, ext_codec.find(':'));
+    const std::string codec = ext_codec.substr(ext.size() + 1);
+    const std::string path = dir + "/t." + ext;
+    const std::string cmd =
+        "ffmpeg -v error -y -f lavfi -i testsrc=size=64x48:rate=24 -frames:v 12 "
+        "-c:v " +
+        codec + " " + path + " > /dev/null 2>&1";
+    if (std::system(cmd.c_str()) != 0) {
+      std::printf("skipping %s: this ffmpeg cannot write it\n", ext_codec.c_str());
+      continue;
+    }
+    VideoInfo info;
+    ReadOptions o;
+    o.fps = 12;
+    const Tensor v = ReadVideo(path, o, &info);
+    EXPECT_EQ(info.width, 64) << path;
+    EXPECT_EQ(v.shape(), (Shape{3, 6, 48, 64})) << path << " (" << info.codec << ")";
+  }
+}
+
 TEST(VideoTest, BadFilesGiveErrorsNamingThem) {
   const std::string dir = FreshTmpDir("video_bad");
   ExpectErrorContains([&] { ReadVideo(dir + "/missing.mp4"); }, {dir + "/missing.mp4", "no such"});
