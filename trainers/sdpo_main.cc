@@ -241,11 +241,9 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
       ", \"warmup\": ", tc.lr.warmup_steps, ", \"steps\": ", tc.steps, ", \"batch\": ", tc.batch,
       ", \"grad_accum\": ", tc.grad_accum, ", \"max_grad_norm\": ", tc.max_grad_norm,
       ", \"timestep_sampling\": ", Quoted(absl::GetFlag(FLAGS_timestep_sampling)), ", \"mode\": ",
-      Quoted(full ? "full"
-                  : absl::StrCat("lora r", absl::GetFlag(FLAGS_lora_rank), " alpha ",
-                                 absl::GetFlag(FLAGS_lora_alpha))),
-      ", \"seed\": ", seed, ", \"threads\": ", NumThreads(),
-      ", \"device\": ", Quoted(device.is_cpu() ? "cpu" : "cuda"),
+      Quoted(full ? "full" : absl::StrCat("lora r", absl::GetFlag(FLAGS_lora_rank))),
+      ", \"lora_alpha\": ", full ? 0.0 : absl::GetFlag(FLAGS_lora_alpha), ", \"seed\": ", seed,
+      ", \"threads\": ", NumThreads(), ", \"device\": ", Quoted(device.is_cpu() ? "cpu" : "cuda"),
       ", \"precision\": ", Quoted(DTypeName(compute_dtype)), "}");
 
   // --- run folder: locked; a rerun never replaces a run unless asked to ----------------------

@@ -97,16 +97,7 @@ TEST(HostileCheckpointTest, NonFiniteWeightsAreRefusedNamingTheTensor) {
 }
 
 TEST(HostileCheckpointTest, CogVideoXConfigsAreCheckedBeforeAllocating) {
-  cogvideox::CogVideoXConfig c;
-  c.in_channels = c.out_channels = 4;
-  c.num_attention_heads = 2;
-  c.attention_head_dim = 8;
-  c.text_embed_dim = 8;
-  c.time_embed_dim = 16;
-  c.num_layers = 1;
-  c.sample_width = c.sample_height = 4;
-  c.sample_frames = 5;
-  c.max_text_seq_length = 4;
+  const cogvideox::CogVideoXConfig c = testing::TinyCogVideoXConfig();
   nn::SetInitSeed(3);
   const std::string dir = FreshTmpDir("cog_hostile");
   const std::string good = dir + "/cog.safetensors";

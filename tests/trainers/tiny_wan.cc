@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "nn/init.h"
+#include "nn/lora.h"
 #include "tensor/ops.h"
 
 namespace sdpo::trainers::testing {
@@ -16,6 +18,43 @@ wan21::WanConfig TinyWanConfig(int64_t num_layers, int64_t ffn_dim, int64_t text
   c.text_len = text_len;
   c.num_heads = 2;
   c.num_layers = num_layers;
+  return c;
+}
+
+std::unique_ptr<wan21::WanModel> MakeTinyLoraModel() {
+  nn::SetInitSeed(5);
+  auto model = std::make_unique<wan21::WanModel>(TinyWanConfig());
+  nn::LoraConfig lora;
+  lora.rank = 4;
+  lora.alpha = 4;
+  lora.targets = {"blocks.*.self_attn.{q,k,v,o}", "blocks.*.ffn.{0,2}"};
+  nn::AttachLora(*model, lora);
+  return model;
+}
+
+TrainerConfig TinyRunConfig(const std::string& out, int64_t steps) {
+  TrainerConfig c;
+  c.steps = steps;
+  c.batch = 2;
+  c.lr.base_lr = 1e-3;
+  c.seed = 11;
+  c.out_dir = out;
+  c.progress = false;
+  c.objective.beta = 50;
+  return c;
+}
+
+cogvideox::CogVideoXConfig TinyCogVideoXConfig() {
+  cogvideox::CogVideoXConfig c;
+  c.in_channels = c.out_channels = 4;
+  c.num_attention_heads = 2;
+  c.attention_head_dim = 8;
+  c.text_embed_dim = 8;
+  c.time_embed_dim = 16;
+  c.num_layers = 1;
+  c.sample_width = c.sample_height = 4;
+  c.sample_frames = 5;  // 2 latent frames
+  c.max_text_seq_length = 4;
   return c;
 }
 

@@ -11,8 +11,6 @@
 #include "io/safetensors.h"
 #include "models/wan21/model.h"
 #include "nn/checkpoint_io.h"
-#include "nn/init.h"
-#include "nn/lora.h"
 #include "tests/error_testing.h"
 #include "tests/trainers/tiny_wan.h"
 #include "trainers/trainer.h"
@@ -24,29 +22,6 @@ namespace fs = std::filesystem;
 using sdpo::testing::ExpectErrorContains;
 using sdpo::testing::FreshTmpDir;
 using testing::SyntheticPairs;
-
-std::unique_ptr<wan21::WanModel> MakeModel() {
-  nn::SetInitSeed(5);
-  auto model = std::make_unique<wan21::WanModel>(testing::TinyWanConfig());
-  nn::LoraConfig lora;
-  lora.rank = 4;
-  lora.alpha = 4;
-  lora.targets = {"blocks.*.self_attn.{q,k,v,o}", "blocks.*.ffn.{0,2}"};
-  nn::AttachLora(*model, lora);
-  return model;
-}
-
-TrainerConfig Config(const std::string &out, int64_t steps) {
-  TrainerConfig c;
-  c.steps = steps;
-  c.batch = 2;
-  c.lr.base_lr = 1e-3;
-  c.seed = 11;
-  c.out_dir = out;
-  c.progress = false;
-  c.objective.beta = 50;
-  return c;
-}
 
 NoiseSchedule Flow() { return NoiseSchedule::Flow(FlowScheduleConfig::Wan21()); }
 
@@ -77,15 +52,15 @@ int64_t CheckpointStep(const std::string &dir) {
 
 TEST(TrainerReliabilityTest, AStopRequestCheckpointsTheStepReachedAndResumesBitExactly) {
   SyntheticPairs data(5);
-  auto straight_model = MakeModel();
-  Trainer straight(Config(FreshTmpDir("straight"), 6), Flow(), *straight_model, nullptr, data,
-                   nullptr);
+  auto straight_model = testing::MakeTinyLoraModel();
+  Trainer straight(testing::TinyRunConfig(FreshTmpDir("straight"), 6), Flow(), *straight_model,
+                   nullptr, data, nullptr);
   straight.Run();
 
   const std::string dir = FreshTmpDir("stopped");
   {
-    auto m = MakeModel();
-    TrainerConfig c = Config(dir, 6);
+    auto m = testing::MakeTinyLoraModel();
+    TrainerConfig c = testing::TinyRunConfig(dir, 6);
     int polls = 0;
     c.stop_requested = [&polls] { return ++polls > 4; };  // as a signal during step 4
     Trainer t(c, Flow(), *m, nullptr, data, nullptr);
@@ -97,8 +72,8 @@ TEST(TrainerReliabilityTest, AStopRequestCheckpointsTheStepReachedAndResumesBitE
   EXPECT_EQ(Lines(dir + "/metrics.jsonl").size(), 4u);
   EXPECT_FALSE(fs::exists(dir + "/summary.json"));  // the report is for finished runs
 
-  auto m = MakeModel();
-  Trainer resumed(Config(dir, 6), Flow(), *m, nullptr, data, nullptr);
+  auto m = testing::MakeTinyLoraModel();
+  Trainer resumed(testing::TinyRunConfig(dir, 6), Flow(), *m, nullptr, data, nullptr);
   resumed.Resume(Trainer::CheckpointPath(dir));
   resumed.Run();
   EXPECT_FALSE(resumed.interrupted());
@@ -110,14 +85,14 @@ TEST(TrainerReliabilityTest, AFinishedRunResumedChangesNothing) {
   SyntheticPairs data(4);
   const std::string dir = FreshTmpDir("finished");
   {
-    auto m = MakeModel();
-    Trainer t(Config(dir, 3), Flow(), *m, nullptr, data, nullptr);
+    auto m = testing::MakeTinyLoraModel();
+    Trainer t(testing::TinyRunConfig(dir, 3), Flow(), *m, nullptr, data, nullptr);
     t.Run();
   }
   std::map<std::string, std::string> before;
   for (const auto &e : fs::directory_iterator(dir)) before[e.path().string()] = Read(e.path());
-  auto m = MakeModel();
-  Trainer again(Config(dir, 3), Flow(), *m, nullptr, data, nullptr);
+  auto m = testing::MakeTinyLoraModel();
+  Trainer again(testing::TinyRunConfig(dir, 3), Flow(), *m, nullptr, data, nullptr);
   again.Resume(Trainer::CheckpointPath(dir));
   again.Run();
   std::map<std::string, std::string> after;
@@ -129,16 +104,16 @@ TEST(TrainerReliabilityTest, MetricsAreCutBackToTheCheckpointOnResume) {
   SyntheticPairs data(4);
   const std::string dir = FreshTmpDir("metrics");
   {
-    auto m = MakeModel();
-    Trainer t(Config(dir, 3), Flow(), *m, nullptr, data, nullptr);
+    auto m = testing::MakeTinyLoraModel();
+    Trainer t(testing::TinyRunConfig(dir, 3), Flow(), *m, nullptr, data, nullptr);
     t.Run();
   }
   // Steps 4..6 ran after the checkpoint and were lost with a kill -9, the last
   // line torn.
   std::ofstream(dir + "/metrics.jsonl", std::ios::app)
       << "{\"step\": 4}\n{\"step\": 5}\n{\"step\": 6, \"lr";
-  auto m = MakeModel();
-  Trainer resumed(Config(dir, 5), Flow(), *m, nullptr, data, nullptr);
+  auto m = testing::MakeTinyLoraModel();
+  Trainer resumed(testing::TinyRunConfig(dir, 5), Flow(), *m, nullptr, data, nullptr);
   resumed.Resume(Trainer::CheckpointPath(dir));
   resumed.Run();
   const std::vector<std::string> lines = Lines(dir + "/metrics.jsonl");
@@ -154,8 +129,8 @@ TEST(TrainerReliabilityTest, AFailedMetricsWriteStopsTheRun) {
   const std::string dir = FreshTmpDir("full_disk");
   fs::create_symlink("/dev/full",
                      dir + "/metrics.jsonl");  // every write: ENOSPC
-  auto m = MakeModel();
-  Trainer t(Config(dir, 3), Flow(), *m, nullptr, data, nullptr);
+  auto m = testing::MakeTinyLoraModel();
+  Trainer t(testing::TinyRunConfig(dir, 3), Flow(), *m, nullptr, data, nullptr);
   ExpectErrorContains([&] { t.Run(); },
                       {"metrics.jsonl: cannot append the metrics line", "No space left on device"});
 }
@@ -164,8 +139,8 @@ TEST(TrainerReliabilityTest, NonFiniteCheckpointStateIsRefusedAtResume) {
   SyntheticPairs data(4);
   const std::string dir = FreshTmpDir("nan_state");
   {
-    auto m = MakeModel();
-    Trainer t(Config(dir, 2), Flow(), *m, nullptr, data, nullptr);
+    auto m = testing::MakeTinyLoraModel();
+    Trainer t(testing::TinyRunConfig(dir, 2), Flow(), *m, nullptr, data, nullptr);
     t.Run();
   }
   std::map<std::string, std::string> meta;
@@ -182,8 +157,8 @@ TEST(TrainerReliabilityTest, NonFiniteCheckpointStateIsRefusedAtResume) {
   }
   ASSERT_FALSE(corrupted.empty());
   nn::SaveSafetensors(Trainer::CheckpointPath(dir), tensors, meta);
-  auto m = MakeModel();
-  Trainer t(Config(dir, 4), Flow(), *m, nullptr, data, nullptr);
+  auto m = testing::MakeTinyLoraModel();
+  Trainer t(testing::TinyRunConfig(dir, 4), Flow(), *m, nullptr, data, nullptr);
   ExpectErrorContains([&] { t.Resume(Trainer::CheckpointPath(dir)); },
                       {"tensor \"" + corrupted + "\"", "non-finite value (nan) at flat index 3"});
 }

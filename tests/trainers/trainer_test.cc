@@ -25,29 +25,10 @@ using testing::SyntheticPairs;
 
 wan21::WanConfig TinyConfig() { return testing::TinyWanConfig(); }
 
-
-
-std::unique_ptr<wan21::WanModel> MakeModel() {
-  nn::SetInitSeed(5);
-  auto model = std::make_unique<wan21::WanModel>(TinyConfig());
-  nn::LoraConfig lora;
-  lora.rank = 4;
-  lora.alpha = 4;
-  lora.targets = {"blocks.*.self_attn.{q,k,v,o}", "blocks.*.ffn.{0,2}"};
-  nn::AttachLora(*model, lora);
-  return model;
-}
+std::unique_ptr<wan21::WanModel> MakeModel() { return testing::MakeTinyLoraModel(); }
 
 TrainerConfig Config(const std::string& out, int64_t steps) {
-  TrainerConfig c;
-  c.steps = steps;
-  c.batch = 2;
-  c.lr.base_lr = 1e-3;
-  c.seed = 11;
-  c.out_dir = out;
-  c.progress = false;
-  c.objective.beta = 50;
-  return c;
+  return testing::TinyRunConfig(out, steps);
 }
 
 std::string TempDir(const std::string& name) {
@@ -280,16 +261,7 @@ class CogPairs : public data::PairDataset {
 };
 
 TEST(TrainerTest, TrainsATinyCogVideoXWithTheDdpmSchedule) {
-  cogvideox::CogVideoXConfig c;
-  c.in_channels = c.out_channels = 4;
-  c.num_attention_heads = 2;
-  c.attention_head_dim = 8;
-  c.text_embed_dim = 8;
-  c.time_embed_dim = 16;
-  c.num_layers = 1;
-  c.sample_width = c.sample_height = 4;
-  c.sample_frames = 5;  // 2 latent frames
-  c.max_text_seq_length = 4;
+  const cogvideox::CogVideoXConfig c = testing::TinyCogVideoXConfig();
   nn::SetInitSeed(3);
   std::string path = TempDir("cog") + "/tiny.safetensors";
   cogvideox::SaveWeights(cogvideox::CogVideoXModel(c), path);
