@@ -278,6 +278,54 @@ TEST(VideoTest, BadFilesGiveErrorsNamingThem) {
   ExpectErrorContains([&] { ReadVideo(dir + "/sound.wav"); }, {dir + "/sound.wav"});
 }
 
+TEST(VideoTest, MutatedFilesDecodeOrFailCleanly) {
+  // 300 damaged copies of a real mp4 and GIF (bytes overwritten, cut short, chunks repeated):
+  // each either decodes to a well-formed video or throws an sdpo::Error naming the file.
+  const std::string dir = FreshTmpDir("video_mutants");
+  WriteMp4(dir + "/seed.mp4", SyntheticClip(9, 32, 48));
+  WriteGif(dir + "/seed.gif", NumberedClip(4, 16, 24), 10);
+  uint64_t state = 12345;
+  auto next = [&state] {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return state >> 33;
+  };
+  int decoded = 0, refused = 0;
+  for (const std::string seed : {"seed.mp4", "seed.gif"}) {
+    const std::string original = ReadBytes(dir + "/" + seed);
+    for (int i = 0; i < 150; ++i) {
+      std::string m = original;
+      switch (i % 3) {
+        case 0:  // overwrite a few bytes anywhere
+          for (int k = 0; k < 1 + static_cast<int>(next() % 8); ++k) {
+            m[next() % m.size()] = static_cast<char>(next());
+          }
+          break;
+        case 1:  // cut short
+          m.resize(next() % m.size());
+          break;
+        case 2: {  // repeat a chunk
+          const size_t at = next() % m.size(), len = next() % 64;
+          m.insert(at, m.substr(at, len));
+          break;
+        }
+      }
+      const std::string path = dir + "/m" + std::to_string(i) + "_" + seed;
+      WriteBytes(path, m);
+      try {
+        const Tensor v = ReadVideo(path);
+        ASSERT_EQ(v.dim(), 4);
+        ASSERT_EQ(v.size(0), 3);
+        ++decoded;
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+        ++refused;
+      }
+    }
+  }
+  std::printf("mutants: %d decoded, %d refused\n", decoded, refused);
+  EXPECT_GT(refused, 0);
+}
+
 TEST(VideoTest, HostileSizesAreRefusedBeforeAllocating) {
   const std::string dir = FreshTmpDir("video_hostile");
   // A YUV4MPEG2 stream whose header claims 100000 x 100000 frames (30 GB each).
