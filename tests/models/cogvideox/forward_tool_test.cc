@@ -79,5 +79,35 @@ TEST(ForwardToolTest, ErrorsExitNonZero) {
   EXPECT_EQ(RunTool("--help"), 0);
 }
 
+TEST(ForwardToolTest, ANonFiniteOutputIsAnErrorAndNothingIsWritten) {
+  SDPO_SKIP_WITHOUT_COG_FIXTURES();
+  // Finite inputs so large that the forward overflows.
+  auto in = SafetensorsFile::Open(testing::FixtureFile("tiny_2b.case1.safetensors"));
+  std::vector<std::vector<float>> keep;
+  std::vector<TensorToWrite> tensors;
+  for (const TensorEntry& e : in->tensors()) {
+    keep.push_back(ReadAsF32(e));
+    if (e.name == "in_hidden_states" || e.name == "in_encoder_hidden_states") {
+      for (float& v : keep.back()) v = v >= 0 ? 3e38f : -3e38f;
+    }
+    tensors.push_back({e.name, SafetensorsDType::kF32, e.shape, keep.back().data(),
+                       keep.back().size() * sizeof(float)});
+  }
+  const std::string huge = Tmp("huge.case.safetensors"), out = Tmp("huge.out.safetensors");
+  WriteSafetensors(huge, tensors, in->metadata());
+  EXPECT_NE(RunTool(absl::StrCat("--weights ", testing::FixtureFile("tiny_2b.weights.safetensors"),
+                                 " --config ", testing::FixtureFile("tiny_2b.config.json"),
+                                 " --inputs ", huge, " --out ", out)),
+            0);
+  FILE* err = std::fopen(Tmp("stderr.txt").c_str(), "r");
+  ASSERT_NE(err, nullptr);
+  char buf[4096] = {0};
+  const size_t n = std::fread(buf, 1, sizeof(buf) - 1, err);
+  std::fclose(err);
+  EXPECT_NE(std::string(buf, n).find("out_sample ["), std::string::npos) << buf;
+  EXPECT_NE(std::string(buf, n).find("has a non-finite value"), std::string::npos) << buf;
+  EXPECT_EQ(std::fopen(out.c_str(), "r"), nullptr);
+}
+
 }  // namespace
 }  // namespace sdpo::cogvideox

@@ -2,7 +2,8 @@
 # Data-parallel training on 2 MPI ranks (see docs/distributed.md):
 #   1. 2 ranks x batch 2 give the same LoRA weights as 1 rank x batch 4 (Diffusion-DPO, SDPO with
 #      its C&M mask, DPO-C&M; gradient accumulation too);
-#   2. a 2-rank run resumed from its checkpoint continues exactly as the straight 2-rank run;
+#   2. a 2-rank run resumed from its checkpoint continues exactly as the straight 2-rank run,
+#      also after a stop request (a signal) that reached one rank only;
 #   3. ranks with different configurations stop with an error naming the field;
 #   4. a rank that dies (error exit, exit 0 without MPI_Finalize, SIGKILL) makes mpirun stop
 #      with a non-zero status within 60 s;
@@ -76,6 +77,17 @@ run2 "$T/resumed" --steps=3 --batch=2 --resume || {
 }
 "$BIN" --compare --tolerance=0 "$T/two_sdpo/checkpoint.safetensors" \
   "$T/resumed/checkpoint.safetensors" || fail "a resumed 2-rank run differs from the straight one"
+
+# 2b. A stop request (a signal) that reached rank 1 only: both ranks stop before the same step,
+# rank 0 writes the checkpoint there, and the resumed run equals the straight one.
+run2 "$T/stopped" --steps=3 --batch=2 --stop_rank=1 --stop_step=2 || fail "2-rank stop"
+[[ $(grep -c "interrupted at step 2" "$T/stopped.log") -eq 2 ]] || {
+  cat "$T/stopped.log"
+  fail "the ranks did not stop together at step 2"
+}
+run2 "$T/stopped" --steps=3 --batch=2 --resume || fail "2-rank resume after a stop"
+"$BIN" --compare --tolerance=0 "$T/two_sdpo/checkpoint.safetensors" \
+  "$T/stopped/checkpoint.safetensors" || fail "a stopped and resumed 2-rank run differs"
 
 # 3. Mismatched configurations.
 run2 "$T/mismatch" --steps=1 --batch=2 --mismatch_rank=1 && fail "mismatched ranks ran"

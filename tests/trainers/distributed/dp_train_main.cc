@@ -36,6 +36,10 @@ ABSL_FLAG(int64_t, hang_step, 1, "see --hang_rank");
 ABSL_FLAG(int, zero, 0, "0: replicated AdamW; 1: ZeRO-1");
 ABSL_FLAG(double, collective_timeout_s, 600, "collective timeout (seconds)");
 ABSL_FLAG(double, bucket_mb, 25, "all-reduce bucket size in MiB");
+ABSL_FLAG(int, stop_rank, -1,
+          "this rank alone asks to stop (as a SIGTERM that reached one process) before step "
+          "--stop_step + 1");
+ABSL_FLAG(int64_t, stop_step, 1, "see --stop_rank");
 ABSL_FLAG(int, mismatch_rank, -1, "this rank uses batch + 1 (a configuration mismatch)");
 ABSL_FLAG(bool, compare, false, "compare the trainable parameters of the two checkpoints given");
 ABSL_FLAG(double, tolerance, 1e-5, "--compare: max |a - b| / max(1e-3, max |a|)");
@@ -113,6 +117,10 @@ int Train(distributed::Communicator& comm) {
   c.description = "dp_train";
   c.comm = &comm;
   c.zero_stage = absl::GetFlag(FLAGS_zero);
+  int64_t polls = 0;  // the trainer polls once before each step
+  if (comm.rank() == absl::GetFlag(FLAGS_stop_rank)) {
+    c.stop_requested = [&polls] { return polls++ >= absl::GetFlag(FLAGS_stop_step); };
+  }
   trainers::Trainer t(c, NoiseSchedule::Flow(FlowScheduleConfig::Wan21()), model, nullptr, data,
                       nullptr);
   if (absl::GetFlag(FLAGS_resume)) t.Resume(trainers::Trainer::CheckpointPath(c.out_dir));
@@ -138,6 +146,11 @@ int Train(distributed::Communicator& comm) {
     return 0;
   }
   t.Run();
+  if (t.interrupted()) {
+    std::printf("dp_train: rank %d interrupted at step %lld\n", comm.rank(),
+                static_cast<long long>(t.step()));
+    return 0;
+  }
   if (comm.is_root()) {
     const trainers::StepRecord& r = t.history().back();
     std::printf("dp_train: %d rank(s), step %lld, loss %.6f, grad_norm %.6f\n", comm.world_size(),
