@@ -12,9 +12,20 @@ GPU (issues 8/9): one "SDPO step" of the Wan2.1-1.3B architecture (dim 1536, 12 
 30 layers, ffn 8960) with random weights, latent [16, 6, 60, 104] (9,360 tokens), text 512,
 bf16 autocast: reference forward (no_grad) + policy forward+backward on a batch of 2
 (winner + loser) + a Diffusion-DPO style loss + AdamW step.
-    python3 bench/peers/wan_bench.py --gpu [--steps 10] [--ckpt]
-The same code path at a tiny size on the CPU (for checking it without a GPU):
+    python3 bench/peers/wan_bench.py --gpu [--steps 10] [--ckpt] [--compile default] [--sdpa flash]
+--compile MODE compiles each block with torch.compile(mode=MODE) (wan_peer.compile_blocks); the
+first warm-up step includes the compilation and is reported as first_step_s.
+
+Sampling (issue 20): --sample times N steps of text-to-video sampling of the 1.3B at latent
+[16, 21, 60, 104] (81 frames at 480x832) with classifier-free guidance (a conditional and an
+unconditional forward per step, as the official pipeline), under bf16 autocast, after one warm-up
+step; diffusers' UniPCMultistepScheduler (flow prediction, shift 5) when diffusers is installed,
+else a flow-matching Euler update (the solver's arithmetic is a few elementwise ops per step next
+to two DiT forwards, so the DiT loop's time is the same).
+    python3 bench/peers/wan_bench.py --sample --steps 50 [--compile default] [--sdpa flash]
+The same code paths at a tiny size on the CPU (for checking them without a GPU):
     /usr/bin/python3 bench/peers/wan_bench.py --gpu --tiny --device cpu
+    /usr/bin/python3 bench/peers/wan_bench.py --sample --tiny --device cpu --steps 2
 """
 
 import argparse
@@ -34,7 +45,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from common import env_info, machine_info, openblas_info, set_openblas_threads  # noqa: E402
-from wan_peer import HAS_SDPA, PRESETS, WanConfig, WanModel, forward_flops  # noqa: E402
+from wan_peer import (HAS_SDPA, PRESETS, WanConfig, WanModel, compile_blocks,  # noqa: E402
+                      forward_flops, sdpa_backend)
 
 PEAK_BF16_DENSE = {"H100": 989e12, "H200": 989e12}  # dense bf16 tensor-core peak, FLOP/s
 
@@ -190,6 +202,9 @@ def gpu_bench(a):
     ref = copy.deepcopy(policy)
     policy.to(dev).train()
     ref.to(dev).eval().requires_grad_(False)
+    if a.compile:
+        compile_blocks(policy, a.compile)
+        compile_blocks(ref, a.compile)
     opt_kw = {"lr": 1e-6, "weight_decay": 0.0}
     if is_cuda and "fused" in inspect.signature(torch.optim.AdamW).parameters:
         opt_kw["fused"] = True
@@ -216,19 +231,23 @@ def gpu_bench(a):
             torch.cuda.synchronize()
 
     def step():
-        with torch.no_grad(), autocast():
-            v_ref = torch.stack(ref(list(xt), t, list(ctx)))
-        with autocast():
-            v_pol = torch.stack(policy(list(xt), t, list(ctx)))
-        loss = dpo_loss(v_pol, v_ref, target, a.beta)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        with sdpa_backend(a.sdpa):
+            with torch.no_grad(), autocast():
+                v_ref = torch.stack(ref(list(xt), t, list(ctx)))
+            with autocast():
+                v_pol = torch.stack(policy(list(xt), t, list(ctx)))
+            loss = dpo_loss(v_pol, v_ref, target, a.beta)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
         return loss
 
+    warm_ts = []
     for _ in range(a.warmup):
+        t0 = time.perf_counter()
         loss = step()
-    sync()
+        sync()
+        warm_ts.append(time.perf_counter() - t0)
     ts = []
     for _ in range(a.steps):
         t0 = time.perf_counter()
@@ -246,8 +265,10 @@ def gpu_bench(a):
                    "latent": latent, "tokens": L, "batch": 2, "params": n_params,
                    "amp": a.amp, "rope": a.rope, "grad_ckpt": a.ckpt,
                    "attention": "sdpa" if (HAS_SDPA and not a.no_sdpa) else "math",
+                   "sdpa_backend": a.sdpa, "compile": a.compile,
                    "optimizer": "AdamW" + (" fused" if opt_kw.get("fused") else "")},
         "median_s": med, "min_s": min(ts), "steps": len(ts), "warmup": a.warmup,
+        "first_step_s": warm_ts[0] if warm_ts else None,
         "times_s": [round(v, 4) for v in ts],
         "fwd_tflop_per_sample": fwd1 / 1e12,
         "step_tflop": step_flops / 1e12,
@@ -271,6 +292,99 @@ def gpu_bench(a):
         raise SystemExit("non-finite loss")
 
 
+def flow_sigmas(steps, shift):
+    """The shifted flow-matching sigma grid of Wan2.1 sampling (1 -> 0, steps + 1 values)."""
+    s = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
+    return shift * s / (1 + (shift - 1) * s)
+
+
+def sample_bench(a):
+    dev = torch.device(a.device)
+    is_cuda = dev.type == "cuda"
+    if a.tiny:
+        cfg = PRESETS["tiny_a"]
+        latent = [16, 3, 8, 8]
+    else:
+        cfg = PRESETS["1.3b"]
+        latent = parse_latent(a.latent) if a.latent != "16,6,26,40" else [16, 21, 60, 104]
+    L = tokens_of(cfg, latent)
+    if not is_cuda:
+        torch.set_num_threads(a.threads)
+    gen = torch.Generator().manual_seed(0)
+    t_build = time.perf_counter()
+    model = WanModel(cfg, use_sdpa=not a.no_sdpa, rope_dtype=getattr(torch, a.rope)).init_weights(1)
+    model.to(dev).eval().requires_grad_(False)
+    if a.compile:
+        compile_blocks(model, a.compile)
+    ctx = torch.randn(cfg.text_len, cfg.text_dim, generator=gen).to(dev)
+    neg = torch.randn(cfg.text_len, cfg.text_dim, generator=gen).to(dev)
+    x0 = torch.randn(*latent, generator=gen).to(dev)
+    build_s = time.perf_counter() - t_build
+    try:
+        from diffusers import UniPCMultistepScheduler
+        solver = "diffusers UniPCMultistepScheduler"
+    except ImportError:
+        UniPCMultistepScheduler = None
+        solver = "flow Euler (diffusers not installed)"
+
+    def sync():
+        if is_cuda:
+            torch.cuda.synchronize()
+
+    def velocity(x, t):
+        with torch.no_grad(), sdpa_backend(a.sdpa), torch.autocast(
+                device_type=dev.type, dtype=torch.bfloat16, enabled=a.amp == "bf16"):
+            tt = torch.tensor([t], device=dev)
+            cond = model([x], tt, [ctx])[0].float()
+            if a.guidance == 1.0:
+                return cond
+            uncond = model([x], tt, [neg])[0].float()
+            return uncond + a.guidance * (cond - uncond)
+
+    def run(steps):
+        x = x0.clone()
+        if UniPCMultistepScheduler is not None:
+            sched = UniPCMultistepScheduler(num_train_timesteps=1000, prediction_type="flow_prediction",
+                                            use_flow_sigmas=True, flow_shift=a.shift)
+            sched.set_timesteps(steps, device=dev)
+            for t in sched.timesteps:
+                v = velocity(x, float(t))
+                x = sched.step(v.unsqueeze(0), t, x.unsqueeze(0)).prev_sample[0]
+        else:
+            sig = flow_sigmas(steps, a.shift).tolist()
+            for i in range(steps):
+                v = velocity(x, sig[i] * 1000.0)
+                x = x + (sig[i + 1] - sig[i]) * v
+        return x
+
+    t0 = time.perf_counter()
+    run(1)  # warm-up (and compilation)
+    sync()
+    warm_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    x = run(a.steps)
+    sync()
+    loop_s = time.perf_counter() - t0
+    forwards = a.steps * (1 if a.guidance == 1.0 else 2)
+    fwd = forward_flops(cfg, L)
+    rec = {
+        "name": "wan_sample" + ("_tiny" if a.tiny else "_1.3b"),
+        "device": torch.cuda.get_device_name(dev) if is_cuda else "cpu",
+        "config": {"latent": latent, "tokens": L, "steps": a.steps, "guidance": a.guidance,
+                   "shift": a.shift, "solver": solver, "amp": a.amp, "rope": a.rope,
+                   "sdpa_backend": a.sdpa, "compile": a.compile},
+        "loop_s": loop_s, "per_step_s": loop_s / a.steps, "est_50_steps_s": loop_s / a.steps * 50,
+        "warmup_s": warm_s, "build_s": build_s, "forwards": forwards,
+        "tflop": forwards * fwd / 1e12, "tflops": forwards * fwd / loop_s / 1e12,
+        "finite": bool(torch.isfinite(x).all()), "torch": torch.__version__,
+    }
+    if is_cuda:
+        rec["max_memory_allocated_gib"] = torch.cuda.max_memory_allocated(dev) / 2 ** 30
+    print(json.dumps(rec), flush=True)
+    if not rec["finite"]:
+        raise SystemExit("non-finite sample")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -289,7 +403,22 @@ def main():
     ap.add_argument("--amp", default="bf16", choices=["bf16", "none"])
     ap.add_argument("--ckpt", action="store_true", help="activation checkpointing per block")
     ap.add_argument("--beta", type=float, default=500.0)
+    ap.add_argument("--compile", default=None, metavar="MODE",
+                    help="torch.compile each block with this mode (e.g. default)")
+    ap.add_argument("--sdpa", default="auto", choices=["auto", "flash", "cudnn", "efficient", "math"],
+                    help="restrict scaled_dot_product_attention to one backend")
+    ap.add_argument("--sample", action="store_true", help="sampling benchmark (1.3B, CFG)")
+    ap.add_argument("--guidance", type=float, default=5.0, help="with --sample")
+    ap.add_argument("--shift", type=float, default=5.0, help="with --sample: flow shift")
     a = ap.parse_args()
+
+    if a.sample:
+        if a.device is None:
+            a.device = "cuda" if torch.cuda.is_available() else "cpu"
+        if a.device == "cpu" and not a.tiny:
+            raise SystemExit("--sample without CUDA: add --tiny to check the code path on CPU")
+        sample_bench(a)
+        return
 
     if a.gpu:
         if a.warmup is None:

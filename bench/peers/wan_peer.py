@@ -152,18 +152,39 @@ def attention(q, k, v, key_mask=None, use_sdpa=True):
     return o.transpose(1, 2).reshape(b, lq, h * hd)
 
 
-class no_autocast:
-    """Disables autocast (CPU and CUDA) inside: the official float32 regions."""
+def no_autocast(device_type):
+    """Disables autocast (CPU and CUDA) inside: the official float32 regions. A plain
+    torch.autocast object, which torch.compile traces without a graph break."""
+    return torch.autocast(device_type=device_type, enabled=False)
 
-    def __init__(self, device_type):
-        self.device_type = device_type
 
-    def __enter__(self):
-        self.ctx = torch.autocast(device_type=self.device_type, enabled=False)
-        self.ctx.__enter__()
+def sdpa_backend(name):
+    """A context manager that restricts F.scaled_dot_product_attention to one backend
+    ("flash", "cudnn", "efficient", "math"); "auto" (or a torch without
+    torch.nn.attention) leaves PyTorch's own choice."""
+    import contextlib
 
-    def __exit__(self, *a):
-        return self.ctx.__exit__(*a)
+    if name == "auto":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    backend = {"flash": SDPBackend.FLASH_ATTENTION,
+               "cudnn": SDPBackend.CUDNN_ATTENTION,
+               "efficient": SDPBackend.EFFICIENT_ATTENTION,
+               "math": SDPBackend.MATH}[name]
+    return sdpa_kernel(backend)
+
+
+def compile_blocks(model, mode):
+    """torch.compile of each transformer block in place (regional compilation: the 30 or 40
+    identical blocks share one compiled graph, so it compiles in about the time of one block;
+    the embeddings, head and unpatchify stay eager, as diffusers' regional compile does).
+    mode: a torch.compile mode ("default", "max-autotune-no-cudagraphs", ...)."""
+    if not hasattr(torch, "compile"):
+        raise SystemExit("torch %s has no torch.compile" % torch.__version__)
+    for blk in model.blocks:
+        blk.compile(mode=mode, dynamic=False)
+    return model
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the CUDA tests and micro-benchmarks (one binary, cuda_check) with -c opt into
-# gpu_bundle/cuda/ (git-ignored),
+# Builds the CUDA tests and micro-benchmarks (one binary, cuda_check, which also writes the
+# full-scale random checkpoint and data: `cuda_check make_data`), the trainer (sdpo) and the
+# sampler (sample) with -c opt into gpu_bundle/cuda/ (git-ignored),
 # self-contained except for the CUDA libraries: Abseil and GoogleTest are linked statically and
 # every sdpo library is linked into the binaries (--dynamic_mode=off). The GPU machine provides
 # libcudart / libcublasLt / libcublas (tools/gpu/check.sh finds them there and sets
@@ -11,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-TARGETS=(//tools/gpu:cuda_check //trainers:sdpo)
+TARGETS=(//tools/gpu:cuda_check //trainers:sdpo //trainers:sample)
 DEST=gpu_bundle/cuda
 
 if [[ ! -x "${CUDA_PATH:-/usr/local/cuda}/bin/nvcc" ]]; then
@@ -23,11 +24,11 @@ echo "bundle.sh: bazel build -c opt ${TARGETS[*]}"
 bazel build -c opt --dynamic_mode=off "${TARGETS[@]}"
 
 mkdir -p "$DEST"
-rm -rf "$DEST"/cuda_check "$DEST"/cuda_parity_test "$DEST"/cuda_bench "$DEST"/sdpo "$DEST"/lib
+rm -rf "$DEST"/cuda_check "$DEST"/cuda_parity_test "$DEST"/cuda_bench "$DEST"/sdpo "$DEST"/sample "$DEST"/lib
 OUT_BIN=$(bazel info -c opt bazel-bin)
-for b in cuda_check sdpo; do
+for b in cuda_check sdpo sample; do
   src="$OUT_BIN/tools/gpu/$b"
-  [[ $b == sdpo ]] && src="$OUT_BIN/trainers/sdpo"
+  [[ $b != cuda_check ]] && src="$OUT_BIN/trainers/$b"
   cp -f "$src" "$DEST"/
   chmod u+w "$DEST/$b"
   strip --strip-all "$DEST/$b" 2>/dev/null || true
@@ -35,7 +36,7 @@ done
 # The trainer links OpenMPI (used only under mpirun); the GPU machine has no OpenMPI, so its
 # shared libraries travel in lib/ (check.sh puts that folder last on LD_LIBRARY_PATH).
 mkdir -p "$DEST/lib"
-ldd "$DEST/sdpo" | awk '$3 ~ /^\// {print $3}' |
+ldd "$DEST/sdpo" "$DEST/sample" | awk '$3 ~ /^\// {print $3}' |
   grep -E '/lib(mpi|open-rte|open-pal|hwloc|event|udev)[^/]*$' | while read -r lib; do
     cp -fL "$lib" "$DEST/lib/"
   done
@@ -44,7 +45,7 @@ ldd "$DEST/sdpo" | awk '$3 ~ /^\// {print $3}' |
   echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
   echo "nvcc: $("${CUDA_PATH:-/usr/local/cuda}/bin/nvcc" --version | tail -1)"
-  for b in cuda_check sdpo; do
+  for b in cuda_check sdpo sample; do
     echo "$b: $(du -h "$DEST/$b" | cut -f1), needs: $(objdump -p "$DEST/$b" | awk '/NEEDED/ {printf "%s ", $2}')"
   done
 } > "$DEST/MANIFEST"

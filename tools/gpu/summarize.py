@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
-"""Prints the short table at the end of tools/gpu/check.sh from the files it wrote:
-parity_*.json / parity_*.log (GoogleTest) and bench_{sdpo,torch}.jsonl (one JSON line each)."""
+"""Prints the tables at the end of tools/gpu/check.sh from the files it wrote in its folder:
+parity_*.json / parity_*.log (GoogleTest), bench_{sdpo,torch}.jsonl and bench_wan_step.jsonl
+(one JSON line each), the peer's logs (torch_*.log, sample_torch.log), the trainer runs'
+folders (metrics.jsonl) with their logs and nvidia-smi memory samples (<run>.mem), the
+make_data logs (model FLOPs per step), and steps.tsv (each step's status: ok, exit code,
+skipped for the time budget, or "not run" in the dry run). The last table is issue 20's targets:
+every cell the check did not measure says "not run" and why."""
 import glob
 import json
 import os
@@ -149,7 +154,8 @@ def wan_step(outdir):
     # The PyTorch peer, same call.
     ratios = []
     for log, ckpt in (("torch_wan_step.log", False), ("torch_wan_step_ckpt.log", True),
-                      ("torch_wan_step_32k.log", True)):
+                      ("torch_wan_step_32k.log", True), ("torch_compile.log", False),
+                      ("torch_compile_ckpt.log", True), ("torch_compile_32k.log", True)):
         path = os.path.join(outdir, log)
         if not os.path.exists(path):
             continue
@@ -160,13 +166,18 @@ def wan_step(outdir):
             continue
         t = got[-1]
         tok = t["config"]["tokens"]
-        label = "torch " + ("ckpt every block" if ckpt else "no ckpt") + (f" ({tok} tok)" if tok != 9360 else "")
+        compiled = t["config"].get("compile")
+        label = ("torch " + (f"compile({compiled}) " if compiled else "") +
+                 ("ckpt every block" if ckpt else "no ckpt") + (f" ({tok} tok)" if tok != 9360 else ""))
         print(f"  {label:<46} {t['median_s']:>8.3f} {t['min_s']:>8.3f} {t['step_tflop']:>7.1f} "
               f"{100 * t.get('mfu', 0):>5.1f}% {t.get('max_memory_allocated_gib', 0):>9.1f} "
               f"{t.get('warmup', '?')}+{t.get('steps', '?'):<4}")
         o = ours.get((tok, ckpt, False))
+        if t.get("first_step_s") and compiled:
+            print(f"    first warm-up step (compilation included) {t['first_step_s']:.1f} s")
         if o:
-            ratios.append((("recompute" if ckpt else "full") + (f" {tok} tok" if tok != 9360 else ""),
+            ratios.append((("recompute" if ckpt else "full") + (f" {tok} tok" if tok != 9360 else "") +
+                           (" vs compiled" if compiled else ""),
                            o["median_s"] / t["median_s"],
                            o["peak_allocated_gib"] / max(t.get("max_memory_allocated_gib", 0), 1e-9)))
     for name, tr, mr in ratios:
@@ -188,6 +199,235 @@ def trainer_gpu(outdir):
             vals = ", ".join(f"{k} {v:.4g}" if isinstance(v, (int, float)) else f"{k} {v}"
                              for k, v in s[key].items())
             print(f"  {key}: {vals}")
+
+
+# --- issue 20: the trainer at full scale, the compiled peer, 14B, sampling ------------------------
+
+H100_MIB = 81559  # memory.total of the lent H100 80GB HBM3 (docs/gpu.md)
+TRAINER_RUNS = [  # (run, label, tokens per sample, make_data log)
+    ("trainer_full", "1.3B full", 9360, "make_data_1.3b"),
+    ("trainer_full_recompute", "1.3B full+recompute", 9360, "make_data_1.3b"),
+    ("trainer_lora", "1.3B LoRA r64", 9360, "make_data_1.3b"),
+    ("trainer_lora_recompute", "1.3B LoRA r64+recompute", 9360, "make_data_1.3b"),
+    ("trainer_lora_recompute_f21", "1.3B LoRA r64+recompute", 32760, "make_data_f21"),
+    ("trainer_full_recompute_f21", "1.3B full+recompute", 32760, "make_data_f21"),
+    ("trainer_14b_lora_recompute_f21", "14B LoRA r64+recompute", 32760, "make_data_14b"),
+]
+TRAINER_WARMUP = 2  # steps left out of the trainer's median (cuDNN plans, allocator growth)
+
+
+def step_status(outdir):
+    """steps.tsv: step name -> (status, seconds)."""
+    out = {}
+    path = os.path.join(outdir, "steps.tsv")
+    if os.path.exists(path):
+        for line in open(path, errors="replace"):
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) == 3:
+                out[parts[0]] = (parts[1], parts[2])
+    return out
+
+
+def why_not(status, *names):
+    """Why a step's number is missing: its status in steps.tsv, or "not run" (part not chosen)."""
+    for n in names:
+        if n in status and status[n][0] != "ok":
+            return status[n][0]
+    for n in names:
+        if n in status:
+            return "no result (see %s.log)" % n
+    return "not run (part not selected)"
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return None if n == 0 else (xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2]))
+
+
+def make_data_record(outdir, name):
+    recs = json_lines(os.path.join(outdir, name + ".log"), "make_data")
+    return recs[-1] if recs else {}
+
+
+def trainer_run(outdir, run, make_log, status):
+    """s/step (median after the warm-up), MFU, peak device memory of one trainer run."""
+    r = {"run": run}
+    metrics = json_lines(os.path.join(outdir, run, "metrics.jsonl"))
+    secs = [m["seconds"] for m in metrics if not m.get("skipped")]
+    r["steps"] = len(metrics)
+    r["skipped"] = sum(1 for m in metrics if m.get("skipped"))
+    timed = secs[TRAINER_WARMUP:] if len(secs) > TRAINER_WARMUP else secs
+    r["median_s"] = median(timed)
+    r["first_s"] = secs[0] if secs else None
+    flops = make_data_record(outdir, make_log).get("step_tflop")
+    if r["median_s"] and flops:
+        r["tflop"] = flops
+        r["mfu"] = flops * 1e12 / r["median_s"] / 989e12
+    mem = os.path.join(outdir, run + ".mem")
+    if os.path.exists(mem):
+        vals = [int(x) for x in open(mem).read().split() if x.isdigit()]
+        if vals:
+            r["peak_used_mib"] = max(vals)
+    log = os.path.join(outdir, run + ".log")
+    if os.path.exists(log):
+        text = open(log, errors="replace").read()
+        m = re.search(r"^memory plan \(.*$", text, re.M)
+        r["plan"] = m.group(0) if m else None
+        m = re.search(r"error: (.*)$", text, re.M)
+        r["error"] = m.group(1)[:300] if m else None
+    r["status"] = why_not(status, run) if r["median_s"] is None else "ok"
+    return r
+
+
+def torch_record(outdir, log, name="wan_sdpo_step_1.3b"):
+    got = json_lines(os.path.join(outdir, log), name)
+    return got[-1] if got else None
+
+
+def fmt(v, spec, suffix="", none="-"):
+    return none if v is None else format(v, spec) + suffix
+
+
+def trainer_table(outdir, status):
+    print()
+    print("Trainer binary at full scale (sdpo --device=cuda --precision=bf16, generated Wan2.1 "
+          "checkpoint and pairs, batch 1 pair;")
+    print(f"s/step = median of metrics.jsonl after {TRAINER_WARMUP} steps; MFU = model FLOPs of "
+          "cuda_check wan_step / 989 TFLOP/s; peak = nvidia-smi memory.used)")
+    print(f"  {'run':<40} {'tokens':>7} {'s/step':>8} {'first s':>8} {'MFU':>6} {'peak GiB':>9}"
+          f" {'steps':>6}  status")
+    rows = {}
+    for run, label, tok, make_log in TRAINER_RUNS:
+        r = trainer_run(outdir, run, make_log, status)
+        rows[run] = r
+        peak = r.get("peak_used_mib")
+        print(f"  {label:<40} {tok:>7} {fmt(r['median_s'], '8.3f'):>8} "
+              f"{fmt(r['first_s'], '8.2f'):>8} "
+              f"{fmt(100 * r['mfu'] if r.get('mfu') else None, '5.1f', '%'):>6} "
+              f"{fmt(peak / 1024 if peak else None, '9.1f'):>9} {r['steps']:>6}  {r['status']}"
+              + (f" ({r['skipped']} skipped steps)" if r["skipped"] else ""))
+        if r.get("error"):
+            print(f"    error: {r['error']}")
+    return rows
+
+
+def sampling(outdir, status):
+    ours = status.get("sample_sdpo")
+    peer = torch_record(outdir, "sample_torch.log", "wan_sample_1.3b")
+    res = {"ours_s": None, "torch_s": None, "steps": None}
+    if ours and ours[0] == "ok":
+        res["ours_s"] = float(ours[1])
+        m = re.search(r"(\w+) (\d+) steps, shift",
+                      open(os.path.join(outdir, "sample_sdpo.log"), errors="replace").read())
+        if m:
+            res["steps"] = int(m.group(2))
+    if peer:
+        res["torch_s"] = peer["build_s"] + peer["warmup_s"] + peer["loop_s"]
+        res["torch_loop_s"] = peer["loop_s"]
+        res["steps"] = res["steps"] or peer["config"]["steps"]
+        res["solver"] = peer["config"]["solver"]
+    res["status"] = why_not(status, "sample_sdpo", "sample_torch")
+    return res
+
+
+def targets(outdir):
+    """Issue 20's targets, one row each: ours, PyTorch's best, the ratio and the verdict."""
+    status = step_status(outdir)
+    rows = trainer_table(outdir, status)
+    steps = {(r.get("tokens_per_sample"), str(r.get("mode"))): r
+             for r in json_lines(os.path.join(outdir, "bench_wan_step.jsonl"))
+             if r.get("ok") and "14b" not in str(r.get("label"))}
+    r14 = [r for r in json_lines(os.path.join(outdir, "bench_wan_step.jsonl"))
+           if "14b" in str(r.get("label"))]
+    torch = {k: torch_record(outdir, k + ".log") for k in (
+        "torch_wan_step", "torch_wan_step_ckpt", "torch_compile", "torch_compile_ckpt",
+        "torch_wan_step_32k", "torch_compile_32k")}
+
+    def best(*keys):  # the faster PyTorch variant: (seconds, which)
+        got = [(torch[k]["median_s"], k) for k in keys if torch.get(k)]
+        return min(got) if got else (None, None)
+
+    table = []
+
+    def row(name, ours, peer, ratio, target, ok, why):
+        verdict = why if ok is None else ("met" if ok else "MISSED")
+        table.append((name, ours, peer, ratio, target, verdict))
+
+    for tok, run, tkeys, wmode, label in (
+            (9360, "trainer_full", ("torch_wan_step", "torch_compile"), "full", "full, no recompute"),
+            (9360, "trainer_full_recompute", ("torch_wan_step_ckpt", "torch_compile_ckpt"),
+             "full+recompute", "full, recompute"),
+            (32760, "trainer_full_recompute_f21", ("torch_wan_step_32k", "torch_compile_32k"),
+             "full+recompute", "full, recompute")):
+        t, which = best(*tkeys)
+        o = rows[run]["median_s"]
+        ok = None if (o is None or t is None) else o <= 0.8 * t
+        why = why_not(status, run) if o is None else why_not(status, *tkeys)
+        row(f"1.3B {label}, {tok} tok: s/step (trainer)", fmt(o, ".3f"),
+            fmt(t, ".3f", f" {which.replace('torch_', '')}" if which else ""),
+            fmt(o / t if (o and t) else None, ".2f"), "<= 0.80x", ok, why)
+        w = steps.get((tok, wmode))
+        wo = w["median_s"] if w else None
+        ok = None if (wo is None or t is None) else wo <= 0.8 * t
+        row(f"1.3B {label}, {tok} tok: s/step (cuda_check wan_step)", fmt(wo, ".3f"),
+            fmt(t, ".3f"), fmt(wo / t if (wo and t) else None, ".2f"), "<= 0.80x", ok,
+            why_not(status, "wan_step" if tok == 9360 else "wan_step_32k") if wo is None
+            else why_not(status, *tkeys))
+    mfu = rows["trainer_full"].get("mfu")
+    row("MFU, 1.3B full, no recompute, 9360 tok (trainer)", fmt(100 * mfu if mfu else None, ".1f", "%"),
+        "", "", ">= 45%", None if mfu is None else mfu >= 0.45, why_not(status, "trainer_full"))
+    w = steps.get((9360, "full"))
+    row("MFU, same step (cuda_check wan_step)", fmt(100 * w["mfu"] if w else None, ".1f", "%"), "",
+        "", ">= 45%", None if w is None else w["mfu"] >= 0.45, why_not(status, "wan_step"))
+    for wmode, tkeys, label in (("full", ("torch_wan_step", "torch_compile"), "no recompute"),
+                                ("full+recompute", ("torch_wan_step_ckpt", "torch_compile_ckpt"),
+                                 "recompute")):
+        w = steps.get((9360, wmode))
+        peaks = [torch[k].get("max_memory_allocated_gib") for k in tkeys if torch.get(k)]
+        tp = min(peaks) if peaks else None
+        ok = None if (w is None or tp is None) else w["peak_allocated_gib"] <= 0.8 * tp
+        row(f"peak memory, 1.3B full {label}, 9360 tok (allocated)",
+            fmt(w["peak_allocated_gib"] if w else None, ".1f", " GiB"),
+            fmt(tp, ".1f", " GiB"), fmt(w["peak_allocated_gib"] / tp if (w and tp) else None, ".2f"),
+            "<= 0.80x", ok, why_not(status, "wan_step", *tkeys))
+    used = rows["trainer_full"].get("peak_used_mib")
+    free = (H100_MIB - used) / 1024 if used else None
+    row("free on an 80 GB H100, 1.3B full, no recompute (trainer)",
+        fmt(free, ".1f", f" GiB (used {used / 1024:.1f})" if used else ""), "", "",
+        ">= 4.66 GiB (5 GB)", None if free is None else free >= 5e9 / 2 ** 30,
+        why_not(status, "trainer_full"))
+    w = r14[-1] if r14 else None
+    if w and w.get("ok"):
+        dev = w["peak_allocated_gib"] / w["plan_gib"] - 1
+        row("14B LoRA r64+recompute, 32760 tok: plan vs peak (wan_step)",
+            f"peak {w['peak_allocated_gib']:.1f} GiB", f"plan {w['plan_gib']:.1f} GiB",
+            f"{100 * dev:+.1f}%", "within 5%, fits 80 GB", abs(dev) <= 0.05 and
+            w["peak_reserved_gib"] * 1024 < H100_MIB, "")
+        row("14B LoRA r64+recompute, 32760 tok: s/step, MFU (wan_step)",
+            f"{w['median_s']:.2f} s", "", f"MFU {100 * w['mfu']:.1f}%", "recorded", True, "")
+    else:
+        row("14B LoRA r64+recompute, 32760 tok: plan vs peak (wan_step)",
+            "-" if not w else "FAILED: " + str(w.get("error", ""))[:120], "", "",
+            "within 5%, fits 80 GB", None if not w else False, why_not(status, "wan_step_14b"))
+    r = rows["trainer_14b_lora_recompute_f21"]
+    row("14B LoRA r64+recompute, 32760 tok: s/step (trainer)", fmt(r["median_s"], ".2f"), "",
+        fmt(100 * r["mfu"] if r.get("mfu") else None, ".1f", "% MFU"), "recorded",
+        None if r["median_s"] is None else True, r["status"])
+    smp = sampling(outdir, status)
+    ok = None if (smp["ours_s"] is None or smp["torch_s"] is None) else smp["ours_s"] <= 0.8 * smp["torch_s"]
+    row(f"sampling {smp['steps'] or 'N'} steps UniPC+CFG 81x480x832 (wall, load included)",
+        fmt(smp["ours_s"], ".1f", " s"), fmt(smp["torch_s"], ".1f", " s"),
+        fmt(smp["ours_s"] / smp["torch_s"] if (smp["ours_s"] and smp["torch_s"]) else None, ".2f"),
+        "<= 0.80x", ok, smp["status"])
+    if smp.get("torch_loop_s"):
+        print(f"\n  peer sampling: loop {smp['torch_loop_s']:.1f} s of {smp['torch_s']:.1f} s, "
+              f"solver {smp.get('solver')}")
+    print()
+    print("Issue 20 targets (ratio = ours / PyTorch's faster variant, same call)")
+    print(f"  {'measure':<62} {'sdpo':>16} {'torch (best)':>24} {'ratio':>8}  {'target':<22} verdict")
+    for name, ours, peer, ratio, target, verdict in table:
+        print(f"  {name:<62} {ours:>16} {peer:>24} {ratio:>8}  {target:<22} {verdict}")
 
 
 def main():
@@ -227,6 +467,10 @@ def main():
         trainer_gpu(outdir)
     except Exception as e:
         print(f"trainer summary failed: {e}")
+    try:
+        targets(outdir)
+    except Exception as e:  # the rest of the output is already printed
+        print(f"targets table failed: {type(e).__name__}: {e}")
     print()
     print(f"{total_p} passed, {total_f} failed, {total_s} skipped")
     return 0
