@@ -1,7 +1,6 @@
-// tools/data/full_scale.h at a tiny shape: the checkpoint folder loads through
-// the model's own loader (one file or official shards + index, same values),
-// the dataset opens through the trainer's dataset, the values are random,
-// finite and a function of the seed.
+// tools/data/full_scale.h at a tiny shape: the checkpoint folder loads through the model's own
+// loader (one file or official shards + index, same values), the dataset opens through the
+// trainer's dataset, the values are random, finite and a function of the seed.
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -23,13 +22,13 @@ namespace {
 namespace fs = std::filesystem;
 using sdpo::testing::FreshTmpDir;
 
-std::vector<float> Values(const Tensor &t) {
+std::vector<float> Values(const Tensor& t) {
   Tensor c = ops::Cast(t, kF32);
-  const float *p = c.data<float>();
+  const float* p = c.data<float>();
   return std::vector<float>(p, p + c.numel());
 }
 
-std::string ReadFile(const std::string &path) {
+std::string ReadFile(const std::string& path) {
   std::ifstream f(path);
   std::stringstream s;
   s << f.rdbuf();
@@ -90,7 +89,7 @@ TEST(FullScaleData, WeightsAreRandomOfTheirLayersScaleAndDependOnTheSeed) {
   auto m0 = wan21::LoadModel(d0), m1 = wan21::LoadModel(d1);
   auto p0 = m0->NamedParameters(), p1 = m1->NamedParameters();
   for (size_t i = 0; i < p0.size(); ++i) {
-    const std::string &name = p0[i].first;
+    const std::string& name = p0[i].first;
     const std::vector<float> v = Values(p0[i].second);
     for (float x : v) ASSERT_TRUE(std::isfinite(x)) << name;
     if (name.find("norm") != std::string::npos) {
@@ -100,11 +99,10 @@ TEST(FullScaleData, WeightsAreRandomOfTheirLayersScaleAndDependOnTheSeed) {
     }
     EXPECT_NE(v, Values(p1[i].second)) << name << " does not depend on the seed";
   }
-  // The FFN's first weight [256, 32]: Xavier uniform, bound sqrt(6 / (32 +
-  // 256)); its sample std (8192 values) is within 5% of bound / sqrt(3) (the
-  // standard error is ~1%).
+  // The FFN's first weight [256, 32]: Xavier uniform, bound sqrt(6 / (32 + 256)); its sample std
+  // (8192 values) is within 5% of bound / sqrt(3) (the standard error is ~1%).
   Tensor ffn0;
-  for (const auto &[n, t] : p0) {
+  for (const auto& [n, t] : p0) {
     if (n == "blocks.0.ffn.0.weight") ffn0 = t;
   }
   ASSERT_TRUE(ffn0.defined());
@@ -146,7 +144,7 @@ TEST(FullScaleData, DatasetOpensWithTheTrainersSpecAndHoldsDistinctPairs) {
     double diff = 0;
     for (size_t k = 0; k < w.size(); ++k) diff += std::abs(double(l[k]) - w[k]);
     EXPECT_GT(diff / w.size(), 0.1) << "loser equals the winner in pair " << i;
-    for (const auto &other : winners) EXPECT_NE(w, other) << "pair " << i << " repeats";
+    for (const auto& other : winners) EXPECT_NE(w, other) << "pair " << i << " repeats";
     winners.push_back(w);
   }
 }
@@ -165,8 +163,8 @@ TEST(FullScaleData, CommandLineNamesBadFlagsAndWritesWhatIsNamed) {
   const std::string cfg = dir + "/tiny.json";
   std::ofstream(cfg) << trainers::testing::TinyWanConfig().ToJson();
   auto run = [](std::vector<std::string> args) {
-    std::vector<char *> argv;
-    for (auto &a : args) argv.push_back(a.data());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
     return MakeFullScaleMain(static_cast<int>(argv.size()), argv.data());
   };
   EXPECT_EQ(run({"make_full_scale", "--bogus=1"}), 1);

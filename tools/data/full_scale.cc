@@ -27,28 +27,27 @@ namespace fs = std::filesystem;
 constexpr char kDitFile[] = "diffusion_pytorch_model.safetensors";
 constexpr char kDitIndex[] = "diffusion_pytorch_model.safetensors.index.json";
 
-// Seeds of the independent streams (Philox keys), so that weights, latents and
-// contexts never share numbers.
+// Seeds of the independent streams (Philox keys), so that weights, latents and contexts never share
+// numbers.
 constexpr uint64_t kWeightSalt = 0x5744'0000'0000'0001ull;
 constexpr uint64_t kWinnerSalt = 0x5744'0000'0000'0002ull;
 constexpr uint64_t kNoiseSalt = 0x5744'0000'0000'0003ull;
 constexpr uint64_t kContextSalt = 0x5744'0000'0000'0004ull;
 constexpr uint64_t kSamplingSalt = 0x5744'0000'0000'0005ull;
 
-bool EndsWith(const std::string &s, const std::string &suffix) {
+bool EndsWith(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() &&
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// Half-width of the uniform distribution for one parameter (0: the constant
-// `fill` instead).
+// Half-width of the uniform distribution for one parameter (0: the constant `fill` instead).
 struct Init {
   double half_width = 0;
   double fill = 0;
 };
 
 // A bias's fan-in: its layer's input width.
-int64_t BiasFanIn(const std::string &name, const wan21::WanConfig &c) {
+int64_t BiasFanIn(const std::string& name, const wan21::WanConfig& c) {
   if (EndsWith(name, "ffn.2.bias")) return c.ffn_dim;
   if (name == "patch_embedding.bias") {
     return c.in_dim * c.patch_size[0] * c.patch_size[1] * c.patch_size[2];
@@ -56,7 +55,7 @@ int64_t BiasFanIn(const std::string &name, const wan21::WanConfig &c) {
   return c.dim;
 }
 
-Init InitFor(const std::string &name, const Shape &shape, const wan21::WanConfig &c) {
+Init InitFor(const std::string& name, const Shape& shape, const wan21::WanConfig& c) {
   const double uniform_of_std = std::sqrt(3.0);  // uniform(-a, a) has std a / sqrt(3)
   if (name.find("norm") != std::string::npos) {
     return {0, EndsWith(name, ".weight") ? 1.0 : 0.0};  // RMSNorm / LayerNorm affine
@@ -72,22 +71,21 @@ Init InitFor(const std::string &name, const Shape &shape, const wan21::WanConfig
   return {std::sqrt(6.0 / (fan_in + fan_out)), 0};  // Xavier uniform
 }
 
-// Random bf16 values of one tensor: element i is a function of (seed, offset +
-// i).
-Tensor RandomBf16(const Shape &shape, const Init &init, uint64_t seed, uint64_t offset) {
+// Random bf16 values of one tensor: element i is a function of (seed, offset + i).
+Tensor RandomBf16(const Shape& shape, const Init& init, uint64_t seed, uint64_t offset) {
   if (init.half_width == 0) return Tensor::Full(shape, init.fill, kBF16);
   Tensor u = ops::RandomUniform(shape, seed, offset);
   return ops::Cast(ops::AddScalar(ops::MulScalar(u, 2 * init.half_width), -init.half_width), kBF16);
 }
 
-Tensor RandomNormalScaled(const Shape &shape, double scale, uint64_t seed, uint64_t offset) {
+Tensor RandomNormalScaled(const Shape& shape, double scale, uint64_t seed, uint64_t offset) {
   Tensor n = ops::RandomNormal(shape, seed, offset);
   return scale == 1.0 ? n : ops::MulScalar(n, scale);
 }
 
-int64_t FileSize(const std::string &path) { return static_cast<int64_t>(fs::file_size(path)); }
+int64_t FileSize(const std::string& path) { return static_cast<int64_t>(fs::file_size(path)); }
 
-void WriteText(const std::string &path, const std::string &text) {
+void WriteText(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
@@ -100,7 +98,7 @@ void WriteText(const std::string &path, const std::string &text) {
 }
 
 // The official config.json: WanModel's keyword arguments plus its class name.
-std::string OfficialConfigJson(const wan21::WanConfig &config) {
+std::string OfficialConfigJson(const wan21::WanConfig& config) {
   std::string j = config.ToJson();
   SDPO_CHECK(!j.empty() && j[0] == '{', "WanConfig::ToJson: expected an object, found ", j);
   return absl::StrCat("{\"_class_name\": \"WanModel\", ", j.substr(1), "\n");
@@ -108,15 +106,15 @@ std::string OfficialConfigJson(const wan21::WanConfig &config) {
 
 }  // namespace
 
-WrittenFiles WriteRandomWanCheckpoint(const std::string &dir, const wan21::WanConfig &config,
-                                      const RandomCheckpointOptions &options) {
+WrittenFiles WriteRandomWanCheckpoint(const std::string& dir, const wan21::WanConfig& config,
+                                      const RandomCheckpointOptions& options) {
   config.Validate("WriteRandomWanCheckpoint");
   SDPO_CHECK(options.max_shard_bytes > 0, "max_shard_bytes must be > 0, found ",
              options.max_shard_bytes);
   fs::create_directories(dir);
   const std::vector<std::pair<std::string, Shape>> params = wan21::ParameterShapes(config);
-  // Shards in the official registration order, each up to max_shard_bytes (a
-  // tensor larger than that gets a shard of its own).
+  // Shards in the official registration order, each up to max_shard_bytes (a tensor larger than
+  // that gets a shard of its own).
   std::vector<std::vector<size_t>> shards(1);
   int64_t shard_bytes = 0, total_bytes = 0;
   for (size_t i = 0; i < params.size(); ++i) {
@@ -131,8 +129,8 @@ WrittenFiles WriteRandomWanCheckpoint(const std::string &dir, const wan21::WanCo
     shard_bytes += bytes;
     total_bytes += bytes;
   }
-  // Philox offsets: the running element count over all parameters, so that the
-  // values do not depend on the sharding.
+  // Philox offsets: the running element count over all parameters, so that the values do not depend
+  // on the sharding.
   std::vector<uint64_t> offsets(params.size() + 1, 0);
   for (size_t i = 0; i < params.size(); ++i) {
     int64_t n = 1;
@@ -157,7 +155,7 @@ WrittenFiles WriteRandomWanCheckpoint(const std::string &dir, const wan21::WanCo
     std::vector<Tensor> keep;  // owns the bytes until the shard is written
     std::vector<TensorToWrite> tensors;
     for (size_t i : shards[s]) {
-      const auto &[pname, shape] = params[i];
+      const auto& [pname, shape] = params[i];
       keep.push_back(RandomBf16(shape, InitFor(pname, shape, config), seed, offsets[i]));
       TensorToWrite t;
       t.name = pname;
@@ -178,7 +176,7 @@ WrittenFiles WriteRandomWanCheckpoint(const std::string &dir, const wan21::WanCo
     std::string j =
         absl::StrCat("{\"metadata\": {\"total_size\": ", total_bytes, "}, \"weight_map\": {");
     bool first = true;
-    for (const auto &[k, v] : weight_map) {
+    for (const auto& [k, v] : weight_map) {
       absl::StrAppend(&j, first ? "" : ", ", json::Quote(k), ": ", json::Quote(v));
       first = false;
     }
@@ -191,7 +189,7 @@ WrittenFiles WriteRandomWanCheckpoint(const std::string &dir, const wan21::WanCo
   return out;
 }
 
-WrittenFiles WriteRandomPreferenceData(const std::string &dir, const RandomPairsOptions &o) {
+WrittenFiles WriteRandomPreferenceData(const std::string& dir, const RandomPairsOptions& o) {
   SDPO_CHECK(o.latent.size() == 4, "latent shape must be [C, F, H, W], found ", ShapeStr(o.latent));
   for (int64_t d : o.latent)
     SDPO_CHECK(d > 0, "latent shape ", ShapeStr(o.latent), " has a dim <= 0");
@@ -218,7 +216,7 @@ WrittenFiles WriteRandomPreferenceData(const std::string &dir, const RandomPairs
   }
   writer.Finish();
   WrittenFiles out;
-  for (const auto &e : fs::directory_iterator(dir)) {
+  for (const auto& e : fs::directory_iterator(dir)) {
     if (!e.is_regular_file()) continue;
     out.files.push_back(e.path().string());
     out.bytes += static_cast<int64_t>(e.file_size());
@@ -227,7 +225,7 @@ WrittenFiles WriteRandomPreferenceData(const std::string &dir, const RandomPairs
   return out;
 }
 
-WrittenFiles WriteRandomSamplingContext(const std::string &path, int64_t text_tokens,
+WrittenFiles WriteRandomSamplingContext(const std::string& path, int64_t text_tokens,
                                         int64_t text_dim, uint64_t seed) {
   SDPO_CHECK(text_tokens > 0 && text_dim > 0, "text_tokens (", text_tokens, ") and text_dim (",
              text_dim, ") must be > 0");
@@ -267,15 +265,15 @@ struct Args {
   double max_shard_gb = 5;
 };
 
-int64_t ParseInt(const std::string &key, const std::string &v) {
-  char *end = nullptr;
+int64_t ParseInt(const std::string& key, const std::string& v) {
+  char* end = nullptr;
   const long long x = std::strtoll(v.c_str(), &end, 10);
   SDPO_CHECK(!v.empty() && end != nullptr && *end == '\0', "--", key, "=", v,
              ": expected an integer");
   return x;
 }
 
-Args ParseArgs(int argc, char **argv) {
+Args ParseArgs(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -309,7 +307,7 @@ Args ParseArgs(int argc, char **argv) {
   return a;
 }
 
-wan21::WanConfig ConfigOf(const std::string &model) {
+wan21::WanConfig ConfigOf(const std::string& model) {
   if (EndsWith(model, ".json")) return wan21::WanConfig::FromFile(model);
   return wan21::WanConfig::Preset(model);
 }
@@ -320,7 +318,7 @@ double Seconds(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
-int MakeFullScaleMain(int argc, char **argv) {
+int MakeFullScaleMain(int argc, char** argv) {
   try {
     for (int i = 1; i < argc; ++i) {
       if (std::strcmp(argv[i], "--help") == 0) {
@@ -386,7 +384,7 @@ int MakeFullScaleMain(int argc, char **argv) {
     }
     std::printf("%s}\n", json.c_str());
     return 0;
-  } catch (const std::exception &e) {
+  } catch (const std::exception& e) {
     std::fprintf(stderr, "%s: error: %s\n", argc > 0 ? argv[0] : "make_full_scale", e.what());
     return 1;
   }

@@ -5,4 +5,4 @@
 //       --data_out=$PWD/pairs81 --context_out=$PWD/context.safetensors
 #include "tools/data/full_scale.h"
 
-int main(int argc, char **argv) { return sdpo::tools::MakeFullScaleMain(argc, argv); }
+int main(int argc, char** argv) { return sdpo::tools::MakeFullScaleMain(argc, argv); }

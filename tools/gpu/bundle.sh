@@ -41,6 +41,40 @@ ldd "$DEST/sdpo" "$DEST/sample" | awk '$3 ~ /^\// {print $3}' |
     cp -fL "$lib" "$DEST/lib/"
   done
 
+# The trainer and the sampler link FFmpeg (io/video: mp4 files), whose shared libraries pull in
+# ~130 codec libraries (65 MB compressed: over what the device tool carries). The GPU check
+# never reads or writes a video, so stubs/ holds stand-ins with FFmpeg's sonames and symbol
+# versions, each function printing its name and aborting if ever called; check.sh puts stubs/
+# on LD_LIBRARY_PATH only when the machine has no FFmpeg of these versions.
+rm -rf "$DEST/stubs"
+mkdir -p "$DEST/stubs"
+objdump -T "$DEST/sdpo" "$DEST/sample" |
+  awk 'NF >= 2 {v = $(NF-1); gsub(/[()]/, "", v); if (v ~ /^LIB(AV|SW)/) print v, $NF}' |
+  sort -u > "$DEST/stubs/symbols.txt"
+for soname in $(objdump -p "$DEST/sdpo" "$DEST/sample" | awk '/NEEDED/ && $2 ~ /^lib(av|sw)/ {print $2}' | sort -u); do
+  # libavformat.so.59: version node LIBAVFORMAT_59
+  name=${soname%%.so.*}
+  version="$(tr '[:lower:]' '[:upper:]' <<< "$name")_${soname##*.so.}"
+  syms=$(awk -v v="$version" '$1 == v {print $2}' "$DEST/stubs/symbols.txt")
+  {
+    echo '#include <stdio.h>'
+    echo '#include <stdlib.h>'
+    for f in $syms; do
+      echo "void $f(void) { fprintf(stderr, \"FFmpeg stub (gpu bundle): $f called; install FFmpeg ($soname)\\n\"); abort(); }"
+    done
+  } > "$DEST/stubs/$name.c"
+  echo "$version { ${syms:+global: $(printf '%s; ' $syms)}local: *; };" > "$DEST/stubs/$name.map"
+  gcc -shared -fPIC -O1 -o "$DEST/stubs/$soname" "$DEST/stubs/$name.c" \
+    -Wl,-soname,"$soname" -Wl,--version-script="$DEST/stubs/$name.map"
+  rm -f "$DEST/stubs/$name.c" "$DEST/stubs/$name.map"
+done
+for b in sdpo sample; do
+  if LD_LIBRARY_PATH="$DEST/stubs" ldd "$DEST/$b" | grep -E 'lib(av|sw)' | grep -v -q "$DEST/stubs"; then
+    echo "bundle.sh: $b does not resolve FFmpeg to the stubs" >&2
+    exit 1
+  fi
+done
+
 {
   echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"

@@ -103,6 +103,12 @@ done
 [[ -d "$PWD/$BUNDLE/lib" ]] && LIBDIRS="${LIBDIRS:+$LIBDIRS:}$PWD/$BUNDLE/lib"
 export LD_LIBRARY_PATH="${LIBDIRS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 say "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+# FFmpeg (io/video) of the build machine's versions: the machine's own, else the bundle's stubs
+# (bundle.sh: they abort if called; the check reads and writes no video).
+if [[ -x "$BUNDLE/sdpo" ]] && ldd "$BUNDLE/sdpo" 2>&1 | grep -E 'lib(av|sw)' | grep -q 'not found'; then
+  export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$PWD/$BUNDLE/stubs"
+  say "FFmpeg libraries not on this machine: the bundle's stubs ($BUNDLE/stubs) stand in"
+fi
 BUNDLE_OK=1
 for b in cuda_check sdpo sample; do
   if [[ -x "$BUNDLE/$b" ]]; then
@@ -203,7 +209,7 @@ if [[ $DRY_RUN == 1 ]]; then
     fi
     local list
     list=$(tar tzf gpu_bundle/cuda.tgz) || return 1
-    for f in cuda/cuda_check cuda/sdpo cuda/sample cuda/MANIFEST; do
+    for f in cuda/cuda_check cuda/sdpo cuda/sample cuda/MANIFEST cuda/stubs/libavcodec.so.59; do
       grep -qx "$f" <<< "$list" || { echo "gpu_bundle/cuda.tgz lacks $f"; return 1; }
     done
     grep -q '^cuda/lib/libmpi' <<< "$list" || { echo "gpu_bundle/cuda.tgz lacks cuda/lib/libmpi*"; return 1; }
@@ -232,7 +238,13 @@ if [[ $DRY_RUN == 1 ]]; then
   # by SDPO_MAKE_DATA / SDPO_TRAINER (the sh_test passes bazel's).
   [[ -x "$BUNDLE/cuda_check" ]] || MAKE_DATA=(${SDPO_MAKE_DATA:-missing-make-data})
   TRAINER_BIN=$BUNDLE/sdpo
+  SAMPLE_BIN=$BUNDLE/sample
   [[ -x "$TRAINER_BIN" ]] || TRAINER_BIN=${SDPO_TRAINER:-missing-trainer}
+  [[ -x "$SAMPLE_BIN" ]] || SAMPLE_BIN=${SDPO_SAMPLE:-missing-sample}
+  # The bundle's binaries run here with its FFmpeg stubs first on the path, as on a GPU machine
+  # without FFmpeg.
+  STUBS_FIRST=$LD_LIBRARY_PATH
+  [[ -d "$BUNDLE/stubs" ]] && STUBS_FIRST="$PWD/$BUNDLE/stubs:$LD_LIBRARY_PATH"
   tiny_generator() {
     printf '%s\n' '{"model_type": "t2v", "dim": 64, "ffn_dim": 128, "freq_dim": 32, "text_dim": 48, "text_len": 16, "num_heads": 4, "num_layers": 2}' > "$DATA/tiny_config.json"
     "${MAKE_DATA[@]}" --model="$DATA/tiny_config.json" --checkpoint_out="$DATA/tiny_ckpt" \
@@ -240,11 +252,18 @@ if [[ $DRY_RUN == 1 ]]; then
       --context_out="$DATA/tiny_context.safetensors" --max_shard_gb=0.0001
   }
   tiny_trainer() {  # as the GPU runs: ended by trainer_steps.sh after 2 of 1000 steps
-    bash tools/gpu/trainer_steps.sh "$OUTDIR/dry_trainer" 2 "$TRAINER_BIN" --model=wan21 \
+    LD_LIBRARY_PATH=$STUBS_FIRST bash tools/gpu/trainer_steps.sh "$OUTDIR/dry_trainer" 2 "$TRAINER_BIN" --model=wan21 \
       --checkpoint="$DATA/tiny_ckpt" --data="$DATA/tiny_pairs" --device=cpu --batch=1 \
       --steps=1000 --schedule=constant --eval_every=0 --save_every=0 --progress=false \
       --lora_rank=4 --lora_alpha=4 --recompute --out="$OUTDIR/dry_trainer" &&
       [[ ! -f "$OUTDIR/dry_trainer/checkpoint.safetensors" ]]
+  }
+  tiny_sample() {  # latents only: the generated folder has no VAE
+    mkdir -p "$OUTDIR/dry_sample"
+    LD_LIBRARY_PATH=$STUBS_FIRST "$SAMPLE_BIN" --model=wan21 --checkpoint="$DATA/tiny_ckpt" \
+      --context="$DATA/tiny_context.safetensors" --frames=5 --height=32 --width=32 \
+      --sampler=unipc --steps=2 --guidance=5 --progress=false --out="$OUTDIR/dry_sample/v.mp4" &&
+      [[ -f "$OUTDIR/dry_sample/v.latents.safetensors" ]]
   }
   dry bundle_contents bundle_contents
   dry script_paths script_paths
@@ -253,6 +272,7 @@ if [[ $DRY_RUN == 1 ]]; then
   dry peer_cpu_paths peer_cpu
   dry generator_tiny tiny_generator
   dry trainer_tiny tiny_trainer
+  dry sample_tiny tiny_sample
 fi
 
 if has_part parity; then
@@ -304,8 +324,8 @@ if has_part trainer; then
   trainer trainer_lora_recompute_f21 90 "$DATA/wan13b" "$DATA/pairs_f21" 5 --recompute
 fi
 if has_part compile; then
-  step torch_compile 180 "$OUTDIR/torch_compile.log" "${PEER[@]}" --steps 10 --compile "$COMPILE_MODE"
-  step torch_compile_ckpt 180 "$OUTDIR/torch_compile_ckpt.log" "${PEER[@]}" --steps 10 --ckpt \
+  step torch_compile 150 "$OUTDIR/torch_compile.log" "${PEER[@]}" --steps 10 --compile "$COMPILE_MODE"
+  step torch_compile_ckpt 150 "$OUTDIR/torch_compile_ckpt.log" "${PEER[@]}" --steps 10 --ckpt \
     --compile "$COMPILE_MODE"
 fi
 if has_part sample; then

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Runs the trainer until its run folder's metrics.jsonl holds STEPS lines, then ends it with
-# SIGKILL: the timed steps are all the check needs, and the checkpoint a finished run writes (17
-# GB for the 1.3B's full fine-tuning: f32 weights and AdamW moments) would cost the check tens of
-# seconds and disk. Give the trainer more --steps than STEPS.
+# Runs the trainer until its run folder's metrics.jsonl holds STEPS lines (or more: it looks every
+# 0.2 s), then ends it with SIGKILL: the timed steps are all the check needs, and the checkpoint
+# a finished run writes (17 GB for the 1.3B's full fine-tuning: f32 weights and AdamW moments)
+# would cost the check tens of seconds and disk. Give the trainer more --steps than STEPS.
 #   trainer_steps.sh RUN_DIR STEPS TRAINER [FLAGS...]
 # Exit 0 when STEPS lines were written, else the trainer's exit code (1 when it ended early
 # without one).
