@@ -326,19 +326,24 @@ SafetensorsFile::~SafetensorsFile() {
   if (map_ != nullptr) ::munmap(map_, size_);
 }
 
-std::vector<std::string> SafetensorsFile::names() const {
+const TensorEntry* FindSortedEntry(const std::vector<TensorEntry>& sorted, std::string_view name) {
+  auto it = std::lower_bound(sorted.begin(), sorted.end(), name,
+                             [](const TensorEntry& e, std::string_view n) { return e.name < n; });
+  if (it == sorted.end() || it->name != name) return nullptr;
+  return &*it;
+}
+
+std::vector<std::string> EntryNames(const std::vector<TensorEntry>& entries) {
   std::vector<std::string> out;
-  out.reserve(contents_.tensors.size());
-  for (const TensorEntry& e : contents_.tensors) out.push_back(e.name);
+  out.reserve(entries.size());
+  for (const TensorEntry& e : entries) out.push_back(e.name);
   return out;
 }
 
+std::vector<std::string> SafetensorsFile::names() const { return EntryNames(contents_.tensors); }
+
 const TensorEntry* SafetensorsFile::find(std::string_view name) const {
-  const auto& t = contents_.tensors;
-  auto it = std::lower_bound(t.begin(), t.end(), name,
-                             [](const TensorEntry& e, std::string_view n) { return e.name < n; });
-  if (it == t.end() || it->name != name) return nullptr;
-  return &*it;
+  return FindSortedEntry(contents_.tensors, name);
 }
 
 const TensorEntry& SafetensorsFile::at(std::string_view name) const {

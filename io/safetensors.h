@@ -53,6 +53,10 @@ struct TensorEntry {
   size_t offset = 0;  // absolute byte offset of `data` in the file
 };
 
+// Lookup in a list of entries sorted by name (nullptr when absent), and the list's names.
+const TensorEntry* FindSortedEntry(const std::vector<TensorEntry>& sorted, std::string_view name);
+std::vector<std::string> EntryNames(const std::vector<TensorEntry>& entries);
+
 // The validated content of a safetensors image.
 struct SafetensorsContents {
   std::map<std::string, std::string> metadata;
@@ -95,22 +99,35 @@ class SafetensorsFile {
   SafetensorsContents contents_;
 };
 
+// The named tensors of a checkpoint (a safetensors file or shard index, a PyTorch .pth), read
+// only. Entries point into memory the view owns (usually the mapped file) and stay valid while it
+// lives. io/checkpoint.h opens any supported file as one.
+class CheckpointView {
+ public:
+  virtual ~CheckpointView() = default;
+  virtual const std::string& path() const = 0;
+  virtual const std::map<std::string, std::string>& metadata() const = 0;
+  virtual std::vector<std::string> names() const = 0;                // sorted
+  virtual const TensorEntry* find(std::string_view name) const = 0;  // nullptr when absent
+  virtual const TensorEntry& at(std::string_view name) const = 0;    // throws naming path and key
+  bool contains(std::string_view name) const { return find(name) != nullptr; }
+};
+
 // A checkpoint that is either one .safetensors file or a set of shards listed by a
 // "*.safetensors.index.json" ({"weight_map": {name: shard file relative to the index's
 // directory}, "metadata": {...}}). Open() also takes a directory holding exactly one index or,
 // failing that, exactly one .safetensors file. Each shard is mapped once.
-class ShardedCheckpoint {
+class ShardedCheckpoint final : public CheckpointView {
  public:
   static std::unique_ptr<ShardedCheckpoint> Open(const std::string& path);
 
-  const std::string& path() const { return path_; }  // the index or the single file
+  const std::string& path() const override { return path_; }  // the index or the single file
   // Single file: its __metadata__. Index: the index's "metadata" object, with non-string values
   // in their compact JSON form (e.g. "total_size" -> "123456").
-  const std::map<std::string, std::string>& metadata() const { return metadata_; }
-  std::vector<std::string> names() const;  // sorted
-  bool contains(std::string_view name) const { return find(name) != nullptr; }
-  const TensorEntry* find(std::string_view name) const;
-  const TensorEntry& at(std::string_view name) const;  // throws naming the checkpoint and key
+  const std::map<std::string, std::string>& metadata() const override { return metadata_; }
+  std::vector<std::string> names() const override;  // sorted
+  const TensorEntry* find(std::string_view name) const override;
+  const TensorEntry& at(std::string_view name) const override;  // names the checkpoint and key
   // The shard holding `name` (throws when absent).
   const SafetensorsFile& shard_of(std::string_view name) const;
   const std::vector<std::unique_ptr<SafetensorsFile>>& shards() const { return shards_; }

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "io/torch_pickle.h"
 #include "tensor/ops.h"
 
 namespace sdpo::nn {
@@ -41,21 +42,30 @@ void CopyAndRelease(void* dst, const uint8_t* src, size_t n) {
 }
 }  // namespace
 
+CheckpointSource::CheckpointSource(std::unique_ptr<CheckpointView> checkpoint)
+    : checkpoint_(std::move(checkpoint)) {}
+
 std::unique_ptr<SafetensorsSource> SafetensorsSource::Open(const std::string& path) {
-  auto source = std::unique_ptr<SafetensorsSource>(new SafetensorsSource());
-  source->checkpoint_ = ShardedCheckpoint::Open(path);
-  return source;
+  return std::unique_ptr<SafetensorsSource>(new SafetensorsSource(ShardedCheckpoint::Open(path)));
 }
 
-std::vector<std::string> SafetensorsSource::Keys() const { return checkpoint_->names(); }
+std::unique_ptr<PthSource> PthSource::Open(const std::string& path) {
+  return std::unique_ptr<PthSource>(new PthSource(TorchCheckpoint::Open(path)));
+}
 
-Shape SafetensorsSource::KeyShape(const std::string& key) const {
+std::unique_ptr<CheckpointSource> OpenTensorSource(const std::string& path) {
+  return std::unique_ptr<CheckpointSource>(new CheckpointSource(OpenCheckpoint(path)));
+}
+
+std::vector<std::string> CheckpointSource::Keys() const { return checkpoint_->names(); }
+
+Shape CheckpointSource::KeyShape(const std::string& key) const {
   return checkpoint_->at(key).shape;
 }
 
-std::string SafetensorsSource::Describe() const { return checkpoint_->path(); }
+std::string CheckpointSource::Describe() const { return checkpoint_->path(); }
 
-Tensor SafetensorsSource::Read(const std::string& key) const {
+Tensor CheckpointSource::Read(const std::string& key) const {
   const TensorEntry& e = checkpoint_->at(key);
   Tensor t = Tensor::Empty(e.shape, EntryDType(e, Describe()));
   SDPO_CHECK(t.nbytes() == e.nbytes, Describe(), ": tensor '", key, "' holds ", e.nbytes,
@@ -64,7 +74,7 @@ Tensor SafetensorsSource::Read(const std::string& key) const {
   return t;
 }
 
-void SafetensorsSource::CopyTo(const std::string& key, const Tensor& dst) const {
+void CheckpointSource::CopyTo(const std::string& key, const Tensor& dst) const {
   const TensorEntry& e = checkpoint_->at(key);
   SDPO_CHECK(Shape(e.shape) == dst.shape(), Describe(), ": tensor '", key, "' has shape ",
              ShapeStr(e.shape), ", the destination ", ShapeStr(dst.shape()));

@@ -33,14 +33,14 @@ std::string KeyPrefix(const std::vector<std::string>& names) {
   return "";
 }
 
-std::string Where(const ShardedCheckpoint& ck, const std::string& prefix) {
+std::string Where(const CheckpointView& ck, const std::string& prefix) {
   return absl::StrCat("CogVideoX checkpoint ", ck.path(),
                       prefix.empty() ? "" : " (prefix \"" + prefix + "\")");
 }
 
 }  // namespace
 
-void CheckConfigMatchesFile(const CogVideoXConfig& config, const ShardedCheckpoint& ck) {
+void CheckConfigMatchesFile(const CogVideoXConfig& config, const CheckpointView& ck) {
   const std::string prefix = KeyPrefix(ck.names());
   std::vector<ckpt::ExpectedShape> expected;
   for (const auto& [name, shape] : ParameterShapes(config)) {
@@ -50,11 +50,11 @@ void CheckConfigMatchesFile(const CogVideoXConfig& config, const ShardedCheckpoi
 }
 
 LoadReport LoadWeights(CogVideoXModel& model, const std::string& path, const LoadOptions& options) {
-  std::unique_ptr<ShardedCheckpoint> ck = ShardedCheckpoint::Open(path);
+  std::unique_ptr<CheckpointView> ck = OpenCheckpoint(path);
   return LoadWeights(model, *ck, options);
 }
 
-LoadReport LoadWeights(CogVideoXModel& model, const ShardedCheckpoint& ck,
+LoadReport LoadWeights(CogVideoXModel& model, const CheckpointView& ck,
                        const LoadOptions& options) {
   const std::vector<std::string> names = ck.names();
   SDPO_CHECK(!names.empty(), "CogVideoX checkpoint ", ck.path(), ": holds no tensors");
@@ -85,7 +85,7 @@ LoadReport LoadWeights(CogVideoXModel& model, const ShardedCheckpoint& ck,
   return report;
 }
 
-CogVideoXConfig ResolveConfig(const ShardedCheckpoint& ck, std::string* source) {
+CogVideoXConfig ResolveConfig(const CheckpointView& ck, std::string* source) {
   auto it = ck.metadata().find("config");
   if (it != ck.metadata().end()) {
     if (source) *source = absl::StrCat(ck.path(), " metadata \"config\"");
@@ -103,7 +103,7 @@ CogVideoXConfig ResolveConfig(const ShardedCheckpoint& ck, std::string* source) 
 std::unique_ptr<CogVideoXModel> LoadModel(const std::string& path,
                                           const std::optional<CogVideoXConfig>& config,
                                           const LoadOptions& options, LoadReport* report) {
-  std::unique_ptr<ShardedCheckpoint> ck = ShardedCheckpoint::Open(path);
+  std::unique_ptr<CheckpointView> ck = OpenCheckpoint(path);
   CogVideoXConfig c = config ? *config : ResolveConfig(*ck);
   CheckConfigMatchesFile(c, *ck);  // before the model allocates what the config says
   std::unique_ptr<CogVideoXModel> model;

@@ -17,9 +17,10 @@
 #include <string>
 #include <vector>
 
+#include "io/checkpoint.h"
+#include "io/safetensors.h"
 #include "models/cogvideox/config.h"
 #include "models/cogvideox/model.h"
-#include "io/safetensors.h"
 
 namespace sdpo::cogvideox {
 
@@ -38,16 +39,16 @@ struct LoadReport {
 
 LoadReport LoadWeights(CogVideoXModel& model, const std::string& path,
                        const LoadOptions& options = {});
-LoadReport LoadWeights(CogVideoXModel& model, const ShardedCheckpoint& checkpoint,
+LoadReport LoadWeights(CogVideoXModel& model, const CheckpointView& checkpoint,
                        const LoadOptions& options = {});
 
 // The config of a checkpoint: __metadata__["config"] (single file) or the index's metadata
 // "config"; else a config.json next to the weights (the diffusers layout); else an error.
-CogVideoXConfig ResolveConfig(const ShardedCheckpoint& checkpoint, std::string* source = nullptr);
+CogVideoXConfig ResolveConfig(const CheckpointView& checkpoint, std::string* source = nullptr);
 
 // Throws, naming the tensors and the config, unless the checkpoint holds a tensor of the right
 // shape for every parameter of `config`. Allocates nothing: LoadModel calls it before building.
-void CheckConfigMatchesFile(const CogVideoXConfig& config, const ShardedCheckpoint& checkpoint);
+void CheckConfigMatchesFile(const CogVideoXConfig& config, const CheckpointView& checkpoint);
 
 // Builds a model (config as ResolveConfig, or `config`) without random initialisation and loads
 // the weights into it (f32 parameters).

@@ -102,7 +102,7 @@ struct KeyView {
   std::vector<std::string> unknown;                       // keys with no official name
 };
 
-KeyView ViewKeys(const ShardedCheckpoint& ck) {
+KeyView ViewKeys(const CheckpointView& ck) {
   KeyView v;
   const std::vector<std::string> names = ck.names();
   SDPO_CHECK(!names.empty(), "Wan2.1 checkpoint ", ck.path(), ": holds no tensors");
@@ -201,11 +201,11 @@ std::optional<std::string> DiffusersToOfficial(const std::string& diffusers) {
 }
 
 LoadReport LoadWeights(WanModel& model, const std::string& path, const LoadOptions& options) {
-  std::unique_ptr<ShardedCheckpoint> ck = ShardedCheckpoint::Open(path);
+  std::unique_ptr<CheckpointView> ck = OpenCheckpoint(path);
   return LoadWeights(model, *ck, options);
 }
 
-LoadReport LoadWeights(WanModel& model, const ShardedCheckpoint& ck, const LoadOptions& options) {
+LoadReport LoadWeights(WanModel& model, const CheckpointView& ck, const LoadOptions& options) {
   const KeyView v = ViewKeys(ck);
   const std::string where =
       absl::StrCat("Wan2.1 checkpoint ", ck.path(), " (", NameFormatName(v.format), " names",
@@ -239,7 +239,7 @@ LoadReport LoadWeights(WanModel& model, const ShardedCheckpoint& ck, const LoadO
   return report;
 }
 
-WanConfig InferConfig(const ShardedCheckpoint& ck, int64_t head_dim) {
+WanConfig InferConfig(const CheckpointView& ck, int64_t head_dim) {
   const KeyView v = ViewKeys(ck);
   auto shape = [&](const std::string& name) {
     auto it = v.by_official.find(name);
@@ -275,7 +275,7 @@ WanConfig InferConfig(const ShardedCheckpoint& ck, int64_t head_dim) {
   return c;
 }
 
-void CheckConfigMatchesFile(const WanConfig& c, const ShardedCheckpoint& ck) {
+void CheckConfigMatchesFile(const WanConfig& c, const CheckpointView& ck) {
   const KeyView v = ViewKeys(ck);
   const std::string where = absl::StrCat("Wan2.1 checkpoint ", ck.path());
   CheckConfigKeys(c, v, where);
@@ -288,7 +288,7 @@ void CheckConfigMatchesFile(const WanConfig& c, const ShardedCheckpoint& ck) {
   ckpt::CheckShapes(expected, where, c.ToJson());
 }
 
-WanConfig ResolveConfig(const ShardedCheckpoint& ck, std::string* source) {
+WanConfig ResolveConfig(const CheckpointView& ck, std::string* source) {
   auto it = ck.metadata().find("config");
   if (it != ck.metadata().end()) {
     if (source) *source = absl::StrCat(ck.path(), " metadata \"config\"");
@@ -307,7 +307,7 @@ WanConfig ResolveConfig(const ShardedCheckpoint& ck, std::string* source) {
 
 std::unique_ptr<WanModel> LoadModel(const std::string& path, const std::optional<WanConfig>& config,
                                     const LoadOptions& options, LoadReport* report) {
-  std::unique_ptr<ShardedCheckpoint> ck = ShardedCheckpoint::Open(path);
+  std::unique_ptr<CheckpointView> ck = OpenCheckpoint(path);
   WanConfig c = config ? *config : ResolveConfig(*ck);
   CheckConfigMatchesFile(c, *ck);  // before the model allocates what the config says
   std::unique_ptr<WanModel> model;

@@ -2,7 +2,8 @@
 // shards with a `.safetensors.index.json`; F32, BF16, F16 or F64 on disk) by name lookup, and the
 // diffusers `WanTransformer3DModel` layout through one name table. Keys may carry a common
 // prefix that other tools add ("model.diffusion_model.", "diffusion_model.", "model.",
-// "transformer."); it is stripped.
+// "transformer."); it is stripped. The same names saved by torch.save (.pth / .pt / .bin) load
+// too, read without executing anything (io/torch_pickle.h).
 //
 // Every problem is an sdpo::Error naming the checkpoint and the key: a missing key (with the
 // expected shape), an unexpected key, a shape mismatch (expected and found shapes), a dtype that
@@ -16,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "models/wan21/config.h"
 #include "models/wan21/model.h"
@@ -45,25 +47,26 @@ struct LoadReport {
   std::vector<std::string> ignored;       // checkpoint keys not used (strict = false)
 };
 
-// Loads the weights of a checkpoint (file, index or directory; see ShardedCheckpoint::Open)
+// Loads the weights of a checkpoint (safetensors file, index or directory, or a torch .pth;
+// see OpenCheckpoint)
 // into `model`, converting to the parameters' dtype. LoRA adapters attached to the model are not
 // expected in the file and keep their values.
 LoadReport LoadWeights(WanModel& model, const std::string& path, const LoadOptions& options = {});
-LoadReport LoadWeights(WanModel& model, const ShardedCheckpoint& checkpoint,
+LoadReport LoadWeights(WanModel& model, const CheckpointView& checkpoint,
                        const LoadOptions& options = {});
 
 // The config of a checkpoint, in this order: __metadata__["config"] (single file) or the
 // index's metadata "config"; a config.json next to the weights (official or diffusers); else
 // inferred from the tensor shapes with head_dim 128 (the released models'). `source` receives
 // where it came from.
-WanConfig ResolveConfig(const ShardedCheckpoint& checkpoint, std::string* source = nullptr);
+WanConfig ResolveConfig(const CheckpointView& checkpoint, std::string* source = nullptr);
 // Sizes from the shapes (layers, dim, ffn_dim, text_dim, freq_dim, in_dim, out_dim, patch) and
 // num_heads = dim / head_dim.
-WanConfig InferConfig(const ShardedCheckpoint& checkpoint, int64_t head_dim = 128);
+WanConfig InferConfig(const CheckpointView& checkpoint, int64_t head_dim = 128);
 
 // Throws, naming the config key or the tensor, unless the checkpoint holds a tensor of the right
 // shape for every parameter of `config`. Allocates nothing: LoadModel calls it before building.
-void CheckConfigMatchesFile(const WanConfig& config, const ShardedCheckpoint& checkpoint);
+void CheckConfigMatchesFile(const WanConfig& config, const CheckpointView& checkpoint);
 
 // Builds a model for the checkpoint (config as ResolveConfig, or `config` when given) without
 // random initialisation and loads it. The config is checked against the file first.
