@@ -29,6 +29,7 @@
 #include "nn/lora.h"
 #include "tensor/thread_pool.h"
 #include "trainers/demo/images.h"
+#include "trainers/demo/mp4.h"
 #include "trainers/demo_setup.h"
 #include "trainers/device_flags.h"
 #include "trainers/sampling.h"

@@ -4,7 +4,6 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
-#include "io/video.h"
 #include "tensor/error.h"
 
 namespace sdpo::demo {
@@ -121,9 +120,6 @@ void WriteGif(const std::string& path, const Tensor& latent, const ImageOptions&
   WriteGif(path, std::vector<Tensor>{latent}, options);
 }
 
-namespace {
-
-// Frame f of the GIF / mp4: the latents' frame f side by side.
 std::vector<RgbImage> GridFrames(const std::string& path, const std::vector<Tensor>& latents,
                                  const ImageOptions& options) {
   CheckOptions(options);
@@ -136,20 +132,9 @@ std::vector<RgbImage> GridFrames(const std::string& path, const std::vector<Tens
   return frames;
 }
 
-}  // namespace
-
 void WriteGif(const std::string& path, const std::vector<Tensor>& latents,
               const ImageOptions& options) {
   image::WriteGif(path, GridFrames(path, latents, options), options.delay_cs);
-}
-
-std::string WriteMp4(const std::string& path, const std::vector<Tensor>& latents,
-                     const ImageOptions& options) {
-  const std::vector<RgbImage> frames = GridFrames(path, latents, options);
-  SDPO_CHECK(options.delay_cs > 0, path, ": an mp4 needs delay_cs > 0");
-  video::WriteOptions o;
-  o.fps = 100.0 / options.delay_cs;
-  return video::WriteMp4(path, frames, o).encoder;
 }
 
 }  // namespace sdpo::demo

@@ -51,9 +51,8 @@ void WritePng(const std::string& path, const std::vector<Tensor>& latents,
 void WriteGif(const std::string& path, const Tensor& latent, const ImageOptions& options = {});
 void WriteGif(const std::string& path, const std::vector<Tensor>& latents,
               const ImageOptions& options = {});
-// The same frames as an H.264 mp4 (io/video.h) at 100 / delay_cs frames per second; returns the
-// encoder used.
-std::string WriteMp4(const std::string& path, const std::vector<Tensor>& latents,
-                     const ImageOptions& options = {});
+// The frames of WriteGif: frame f of every latent side by side.
+std::vector<RgbImage> GridFrames(const std::string& path, const std::vector<Tensor>& latents,
+                                 const ImageOptions& options = {});
 
 }  // namespace sdpo::demo
