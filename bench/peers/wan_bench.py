@@ -45,8 +45,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from common import env_info, machine_info, openblas_info, set_openblas_threads  # noqa: E402
-from wan_peer import (HAS_SDPA, PRESETS, WanConfig, WanModel, compile_blocks,  # noqa: E402
-                      forward_flops, sdpa_backend)
+from wan_peer import (HAS_SDPA, PRESETS, WanModel, compile_blocks, forward_flops,  # noqa: E402
+                      sdpa_backend)
 
 PEAK_BF16_DENSE = {"H100": 989e12, "H200": 989e12}  # dense bf16 tensor-core peak, FLOP/s
 
@@ -171,6 +171,26 @@ def cpu_parent(a):
 # ---------------------------------------------------------------------------------------
 
 
+def gpu_setup(a, tiny_latent, latent):
+    """(device, is_cuda, config, latent, tokens) of --gpu / --sample: the 1.3B at --latent (or
+    the given default), or the tiny_a config on tiny_latent with --tiny."""
+    dev = torch.device(a.device)
+    is_cuda = dev.type == "cuda"
+    if a.tiny:
+        cfg, latent = PRESETS["tiny_a"], tiny_latent
+    else:
+        cfg = PRESETS["1.3b"]
+        latent = parse_latent(a.latent) if a.latent != "16,6,26,40" else latent
+    if not is_cuda:
+        torch.set_num_threads(a.threads)
+    return dev, is_cuda, cfg, latent, tokens_of(cfg, latent)
+
+
+def sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def dpo_loss(v_pol, v_ref, target, beta):
     """Diffusion-DPO style loss on a (winner, loser) pair, flow-matching (v) errors.
     Stand-in for the SDPO objective: its cost is negligible next to the model."""
@@ -182,18 +202,7 @@ def dpo_loss(v_pol, v_ref, target, beta):
 
 
 def gpu_bench(a):
-    dev = torch.device(a.device)
-    is_cuda = dev.type == "cuda"
-    if a.tiny:
-        cfg = WanConfig(dim=64, ffn_dim=128, freq_dim=32, text_dim=48, text_len=16,
-                        num_heads=4, num_layers=2)
-        latent = [16, 2, 8, 8]
-    else:
-        cfg = PRESETS["1.3b"]
-        latent = parse_latent(a.latent) if a.latent != "16,6,26,40" else [16, 6, 60, 104]
-    L = tokens_of(cfg, latent)
-    if not is_cuda:
-        torch.set_num_threads(a.threads)
+    dev, is_cuda, cfg, latent, L = gpu_setup(a, [16, 2, 8, 8], [16, 6, 60, 104])
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     t_build = time.perf_counter()
@@ -226,10 +235,6 @@ def gpu_bench(a):
         return torch.autocast(device_type=dev.type, dtype=amp_dtype or torch.bfloat16,
                               enabled=amp_dtype is not None)
 
-    def sync():
-        if is_cuda:
-            torch.cuda.synchronize()
-
     def step():
         with sdpa_backend(a.sdpa):
             with torch.no_grad(), autocast():
@@ -246,13 +251,13 @@ def gpu_bench(a):
     for _ in range(a.warmup):
         t0 = time.perf_counter()
         loss = step()
-        sync()
+        sync(dev)
         warm_ts.append(time.perf_counter() - t0)
     ts = []
     for _ in range(a.steps):
         t0 = time.perf_counter()
         loss = step()
-        sync()
+        sync(dev)
         ts.append(time.perf_counter() - t0)
     fwd1 = forward_flops(cfg, L)
     step_flops = 3 * 2 * fwd1 + 2 * fwd1  # policy fwd+bwd on 2 samples + reference fwd on 2
@@ -299,17 +304,7 @@ def flow_sigmas(steps, shift):
 
 
 def sample_bench(a):
-    dev = torch.device(a.device)
-    is_cuda = dev.type == "cuda"
-    if a.tiny:
-        cfg = PRESETS["tiny_a"]
-        latent = [16, 3, 8, 8]
-    else:
-        cfg = PRESETS["1.3b"]
-        latent = parse_latent(a.latent) if a.latent != "16,6,26,40" else [16, 21, 60, 104]
-    L = tokens_of(cfg, latent)
-    if not is_cuda:
-        torch.set_num_threads(a.threads)
+    dev, is_cuda, cfg, latent, L = gpu_setup(a, [16, 3, 8, 8], [16, 21, 60, 104])
     gen = torch.Generator().manual_seed(0)
     t_build = time.perf_counter()
     model = WanModel(cfg, use_sdpa=not a.no_sdpa, rope_dtype=getattr(torch, a.rope)).init_weights(1)
@@ -326,10 +321,6 @@ def sample_bench(a):
     except ImportError:
         UniPCMultistepScheduler = None
         solver = "flow Euler (diffusers not installed)"
-
-    def sync():
-        if is_cuda:
-            torch.cuda.synchronize()
 
     def velocity(x, t):
         with torch.no_grad(), sdpa_backend(a.sdpa), torch.autocast(
@@ -359,11 +350,11 @@ def sample_bench(a):
 
     t0 = time.perf_counter()
     run(1)  # warm-up (and compilation)
-    sync()
+    sync(dev)
     warm_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     x = run(a.steps)
-    sync()
+    sync(dev)
     loop_s = time.perf_counter() - t0
     forwards = a.steps * (1 if a.guidance == 1.0 else 2)
     fwd = forward_flops(cfg, L)
@@ -412,22 +403,15 @@ def main():
     ap.add_argument("--shift", type=float, default=5.0, help="with --sample: flow shift")
     a = ap.parse_args()
 
-    if a.sample:
-        if a.device is None:
-            a.device = "cuda" if torch.cuda.is_available() else "cpu"
-        if a.device == "cpu" and not a.tiny:
-            raise SystemExit("--sample without CUDA: add --tiny to check the code path on CPU")
-        sample_bench(a)
-        return
-
-    if a.gpu:
+    if a.sample or a.gpu:
         if a.warmup is None:
             a.warmup = 3
         if a.device is None:
             a.device = "cuda" if torch.cuda.is_available() else "cpu"
         if a.device == "cpu" and not a.tiny:
-            raise SystemExit("--gpu without CUDA: add --tiny to check the code path on CPU")
-        gpu_bench(a)
+            raise SystemExit("--%s without CUDA: add --tiny to check the code path on CPU"
+                             % ("sample" if a.sample else "gpu"))
+        (sample_bench if a.sample else gpu_bench)(a)
         return
     if a.warmup is None:
         a.warmup = 1
