@@ -1,9 +1,11 @@
 // The run folder (lock, refusal of reruns, --overwrite, stale temporaries), the
 // checked and resumable metrics log, and the flag checks of a TrainerConfig.
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -17,6 +19,7 @@
 #include "trainers/config_check.h"
 #include "trainers/metrics_log.h"
 #include "trainers/run_dir.h"
+#include "trainers/signals.h"
 
 namespace sdpo::trainers {
 namespace {
@@ -140,6 +143,23 @@ TEST(MetricsLogTest, AFullDiskIsAnErrorNamingTheFile) {
   MetricsLog log("/dev/full", 0);  // every write fails with ENOSPC
   ExpectErrorContains([&] { log.Append(Line(1)); },
                       {"/dev/full: cannot append the metrics line: No space left on device"});
+}
+
+TEST(StopSignalsTest, AFirstSignalAsksToStopASecondExitsAtOnce) {
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    InstallStopHandlers();
+    if (StopRequested()) ::_exit(10);
+    ::raise(SIGTERM);  // handled: the process goes on
+    if (!StopRequested() || StopSignal() != SIGTERM) ::_exit(11);
+    ::raise(SIGINT);  // the second signal: _exit(128 + SIGINT) inside the handler
+    ::_exit(12);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 128 + SIGINT);
 }
 
 struct FlagCase {
