@@ -6,7 +6,7 @@
 
 namespace sdpo::trainers {
 
-void CheckTrainerConfig(const TrainerConfig &c) {
+void CheckTrainerConfig(const TrainerConfig& c) {
   SDPO_CHECK(c.steps > 0, "--steps=", c.steps, ": the number of optimizer steps must be > 0");
   SDPO_CHECK(c.batch > 0, "--batch=", c.batch, ": pairs per micro-batch must be > 0");
   SDPO_CHECK(c.grad_accum > 0, "--grad_accum=", c.grad_accum,
@@ -33,7 +33,7 @@ void CheckTrainerConfig(const TrainerConfig &c) {
   try {
     ValidateObjectiveConfig(c.objective);
     c.lr.Validate();
-  } catch (const Error &e) {
+  } catch (const Error& e) {
     SDPO_FAIL("--objective / --objective_option / --schedule: ", e.what());
   }
 }

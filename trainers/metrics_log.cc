@@ -13,7 +13,7 @@
 
 namespace sdpo::trainers {
 
-int64_t TruncateMetrics(const std::string &path, int64_t keep_through_step) {
+int64_t TruncateMetrics(const std::string& path, int64_t keep_through_step) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return 0;
   std::ifstream in(path, std::ios::binary);
@@ -25,11 +25,10 @@ int64_t TruncateMetrics(const std::string &path, int64_t keep_through_step) {
     if (in.eof()) break;  // a last line without its newline was torn by a kill
     try {
       const json::Value v = json::Parse(line, path);
-      const json::Value *step = v.is_object() ? v.find("step") : nullptr;
+      const json::Value* step = v.is_object() ? v.find("step") : nullptr;
       if (step == nullptr || !step->is_int() || step->as_int() > keep_through_step) break;
-    } catch (const Error &) {
-      break;  // a line cut by a full disk or a kill: it and everything after it
-              // go
+    } catch (const Error&) {
+      break;  // a line cut by a full disk or a kill: it and all after it go
     }
     keep_bytes += line.size() + 1;
     ++kept;
@@ -52,7 +51,7 @@ MetricsLog::~MetricsLog() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-void MetricsLog::Append(const std::string &line) {
+void MetricsLog::Append(const std::string& line) {
   const std::string text = line + "\n";
   struct stat st;
   const bool regular = ::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode);

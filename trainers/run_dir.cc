@@ -23,7 +23,7 @@ namespace {
 
 constexpr char kLockName[] = ".lock";
 
-bool IsStaleTemporary(const std::string &name) {
+bool IsStaleTemporary(const std::string& name) {
   static const std::regex kTemporary(R"(.+\.tmp\.[0-9]+(\.[0-9]+)?)");
   return std::regex_match(name, kTemporary);
 }
@@ -36,9 +36,8 @@ std::string ReadSmallFile(int fd) {
   return s;
 }
 
-// Takes the folder's lock and records the holder in the lock file. Returns the
-// descriptor.
-int Lock(const std::string &dir) {
+// Takes the folder's lock and records the holder in the lock file. Returns the descriptor.
+int Lock(const std::string& dir) {
   const std::string path = (fs::path(dir) / kLockName).string();
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   SDPO_CHECK(fd >= 0, "run folder ", dir, ": cannot open the lock file ", path, ": ",
@@ -59,24 +58,23 @@ int Lock(const std::string &dir) {
   std::strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
   const std::string holder = absl::StrCat("pid ", ::getpid(), " on host ", host, ", since ", when);
   if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, holder.data(), holder.size(), 0) < 0) {
-    // The lock itself holds; only the holder's description for others is
-    // missing.
+    // The lock itself holds; only the holder's description for others is missing.
   }
   return fd;
 }
 
 }  // namespace
 
-bool IsRunFile(const std::string &name) {
-  static const char *const kFiles[] = {"metrics.jsonl", "checkpoint.safetensors",
+bool IsRunFile(const std::string& name) {
+  static const char* const kFiles[] = {"metrics.jsonl", "checkpoint.safetensors",
                                        "adapters.safetensors", "summary.json", "report.md"};
-  for (const char *f : kFiles) {
+  for (const char* f : kFiles) {
     if (name == f) return true;
   }
   return name.size() > 4 && name.compare(name.size() - 4, 4, ".svg") == 0;
 }
 
-std::unique_ptr<RunDir> RunDir::Open(const std::string &dir, RunDirMode mode) {
+std::unique_ptr<RunDir> RunDir::Open(const std::string& dir, RunDirMode mode) {
   SDPO_CHECK(!dir.empty(), "run folder: empty --out");
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -84,7 +82,7 @@ std::unique_ptr<RunDir> RunDir::Open(const std::string &dir, RunDirMode mode) {
              ec ? absl::StrCat(" (", ec.message(), ")") : "");
   std::unique_ptr<RunDir> run(new RunDir(dir, Lock(dir)));
   std::vector<std::string> run_files;
-  for (const fs::directory_entry &e : fs::directory_iterator(dir)) {
+  for (const fs::directory_entry& e : fs::directory_iterator(dir)) {
     const std::string name = e.path().filename().string();
     if (IsStaleTemporary(name) && e.is_regular_file()) {
       const uintmax_t bytes = e.file_size();
@@ -103,7 +101,7 @@ std::unique_ptr<RunDir> RunDir::Open(const std::string &dir, RunDirMode mode) {
                "choose another "
                "--out");
   } else if (mode == RunDirMode::kOverwrite) {
-    for (const std::string &name : run_files) {
+    for (const std::string& name : run_files) {
       fs::remove(fs::path(dir) / name);
       run->removed_.push_back(absl::StrCat((fs::path(dir) / name).string(), " (--overwrite)"));
     }
@@ -115,10 +113,10 @@ RunDir::~RunDir() {
   if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
 }
 
-std::optional<CheckpointInfo> PeekCheckpoint(const std::string &path) {
+std::optional<CheckpointInfo> PeekCheckpoint(const std::string& path) {
   if (!fs::exists(path)) return std::nullopt;
   std::unique_ptr<SafetensorsFile> file = SafetensorsFile::Open(path);
-  const auto &meta = file->metadata();
+  const auto& meta = file->metadata();
   auto step = meta.find("step");
   SDPO_CHECK(step != meta.end(), path,
              ": lacks metadata key 'step' (not a training-state "
@@ -128,7 +126,7 @@ std::optional<CheckpointInfo> PeekCheckpoint(const std::string &path) {
     size_t used = 0;
     info.step = std::stoll(step->second, &used);
     SDPO_CHECK(used == step->second.size() && info.step >= 0, "");
-  } catch (const std::exception &) {
+  } catch (const std::exception&) {
     SDPO_FAIL(path, ": metadata 'step' is '", step->second, "', expected a step number");
   }
   auto config = meta.find("config");
@@ -136,14 +134,14 @@ std::optional<CheckpointInfo> PeekCheckpoint(const std::string &path) {
   return info;
 }
 
-std::vector<std::string> DescriptionChanges(const std::string &saved, const std::string &now,
-                                            const std::set<std::string> &allowed) {
+std::vector<std::string> DescriptionChanges(const std::string& saved, const std::string& now,
+                                            const std::set<std::string>& allowed) {
   const json::Value a = json::Parse(saved, "the checkpoint's run description");
   const json::Value b = json::Parse(now, "this run's description");
   std::vector<std::string> changes;
   if (!a.is_object() || !b.is_object()) return changes;
-  for (const auto &[key, value] : a.as_object()) {
-    const json::Value *other = b.find(key);
+  for (const auto& [key, value] : a.as_object()) {
+    const json::Value* other = b.find(key);
     if (other == nullptr || allowed.count(key)) continue;
     const std::string x = json::Serialize(value), y = json::Serialize(*other);
     if (x != y) changes.push_back(absl::StrCat(key, ": ", x, " -> ", y));

@@ -12,7 +12,7 @@ namespace {
 std::atomic<int> stop_signal{0};
 static_assert(std::atomic<int>::is_always_lock_free, "read from a signal handler");
 
-void WriteStderr(const char *s) {
+void WriteStderr(const char* s) {
   ssize_t ignored = ::write(STDERR_FILENO, s, std::strlen(s));
   (void)ignored;
 }

@@ -1,5 +1,5 @@
-// The run folder (lock, refusal of reruns, --overwrite, stale temporaries), the
-// checked and resumable metrics log, and the flag checks of a TrainerConfig.
+// The run folder (lock, refusal of reruns, --overwrite, stale temporaries), the checked and
+// resumable metrics log, the stop signals, and the flag checks of a TrainerConfig.
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -29,11 +29,11 @@ using sdpo::testing::ExpectErrorContains;
 using sdpo::testing::FreshTmpDir;
 using ::testing::HasSubstr;
 
-void Write(const std::string &path, const std::string &text) {
+void Write(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
 }
 
-std::string Read(const std::string &path) {
+std::string Read(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;
   ss << in.rdbuf();
@@ -55,7 +55,7 @@ TEST(RunDirTest, AFreshRunRefusesAFolderHoldingARun) {
 
 TEST(RunDirTest, OverwriteRemovesOnlyTheRunsFiles) {
   const std::string dir = FreshTmpDir("overwrite");
-  for (const char *f : {"metrics.jsonl", "checkpoint.safetensors", "adapters.safetensors",
+  for (const char* f : {"metrics.jsonl", "checkpoint.safetensors", "adapters.safetensors",
                         "summary.json", "report.md", "loss.svg", "notes.txt"}) {
     Write(dir + "/" + f, "old");
   }
@@ -78,14 +78,12 @@ TEST(RunDirTest, ASecondHolderIsRefusedNamingTheFirst) {
   const std::string dir = FreshTmpDir("lock");
   {
     auto first = RunDir::Open(dir, RunDirMode::kFresh);
-    // flock is per open file: a second Open, even in this process, is a second
-    // trainer.
+    // flock is per open file: a second Open, even in this process, is a second trainer.
     ExpectErrorContains(
         [&] { RunDir::Open(dir, RunDirMode::kResume); },
         {"is in use by another trainer (pid " + std::to_string(::getpid()), "on host "});
   }
-  // Released with its holder (the kernel also releases it when the process
-  // dies).
+  // Released with its holder (the kernel also releases it when the process dies).
   EXPECT_NE(RunDir::Open(dir, RunDirMode::kResume), nullptr);
 }
 
@@ -164,31 +162,31 @@ TEST(StopSignalsTest, AFirstSignalAsksToStopASecondExitsAtOnce) {
 
 struct FlagCase {
   std::string expected;
-  std::function<void(TrainerConfig &)> set;
+  std::function<void(TrainerConfig&)> set;
 };
 
 TEST(CheckTrainerConfigTest, EachBadValueNamesItsFlag) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const double inf = std::numeric_limits<double>::infinity();
   const std::vector<FlagCase> cases = {
-      {"--beta=0:", [](TrainerConfig &c) { c.objective.beta = 0; }},
-      {"--beta=nan:", [&](TrainerConfig &c) { c.objective.beta = nan; }},
+      {"--beta=0:", [](TrainerConfig& c) { c.objective.beta = 0; }},
+      {"--beta=nan:", [&](TrainerConfig& c) { c.objective.beta = nan; }},
       {"--lr=inf: the peak learning rate must be a finite number > 0",
-       [&](TrainerConfig &c) { c.lr.base_lr = inf; }},
-      {"--lr=0:", [](TrainerConfig &c) { c.lr.base_lr = 0; }},
-      {"--save_every=-1:", [](TrainerConfig &c) { c.save_every = -1; }},
-      {"--eval_every=-3:", [](TrainerConfig &c) { c.eval_every = -3; }},
-      {"--max_grad_norm=nan:", [&](TrainerConfig &c) { c.max_grad_norm = nan; }},
-      {"--max_bad_steps=0:", [](TrainerConfig &c) { c.max_bad_steps = 0; }},
-      {"--steps=0:", [](TrainerConfig &c) { c.steps = 0; }},
-      {"--batch=-2:", [](TrainerConfig &c) { c.batch = -2; }},
-      {"--grad_accum=0:", [](TrainerConfig &c) { c.grad_accum = 0; }},
-      {"--warmup=-1:", [](TrainerConfig &c) { c.lr.warmup_steps = -1; }},
-      {"--zero=2:", [](TrainerConfig &c) { c.zero_stage = 2; }},
+       [&](TrainerConfig& c) { c.lr.base_lr = inf; }},
+      {"--lr=0:", [](TrainerConfig& c) { c.lr.base_lr = 0; }},
+      {"--save_every=-1:", [](TrainerConfig& c) { c.save_every = -1; }},
+      {"--eval_every=-3:", [](TrainerConfig& c) { c.eval_every = -3; }},
+      {"--max_grad_norm=nan:", [&](TrainerConfig& c) { c.max_grad_norm = nan; }},
+      {"--max_bad_steps=0:", [](TrainerConfig& c) { c.max_bad_steps = 0; }},
+      {"--steps=0:", [](TrainerConfig& c) { c.steps = 0; }},
+      {"--batch=-2:", [](TrainerConfig& c) { c.batch = -2; }},
+      {"--grad_accum=0:", [](TrainerConfig& c) { c.grad_accum = 0; }},
+      {"--warmup=-1:", [](TrainerConfig& c) { c.lr.warmup_steps = -1; }},
+      {"--zero=2:", [](TrainerConfig& c) { c.zero_stage = 2; }},
   };
   TrainerConfig good;
   CheckTrainerConfig(good);  // the defaults pass
-  for (const FlagCase &f : cases) {
+  for (const FlagCase& f : cases) {
     TrainerConfig c;
     f.set(c);
     ExpectErrorContains([&] { CheckTrainerConfig(c); }, {f.expected});

@@ -1,8 +1,7 @@
-// What the Trainer guarantees when a run is interrupted, resumed twice, or its
-// files go bad: a stop request writes the checkpoint at the step reached and
-// the run continues bit-exactly; a finished run resumed changes nothing;
-// metrics.jsonl is cut back to the checkpoint's step; a failed metrics write
-// stops the run; NaN/Inf in a checkpoint is refused at resume.
+// What the Trainer guarantees when a run is interrupted, resumed twice, or its files go bad: a stop
+// request writes the checkpoint at the step reached and the run continues bit-exactly; a finished
+// run resumed changes nothing; metrics.jsonl is cut back to the checkpoint's step; a failed metrics
+// write stops the run; NaN/Inf in a checkpoint is refused at resume.
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -25,27 +24,27 @@ using testing::SyntheticPairs;
 
 NoiseSchedule Flow() { return NoiseSchedule::Flow(FlowScheduleConfig::Wan21()); }
 
-std::vector<std::vector<double>> Params(const Trainer &t) {
+std::vector<std::vector<double>> Params(const Trainer& t) {
   std::vector<std::vector<double>> out;
-  for (const auto &[name, p] : t.TrainableParameters()) out.push_back(p.ToVector());
+  for (const auto& [name, p] : t.TrainableParameters()) out.push_back(p.ToVector());
   return out;
 }
 
-std::string Read(const std::string &path) {
+std::string Read(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
 }
 
-std::vector<std::string> Lines(const std::string &path) {
+std::vector<std::string> Lines(const std::string& path) {
   std::vector<std::string> lines;
   std::ifstream in(path);
   for (std::string l; std::getline(in, l);) lines.push_back(l);
   return lines;
 }
 
-int64_t CheckpointStep(const std::string &dir) {
+int64_t CheckpointStep(const std::string& dir) {
   auto file = SafetensorsFile::Open(Trainer::CheckpointPath(dir));
   return std::stoll(file->metadata().at("step"));
 }
@@ -90,13 +89,13 @@ TEST(TrainerReliabilityTest, AFinishedRunResumedChangesNothing) {
     t.Run();
   }
   std::map<std::string, std::string> before;
-  for (const auto &e : fs::directory_iterator(dir)) before[e.path().string()] = Read(e.path());
+  for (const auto& e : fs::directory_iterator(dir)) before[e.path().string()] = Read(e.path());
   auto m = testing::MakeTinyLoraModel();
   Trainer again(testing::TinyRunConfig(dir, 3), Flow(), *m, nullptr, data, nullptr);
   again.Resume(Trainer::CheckpointPath(dir));
   again.Run();
   std::map<std::string, std::string> after;
-  for (const auto &e : fs::directory_iterator(dir)) after[e.path().string()] = Read(e.path());
+  for (const auto& e : fs::directory_iterator(dir)) after[e.path().string()] = Read(e.path());
   EXPECT_EQ(before, after);
 }
 
@@ -108,8 +107,7 @@ TEST(TrainerReliabilityTest, MetricsAreCutBackToTheCheckpointOnResume) {
     Trainer t(testing::TinyRunConfig(dir, 3), Flow(), *m, nullptr, data, nullptr);
     t.Run();
   }
-  // Steps 4..6 ran after the checkpoint and were lost with a kill -9, the last
-  // line torn.
+  // Steps 4..6 ran after the checkpoint and were lost with a kill -9, the last line torn.
   std::ofstream(dir + "/metrics.jsonl", std::ios::app)
       << "{\"step\": 4}\n{\"step\": 5}\n{\"step\": 6, \"lr";
   auto m = testing::MakeTinyLoraModel();
@@ -146,7 +144,7 @@ TEST(TrainerReliabilityTest, NonFiniteCheckpointStateIsRefusedAtResume) {
   std::map<std::string, std::string> meta;
   nn::TensorMap tensors = nn::ReadSafetensors(Trainer::CheckpointPath(dir), &meta);
   std::string corrupted;
-  for (auto &[key, t] : tensors) {
+  for (auto& [key, t] : tensors) {
     if (key.rfind("optim/", 0) == 0 && t.numel() > 3) {
       std::vector<double> v = t.ToVector();
       v[3] = std::numeric_limits<double>::quiet_NaN();
