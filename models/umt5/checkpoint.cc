@@ -19,8 +19,8 @@ constexpr char kSharedPos[] = "pos_embedding.embedding.weight";
 // The block-local transformers suffixes (after "encoder.block.N.") and their
 // official ones (after "blocks.N."), except the relative attention bias (see
 // TransformersToOfficial).
-const std::vector<std::pair<std::string, std::string>> &BlockNames() {
-  static const auto *names = new std::vector<std::pair<std::string, std::string>>{
+const std::vector<std::pair<std::string, std::string>>& BlockNames() {
+  static const auto* names = new std::vector<std::pair<std::string, std::string>>{
       {"layer.0.layer_norm.weight", "norm1.weight"},
       {"layer.0.SelfAttention.q.weight", "attn.q.weight"},
       {"layer.0.SelfAttention.k.weight", "attn.k.weight"},
@@ -37,8 +37,8 @@ constexpr char kHfBias[] = "layer.0.SelfAttention.relative_attention_bias.weight
 constexpr char kBlockBias[] = "pos_embedding.embedding.weight";
 
 // "<head>N.<rest>" -> (N, rest) for a non-negative decimal N.
-bool SplitIndexed(const std::string &name, const std::string &head, int64_t *index,
-                  std::string *rest) {
+bool SplitIndexed(const std::string& name, const std::string& head, int64_t* index,
+                  std::string* rest) {
   if (!absl::StartsWith(name, head)) return false;
   const size_t dot = name.find('.', head.size());
   if (dot == std::string::npos || dot == head.size()) return false;
@@ -51,11 +51,11 @@ bool SplitIndexed(const std::string &name, const std::string &head, int64_t *ind
 
 // The length of the prefix before the first official or transformers root name
 // in `key` (at a '.' boundary), or npos.
-size_t RootPosition(const std::string &key) {
-  static const char *kRoots[] = {"token_embedding.", "blocks.", "norm.",
+size_t RootPosition(const std::string& key) {
+  static const char* kRoots[] = {"token_embedding.", "blocks.", "norm.",
                                  "pos_embedding.",   "shared.", "encoder."};
   for (size_t pos = 0; pos < key.size(); pos = key.find('.', pos) + 1) {
-    for (const char *root : kRoots) {
+    for (const char* root : kRoots) {
       if (key.compare(pos, std::string(root).size(), root) == 0) return pos;
     }
     if (key.find('.', pos) == std::string::npos) break;
@@ -70,17 +70,17 @@ class RenamedSource final : public nn::TensorSource {
       : base_(std::move(base)), names_(std::move(names)) {}
   std::vector<std::string> Keys() const override {
     std::vector<std::string> keys;
-    for (const auto &[official, original] : names_) keys.push_back(official);
+    for (const auto& [official, original] : names_) keys.push_back(official);
     return keys;
   }
-  Shape KeyShape(const std::string &key) const override { return base_->KeyShape(Original(key)); }
-  void CopyTo(const std::string &key, const Tensor &dst) const override {
+  Shape KeyShape(const std::string& key) const override { return base_->KeyShape(Original(key)); }
+  void CopyTo(const std::string& key, const Tensor& dst) const override {
     base_->CopyTo(Original(key), dst);
   }
   std::string Describe() const override { return base_->Describe(); }
 
  private:
-  const std::string &Original(const std::string &key) const {
+  const std::string& Original(const std::string& key) const {
     auto it = names_.find(key);
     SDPO_CHECK(it != names_.end(), Describe(), ": no tensor '", key, "'");
     return it->second;
@@ -91,11 +91,11 @@ class RenamedSource final : public nn::TensorSource {
 
 }  // namespace
 
-const char *NameFormatName(NameFormat format) {
+const char* NameFormatName(NameFormat format) {
   return format == NameFormat::kOfficial ? "official" : "transformers";
 }
 
-std::optional<std::string> TransformersToOfficial(const std::string &name, bool shared_pos) {
+std::optional<std::string> TransformersToOfficial(const std::string& name, bool shared_pos) {
   if (name == "shared.weight" || name == "encoder.embed_tokens.weight") return kEmbedding;
   if (name == "encoder.final_layer_norm.weight") return "norm.weight";
   int64_t n = 0;
@@ -108,13 +108,13 @@ std::optional<std::string> TransformersToOfficial(const std::string &name, bool 
     }
     return absl::StrCat("blocks.", n, ".", kBlockBias);
   }
-  for (const auto &[hf, official] : BlockNames()) {
+  for (const auto& [hf, official] : BlockNames()) {
     if (rest == hf) return absl::StrCat("blocks.", n, ".", official);
   }
   return std::nullopt;
 }
 
-std::optional<std::string> OfficialToTransformers(const std::string &name) {
+std::optional<std::string> OfficialToTransformers(const std::string& name) {
   if (name == kEmbedding) return std::string("shared.weight");
   if (name == "norm.weight") return std::string("encoder.final_layer_norm.weight");
   if (name == kSharedPos) return absl::StrCat("encoder.block.0.", kHfBias);
@@ -122,18 +122,18 @@ std::optional<std::string> OfficialToTransformers(const std::string &name) {
   std::string rest;
   if (!SplitIndexed(name, "blocks.", &n, &rest)) return std::nullopt;
   if (rest == kBlockBias) return absl::StrCat("encoder.block.", n, ".", kHfBias);
-  for (const auto &[hf, official] : BlockNames()) {
+  for (const auto& [hf, official] : BlockNames()) {
     if (rest == official) return absl::StrCat("encoder.block.", n, ".", hf);
   }
   return std::nullopt;
 }
 
-bool IsPickleCheckpoint(const std::string &path) {
+bool IsPickleCheckpoint(const std::string& path) {
   return absl::EndsWith(path, ".pth") || absl::EndsWith(path, ".pt") ||
          absl::EndsWith(path, ".bin");
 }
 
-std::unique_ptr<nn::TensorSource> OpenWeightFile(const std::string &path) {
+std::unique_ptr<nn::TensorSource> OpenWeightFile(const std::string& path) {
   SDPO_CHECK(!IsPickleCheckpoint(path), path,
              ": PyTorch pickle checkpoints need the safe pickle reader "
              "(nn::OpenTensorSource), "
@@ -151,21 +151,21 @@ OfficialSource ToOfficialNames(std::unique_ptr<nn::TensorSource> source) {
              "blocks.N., norm., "
              "pos_embedding.) nor a transformers one (shared., encoder.)");
   out.prefix = keys.front().substr(0, root);
-  for (const std::string &k : keys) {
+  for (const std::string& k : keys) {
     SDPO_CHECK(absl::StartsWith(k, out.prefix), source->Describe(), ": key '", k,
                "' lacks the prefix '", out.prefix, "' of the other keys");
   }
-  auto stripped = [&](const std::string &k) { return k.substr(out.prefix.size()); };
+  auto stripped = [&](const std::string& k) { return k.substr(out.prefix.size()); };
   bool transformers = false;
   std::set<std::string> names;
-  for (const std::string &k : keys) {
+  for (const std::string& k : keys) {
     const std::string s = stripped(k);
     names.insert(s);
     if (absl::StartsWith(s, "encoder.") || s == "shared.weight") transformers = true;
   }
   std::map<std::string, std::string> official;  // official -> original
   if (!transformers) {
-    for (const std::string &k : keys) official[stripped(k)] = k;
+    for (const std::string& k : keys) official[stripped(k)] = k;
   } else {
     out.format = NameFormat::kTransformers;
     // T5 v1.1: only block 0 owns the relative attention bias; umT5: every block
@@ -173,7 +173,7 @@ OfficialSource ToOfficialNames(std::unique_ptr<nn::TensorSource> source) {
     const bool shared_pos = names.count(absl::StrCat("encoder.block.0.", kHfBias)) > 0 &&
                             names.count(absl::StrCat("encoder.block.1.", kHfBias)) == 0 &&
                             names.count("encoder.block.1.layer.0.SelfAttention.q.weight") > 0;
-    for (const std::string &k : keys) {
+    for (const std::string& k : keys) {
       const std::string s = stripped(k);
       std::optional<std::string> o = TransformersToOfficial(s, shared_pos);
       // Unknown names keep theirs so that a strict load reports them.
@@ -189,11 +189,11 @@ OfficialSource ToOfficialNames(std::unique_ptr<nn::TensorSource> source) {
   return out;
 }
 
-T5Config InferConfig(const nn::TensorSource &official) {
+T5Config InferConfig(const nn::TensorSource& official) {
   const std::string where = official.Describe();
   std::set<std::string> keys;
-  for (const std::string &k : official.Keys()) keys.insert(k);
-  auto shape_of = [&](const std::string &key, size_t rank) {
+  for (const std::string& k : official.Keys()) keys.insert(k);
+  auto shape_of = [&](const std::string& key, size_t rank) {
     SDPO_CHECK(keys.count(key) > 0, where, ": missing tensor '", key,
                "' (needed to infer the T5 encoder's sizes)");
     Shape s = official.KeyShape(key);
@@ -208,7 +208,7 @@ T5Config InferConfig(const nn::TensorSource &official) {
   c.dim_attn = shape_of("blocks.0.attn.q.weight", 2)[0];
   c.dim_ffn = shape_of("blocks.0.ffn.fc1.weight", 2)[0];
   int64_t layers = 0;
-  for (const std::string &k : keys) {
+  for (const std::string& k : keys) {
     int64_t n = 0;
     std::string rest;
     if (SplitIndexed(k, "blocks.", &n, &rest)) layers = std::max(layers, n + 1);
@@ -226,8 +226,8 @@ T5Config InferConfig(const nn::TensorSource &official) {
   return c;
 }
 
-T5Config ResolveConfig(const std::string &path, const nn::TensorSource &official,
-                       const std::optional<T5Config> &config, std::string *source) {
+T5Config ResolveConfig(const std::string& path, const nn::TensorSource& official,
+                       const std::optional<T5Config>& config, std::string* source) {
   std::string where;
   T5Config c;
   const std::string beside =
@@ -246,8 +246,8 @@ T5Config ResolveConfig(const std::string &path, const nn::TensorSource &official
   return c;
 }
 
-std::unique_ptr<T5Encoder> LoadEncoder(const std::string &path, const LoadOptions &options,
-                                       LoadReport *report) {
+std::unique_ptr<T5Encoder> LoadEncoder(const std::string& path, const LoadOptions& options,
+                                       LoadReport* report) {
   OfficialSource named = ToOfficialNames(OpenWeightFile(path));
   LoadReport r;
   r.path = path;
@@ -261,9 +261,9 @@ std::unique_ptr<T5Encoder> LoadEncoder(const std::string &path, const LoadOption
     dtype = *options.param_dtype;
   } else if (!IsPickleCheckpoint(path)) {
     const std::unique_ptr<ShardedCheckpoint> file = ShardedCheckpoint::Open(path);
-    for (const char *name :
+    for (const char* name :
          {"token_embedding.weight", "shared.weight", "encoder.embed_tokens.weight"}) {
-      const TensorEntry *e = file->find(named.prefix + name);
+      const TensorEntry* e = file->find(named.prefix + name);
       if (e == nullptr) continue;
       if (e->dtype == SafetensorsDType::kBF16) dtype = kBF16;
       if (e->dtype == SafetensorsDType::kF16) dtype = kF16;
@@ -272,7 +272,7 @@ std::unique_ptr<T5Encoder> LoadEncoder(const std::string &path, const LoadOption
   }
   auto encoder = std::make_unique<T5Encoder>(config, dtype);
   nn::LoadReport loaded = encoder->LoadStateDict(*named.source, options.strict);
-  for (const std::string &k : loaded.loaded) {
+  for (const std::string& k : loaded.loaded) {
     ++r.tensors;
     r.values += NumElements(named.source->KeyShape(k));
   }

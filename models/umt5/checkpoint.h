@@ -25,21 +25,21 @@
 namespace sdpo::umt5 {
 
 enum class NameFormat { kOfficial, kTransformers };
-const char *NameFormatName(NameFormat format);  // "official" | "transformers"
+const char* NameFormatName(NameFormat format);  // "official" | "transformers"
 
 // The official name of a transformers name; `shared_pos` tells where block 0's
 // relative attention bias goes (the encoder's one table, or block 0's own).
 // nullopt for other names.
-std::optional<std::string> TransformersToOfficial(const std::string &name, bool shared_pos);
+std::optional<std::string> TransformersToOfficial(const std::string& name, bool shared_pos);
 // The transformers name of an official name (the embedding as `shared.weight`).
-std::optional<std::string> OfficialToTransformers(const std::string &name);
+std::optional<std::string> OfficialToTransformers(const std::string& name);
 
 // True for PyTorch pickle checkpoints (.pth, .pt, .bin).
-bool IsPickleCheckpoint(const std::string &path);
+bool IsPickleCheckpoint(const std::string& path);
 
 // The weights of a file: safetensors (file, index or directory) or, once the
 // safe pickle reader is available, a PyTorch `.pth`.
-std::unique_ptr<nn::TensorSource> OpenWeightFile(const std::string &path);
+std::unique_ptr<nn::TensorSource> OpenWeightFile(const std::string& path);
 
 // A source renamed to the official names with the prefix stripped; `format`
 // says which names the file used.
@@ -51,12 +51,12 @@ struct OfficialSource {
 OfficialSource ToOfficialNames(std::unique_ptr<nn::TensorSource> source);
 
 // Sizes from the shapes of official-named tensors.
-T5Config InferConfig(const nn::TensorSource &official);
+T5Config InferConfig(const nn::TensorSource& official);
 
 // The config of a checkpoint: `config` when given, else a t5_config.json beside `path`, else
 // InferConfig. `source` receives which ("--config", the file's path, "tensor shapes").
-T5Config ResolveConfig(const std::string &path, const nn::TensorSource &official,
-                       const std::optional<T5Config> &config, std::string *source = nullptr);
+T5Config ResolveConfig(const std::string& path, const nn::TensorSource& official,
+                       const std::optional<T5Config>& config, std::string* source = nullptr);
 
 struct LoadOptions {
   std::optional<T5Config> config;
@@ -76,7 +76,7 @@ struct LoadReport {
   int64_t values = 0;
 };
 
-std::unique_ptr<T5Encoder> LoadEncoder(const std::string &path, const LoadOptions &options = {},
-                                       LoadReport *report = nullptr);
+std::unique_ptr<T5Encoder> LoadEncoder(const std::string& path, const LoadOptions& options = {},
+                                       LoadReport* report = nullptr);
 
 }  // namespace sdpo::umt5

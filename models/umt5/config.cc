@@ -22,8 +22,8 @@ T5Config T5Config::T5V11Xxl() {
   return c;
 }
 
-void T5Config::Validate(const std::string &source) const {
-  auto positive = [&](int64_t v, const char *name) {
+void T5Config::Validate(const std::string& source) const {
+  auto positive = [&](int64_t v, const char* name) {
     SDPO_CHECK(v > 0 && v <= (int64_t{1} << 31), source, ": T5 config ", name,
                " must be in [1, 2^31], found ", v);
   };
@@ -66,19 +66,19 @@ int64_t T5Config::NumParameters() const {
 
 namespace {
 
-T5Config FromValue(const json::Value &root, const std::string &source) {
+T5Config FromValue(const json::Value& root, const std::string& source) {
   SDPO_CHECK(root.is_object(), source, ": a T5 config must be a JSON object, found ",
              json::TypeName(root.type()));
-  const json::Value *kwargs = root.find("T5Encoder");
+  const json::Value* kwargs = root.find("T5Encoder");
   if (kwargs == nullptr) kwargs = &root;
   SDPO_CHECK(kwargs->is_object(), source, ": \"T5Encoder\" must be an object, found ",
              json::TypeName(kwargs->type()));
   T5Config c;
   const std::string where = absl::StrCat(source, " T5Encoder");
-  auto read_int = [&](const char *key, int64_t *out) {
-    if (const json::Value *v = kwargs->find(key)) *out = json::ExpectInt(*v, key, where);
+  auto read_int = [&](const char* key, int64_t* out) {
+    if (const json::Value* v = kwargs->find(key)) *out = json::ExpectInt(*v, key, where);
   };
-  for (const char *key : {"vocab", "dim", "num_heads", "num_layers"}) {
+  for (const char* key : {"vocab", "dim", "num_heads", "num_layers"}) {
     SDPO_CHECK(kwargs->contains(key), where, ": missing key \"", key, "\"");
   }
   read_int("vocab", &c.vocab);
@@ -89,13 +89,13 @@ T5Config FromValue(const json::Value &root, const std::string &source) {
   read_int("num_heads", &c.num_heads);
   read_int("num_layers", &c.num_layers);
   read_int("num_buckets", &c.num_buckets);
-  if (const json::Value *v = kwargs->find("shared_pos")) {
+  if (const json::Value* v = kwargs->find("shared_pos")) {
     c.shared_pos = json::ExpectBool(*v, "shared_pos", where);
   }
-  if (const json::Value *v = root.find("text_len")) {
+  if (const json::Value* v = root.find("text_len")) {
     c.text_len = json::ExpectInt(*v, "text_len", source);
   }
-  if (const json::Value *v = root.find("tokenizer")) {
+  if (const json::Value* v = root.find("tokenizer")) {
     c.tokenizer = json::ExpectString(*v, "tokenizer", source);
   }
   c.Validate(source);
@@ -104,11 +104,11 @@ T5Config FromValue(const json::Value &root, const std::string &source) {
 
 }  // namespace
 
-T5Config T5Config::FromJson(const std::string &text, const std::string &source) {
+T5Config T5Config::FromJson(const std::string& text, const std::string& source) {
   return FromValue(json::Parse(text, source), source);
 }
 
-T5Config T5Config::FromFile(const std::string &path) {
+T5Config T5Config::FromFile(const std::string& path) {
   return FromValue(json::ParseFile(path), path);
 }
 

@@ -35,14 +35,14 @@ struct T5Config {
 
   int64_t head_dim() const { return dim_attn / num_heads; }
   // Throws sdpo::Error naming `source` and the bad field.
-  void Validate(const std::string &source = "config") const;
+  void Validate(const std::string& source = "config") const;
   std::string ToJson() const;  // the fixtures' form
   int64_t NumParameters() const;
 
   static T5Config UMT5Xxl();   // Wan2.1: text_len 512
   static T5Config T5V11Xxl();  // CogVideoX: vocab 32128, shared_pos, text_len 226
-  static T5Config FromJson(const std::string &text, const std::string &source = "config");
-  static T5Config FromFile(const std::string &path);
+  static T5Config FromJson(const std::string& text, const std::string& source = "config");
+  static T5Config FromFile(const std::string& path);
 };
 
 }  // namespace sdpo::umt5

@@ -41,7 +41,7 @@ constexpr char kUsage[] =
     "OUT.safetensors\n"
     "              [--config t5_config.json] [--dtype f32|f64] [--threads N] [--repeat N]\n";
 
-int Run(int argc, char **argv) {
+int Run(int argc, char** argv) {
   const forward_tool::Flags flags = forward_tool::ParseFlags(
       argc, argv, {"weights", "inputs", "out", "config", "dtype", "threads", "repeat"},
       {"weights", "inputs", "out"}, kUsage);
@@ -115,10 +115,10 @@ int Run(int argc, char **argv) {
 
 }  // namespace
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   try {
     return Run(argc, argv);
-  } catch (const std::exception &e) {
+  } catch (const std::exception& e) {
     std::fprintf(stderr, "encode: error: %s\n", e.what());
     return 1;
   }

@@ -26,7 +26,7 @@ double LowestValue(DType dtype) {
   }
 }
 
-void Record(Activations *record, const std::string &name, const Tensor &t) {
+void Record(Activations* record, const std::string& name, const Tensor& t) {
   if (record != nullptr) (*record)[name] = t;
 }
 
@@ -66,11 +66,11 @@ Embedding::Embedding(int64_t rows, int64_t cols, DType dtype) : rows_(rows), col
   weight_ = RegisterParameter("weight", Tensor::Zeros({rows, cols}, dtype), false);
 }
 
-Tensor Embedding::Forward(const Tensor &ids) const {
+Tensor Embedding::Forward(const Tensor& ids) const {
   SDPO_CHECK(ids.defined() && ids.dtype() == kI64, "Embedding: ids must be i64, found ",
              ids.defined() ? ids.str() : "nothing");
   Tensor flat = ops::Contiguous(ops::Reshape(ops::To(ids, Device::CPU()), {ids.numel()}));
-  const int64_t *p = flat.data<int64_t>();
+  const int64_t* p = flat.data<int64_t>();
   for (int64_t i = 0; i < flat.numel(); ++i) {
     SDPO_CHECK(p[i] >= 0 && p[i] < rows_, "Embedding: id ", p[i], " at position ", i,
                " is outside the table [0, ", rows_, ")");
@@ -84,7 +84,7 @@ Tensor Embedding::Forward(const Tensor &ids) const {
 // -----------------------------------------------------------------------------
 // position bias
 
-RelativeEmbedding::RelativeEmbedding(const T5Config &config, DType dtype)
+RelativeEmbedding::RelativeEmbedding(const T5Config& config, DType dtype)
     : num_buckets_(config.num_buckets), max_distance_(config.max_distance) {
   embedding_ = RegisterModule(
       "embedding", std::make_unique<Embedding>(config.num_buckets, config.num_heads, dtype));
@@ -99,7 +99,22 @@ Tensor RelativeEmbedding::Forward(int64_t lq, int64_t lk) const {
 // -----------------------------------------------------------------------------
 // attention, FFN
 
-Attention::Attention(const T5Config &config)
+Tensor Project(const nn::Linear& layer, const Tensor& x, WeightScratch* scratch) {
+  const Tensor& w = layer.weight();
+  const DType dt = layer.compute_dtype();
+  if (w.dtype() == dt || GradEnabled() || scratch == nullptr) return layer.Forward(x);
+  Tensor& buffer = scratch->buffer;
+  if (!buffer.defined() || buffer.numel() < w.numel() || buffer.dtype() != dt ||
+      buffer.device() != w.device()) {
+    buffer = Tensor();  // free the old one first
+    buffer = Tensor::Empty({w.numel()}, dt, w.device());
+  }
+  Tensor converted = ops::View(ops::Narrow(buffer, 0, 0, w.numel()), w.shape());
+  ops::CopyInto(converted, w);
+  return matmul(cast(x, dt), transpose(converted, 0, 1));
+}
+
+Attention::Attention(const T5Config& config)
     : num_heads_(config.num_heads), head_dim_(config.head_dim()) {
   q_ = RegisterModule("q", std::make_unique<nn::Linear>(config.dim, config.dim_attn, false));
   k_ = RegisterModule("k", std::make_unique<nn::Linear>(config.dim, config.dim_attn, false));
@@ -107,30 +122,32 @@ Attention::Attention(const T5Config &config)
   o_ = RegisterModule("o", std::make_unique<nn::Linear>(config.dim_attn, config.dim, false));
 }
 
-Tensor Attention::Forward(const Tensor &x, const Tensor &bias) const {
+Tensor Attention::Forward(const Tensor& x, const Tensor& bias, WeightScratch* scratch) const {
   const int64_t b = x.size(0), l = x.size(1);
-  auto heads = [&](const nn::Linear *proj) {  // [B, L, H*D] -> [B, H, L, D]
-    return permute(reshape(proj->Forward(x), {b, l, num_heads_, head_dim_}), {0, 2, 1, 3});
+  auto heads = [&](const nn::Linear* proj) {  // [B, L, H*D] -> [B, H, L, D]
+    return permute(reshape(Project(*proj, x, scratch), {b, l, num_heads_, head_dim_}),
+                   {0, 2, 1, 3});
   };
   Tensor out = attention(heads(q_), heads(k_), heads(v_), bias, 1.0);  // T5: unscaled
-  return o_->Forward(reshape(permute(out, {0, 2, 1, 3}), {b, l, num_heads_ * head_dim_}));
+  return Project(*o_, reshape(permute(out, {0, 2, 1, 3}), {b, l, num_heads_ * head_dim_}), scratch);
 }
 
-FeedForward::FeedForward(const T5Config &config) {
+FeedForward::FeedForward(const T5Config& config) {
   gate_ =
       RegisterModuleAt("gate.0", std::make_unique<nn::Linear>(config.dim, config.dim_ffn, false));
   fc1_ = RegisterModule("fc1", std::make_unique<nn::Linear>(config.dim, config.dim_ffn, false));
   fc2_ = RegisterModule("fc2", std::make_unique<nn::Linear>(config.dim_ffn, config.dim, false));
 }
 
-Tensor FeedForward::Forward(const Tensor &x) const {
-  return fc2_->Forward(mul(fc1_->Forward(x), gelu_tanh(gate_->Forward(x))));
+Tensor FeedForward::Forward(const Tensor& x, WeightScratch* scratch) const {
+  Tensor gated = gelu_tanh(Project(*gate_, x, scratch));
+  return Project(*fc2_, mul(Project(*fc1_, x, scratch), gated), scratch);
 }
 
 // -----------------------------------------------------------------------------
 // block
 
-Block::Block(const T5Config &config, DType dtype) {
+Block::Block(const T5Config& config, DType dtype) {
   nn::SkipInitGuard skip_init;  // the weights come from a checkpoint
   norm1_ = RegisterModule("norm1", std::make_unique<nn::RMSNorm>(config.dim, config.eps));
   attn_ = RegisterModule("attn", std::make_unique<Attention>(config));
@@ -145,8 +162,9 @@ Block::Block(const T5Config &config, DType dtype) {
   }
 }
 
-Tensor Block::Forward(const Tensor &x, const Tensor &key_mask, const Tensor &shared_bias,
-                      Activations *record, const std::string &prefix) const {
+Tensor Block::Forward(const Tensor& x, const Tensor& key_mask, const Tensor& shared_bias,
+                      WeightScratch* scratch, Activations* record,
+                      const std::string& prefix) const {
   Tensor bias = shared_bias;
   if (pos_embedding_ != nullptr) {
     bias = pos_embedding_->Forward(x.size(1), x.size(1));
@@ -158,12 +176,12 @@ Tensor Block::Forward(const Tensor &x, const Tensor &key_mask, const Tensor &sha
   }
   Tensor h = norm1_->Forward(x);
   Record(record, prefix + ".norm1", h);
-  Tensor a = attn_->Forward(h, bias);
+  Tensor a = attn_->Forward(h, bias, scratch);
   Record(record, prefix + ".attn", a);
   Tensor y = add(x, a);
   h = norm2_->Forward(y);
   Record(record, prefix + ".norm2", h);
-  Tensor f = ffn_->Forward(h);
+  Tensor f = ffn_->Forward(h, scratch);
   Record(record, prefix + ".ffn", f);
   return add(y, f);
 }
@@ -171,7 +189,7 @@ Tensor Block::Forward(const Tensor &x, const Tensor &key_mask, const Tensor &sha
 // -----------------------------------------------------------------------------
 // encoder
 
-T5Encoder::T5Encoder(const T5Config &config, DType dtype) : config_(config) {
+T5Encoder::T5Encoder(const T5Config& config, DType dtype) : config_(config) {
   config_.Validate();
   SDPO_CHECK(IsFloating(dtype), "T5Encoder: parameters need a float dtype, got ", DTypeName(dtype));
   token_embedding_ = RegisterModule("token_embedding",
@@ -188,7 +206,7 @@ T5Encoder::T5Encoder(const T5Config &config, DType dtype) : config_(config) {
   norm_->CastParameters(dtype);
 }
 
-Tensor T5Encoder::Forward(const Tensor &ids, const Tensor &mask, Activations *record) const {
+Tensor T5Encoder::Forward(const Tensor& ids, const Tensor& mask, Activations* record) const {
   SDPO_CHECK(ids.defined() && ids.dim() == 2 && ids.size(0) > 0 && ids.size(1) > 0,
              "T5Encoder: ids must be [B, L] with B, L > 0, found ",
              ids.defined() ? ids.str() : "nothing");
@@ -210,7 +228,7 @@ Tensor T5Encoder::Forward(const Tensor &ids, const Tensor &mask, Activations *re
   }
   for (int64_t i = 0; i < blocks_->size(); ++i) {
     const std::string name = absl::StrCat("blocks.", i);
-    x = blocks_->at<Block>(i)->Forward(x, key_mask, shared_bias, record, name);
+    x = blocks_->at<Block>(i)->Forward(x, key_mask, shared_bias, &scratch_, record, name);
     Record(record, name, x);
   }
   x = norm_->Forward(x);
@@ -218,7 +236,7 @@ Tensor T5Encoder::Forward(const Tensor &ids, const Tensor &mask, Activations *re
   return x;
 }
 
-std::vector<Tensor> TrimToTokens(const Tensor &hidden, const Tensor &mask) {
+std::vector<Tensor> TrimToTokens(const Tensor& hidden, const Tensor& mask) {
   SDPO_CHECK(hidden.dim() == 3 && mask.dim() == 2 && mask.size(0) == hidden.size(0) &&
                  mask.size(1) == hidden.size(1),
              "TrimToTokens: hidden ", hidden.str(), " must be [B, L, dim] for mask ", mask.str());

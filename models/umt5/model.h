@@ -50,8 +50,8 @@ class Embedding : public nn::Module {
   std::string TypeName() const override { return "Embedding"; }
   // ids (i64, any shape, values in [0, rows)) -> [..., cols] in the compute
   // dtype.
-  Tensor Forward(const Tensor &ids) const;
-  const Tensor &weight() const { return weight_; }
+  Tensor Forward(const Tensor& ids) const;
+  const Tensor& weight() const { return weight_; }
 
  private:
   int64_t rows_, cols_;
@@ -62,23 +62,33 @@ class Embedding : public nn::Module {
 // by the buckets.
 class RelativeEmbedding : public nn::Module {
  public:
-  RelativeEmbedding(const T5Config &config, DType dtype);
+  RelativeEmbedding(const T5Config& config, DType dtype);
   std::string TypeName() const override { return "T5RelativeEmbedding"; }
   // [1, heads, lq, lk] in the compute dtype.
   Tensor Forward(int64_t lq, int64_t lk) const;
 
  private:
   int64_t num_buckets_, max_distance_;
-  Embedding *embedding_;
+  Embedding* embedding_;
 };
+
+// Where the projections convert their weights to the compute dtype: one buffer reused by every
+// projection of a forward (converting into fresh memory cost about three times the conversion
+// itself in page faults for a 4096 x 10240 weight). Not thread-safe: one forward at a time.
+struct WeightScratch {
+  Tensor buffer;
+};
+
+// y = x W^T for a bias-free projection; W converted through `scratch` when its dtype differs from
+// the compute dtype and no gradient is recorded, else nn::Linear::Forward.
+Tensor Project(const nn::Linear& layer, const Tensor& x, WeightScratch* scratch);
 
 class Attention : public nn::Module {
  public:
-  explicit Attention(const T5Config &config);
+  explicit Attention(const T5Config& config);
   std::string TypeName() const override { return "T5Attention"; }
-  // x [B, L, dim]; bias [B or 1, heads, L, L] additive (position bias with the
-  // key mask).
-  Tensor Forward(const Tensor &x, const Tensor &bias) const;
+  // x [B, L, dim]; bias [B or 1, heads, L, L] additive (position bias with the key mask).
+  Tensor Forward(const Tensor& x, const Tensor& bias, WeightScratch* scratch) const;
 
  private:
   int64_t num_heads_, head_dim_;
@@ -87,9 +97,9 @@ class Attention : public nn::Module {
 
 class FeedForward : public nn::Module {
  public:
-  explicit FeedForward(const T5Config &config);
+  explicit FeedForward(const T5Config& config);
   std::string TypeName() const override { return "T5FeedForward"; }
-  Tensor Forward(const Tensor &x) const;
+  Tensor Forward(const Tensor& x, WeightScratch* scratch) const;
 
  private:
   nn::Linear *gate_, *fc1_, *fc2_;
@@ -102,44 +112,45 @@ using Activations = std::map<std::string, Tensor>;
 
 class Block : public nn::Module {
  public:
-  Block(const T5Config &config, DType dtype);
+  Block(const T5Config& config, DType dtype);
   std::string TypeName() const override { return "T5SelfAttention"; }
   // key_mask: [B, 1, 1, L] bool (true = masked key) or undefined; shared_bias:
   // the encoder's [1, heads, L, L] bias (shared_pos) or undefined (the block's
   // own table).
-  Tensor Forward(const Tensor &x, const Tensor &key_mask, const Tensor &shared_bias,
-                 Activations *record, const std::string &prefix) const;
+  Tensor Forward(const Tensor& x, const Tensor& key_mask, const Tensor& shared_bias,
+                 WeightScratch* scratch, Activations* record, const std::string& prefix) const;
 
  private:
   nn::RMSNorm *norm1_, *norm2_;
-  Attention *attn_;
-  FeedForward *ffn_;
-  RelativeEmbedding *pos_embedding_ = nullptr;
+  Attention* attn_;
+  FeedForward* ffn_;
+  RelativeEmbedding* pos_embedding_ = nullptr;
 };
 
 class T5Encoder : public nn::Module {
  public:
   // Parameters in `dtype` (zeros until loaded), compute dtype f32.
-  explicit T5Encoder(const T5Config &config, DType dtype = kF32);
+  explicit T5Encoder(const T5Config& config, DType dtype = kF32);
   std::string TypeName() const override { return "T5Encoder"; }
-  const T5Config &config() const { return config_; }
+  const T5Config& config() const { return config_; }
 
   // ids [B, L] (i64 in [0, vocab)); mask [B, L] (nonzero = token) or undefined
   // (every key attended to, as CogVideoX calls T5 v1.1). Returns hidden [B, L,
   // dim] in the compute dtype, padded rows included. `record`, when given,
   // receives the intermediates.
-  Tensor Forward(const Tensor &ids, const Tensor &mask, Activations *record = nullptr) const;
+  Tensor Forward(const Tensor& ids, const Tensor& mask, Activations* record = nullptr) const;
 
  private:
   T5Config config_;
-  Embedding *token_embedding_;
-  RelativeEmbedding *pos_embedding_ = nullptr;
-  nn::ModuleList *blocks_;
-  nn::RMSNorm *norm_;
+  Embedding* token_embedding_;
+  RelativeEmbedding* pos_embedding_ = nullptr;
+  nn::ModuleList* blocks_;
+  nn::RMSNorm* norm_;
+  mutable WeightScratch scratch_;
 };
 
 // What the Wan pipeline hands to the DiT: hidden[i, :n_i] for n_i = the number
 // of nonzero entries of mask[i] (T5EncoderModel.__call__'s trim).
-std::vector<Tensor> TrimToTokens(const Tensor &hidden, const Tensor &mask);
+std::vector<Tensor> TrimToTokens(const Tensor& hidden, const Tensor& mask);
 
 }  // namespace sdpo::umt5

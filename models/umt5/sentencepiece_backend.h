@@ -15,10 +15,10 @@ namespace sdpo::umt5 {
 class SentencePieceBackend {
  public:
   // nullptr with *error set when the file cannot be loaded.
-  static std::unique_ptr<SentencePieceBackend> Load(const std::string &path, std::string *error);
+  static std::unique_ptr<SentencePieceBackend> Load(const std::string& path, std::string* error);
   ~SentencePieceBackend();
   // false with *error set on failure.
-  bool Encode(std::string_view text, std::vector<int> *ids, std::string *error) const;
+  bool Encode(std::string_view text, std::vector<int>* ids, std::string* error) const;
   int PieceSize() const;
   int EosId() const;  // -1 when the model has none
   int PadId() const;  // -1 when the model has none

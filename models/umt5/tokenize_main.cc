@@ -32,9 +32,9 @@ constexpr char kUsage[] =
     "  texts.json: a JSON list of strings, or "
     "{\"cases\": [{\"text\": ...}, ...]}\n";
 
-std::vector<std::string> ReadTexts(const std::string &path) {
+std::vector<std::string> ReadTexts(const std::string& path) {
   const json::Value root = json::ParseFile(path);
-  const json::Value *list = &root;
+  const json::Value* list = &root;
   if (root.is_object()) {
     list = root.find("cases");
     SDPO_CHECK(list != nullptr, path, ": an object needs a \"cases\" list");
@@ -43,14 +43,14 @@ std::vector<std::string> ReadTexts(const std::string &path) {
              json::TypeName(list->type()));
   std::vector<std::string> texts;
   for (size_t i = 0; i < list->as_array().size(); ++i) {
-    const json::Value &item = list->as_array()[i];
-    const json::Value &text = item.is_object() ? item.at("text") : item;
+    const json::Value& item = list->as_array()[i];
+    const json::Value& text = item.is_object() ? item.at("text") : item;
     texts.push_back(json::ExpectString(text, absl::StrCat("item ", i), path));
   }
   return texts;
 }
 
-int Run(int argc, char **argv) {
+int Run(int argc, char** argv) {
   const forward_tool::Flags flags =
       forward_tool::ParseFlags(argc, argv, {"tokenizer", "text_len", "texts", "out"},
                                {"tokenizer", "text_len", "texts", "out"}, kUsage);
@@ -67,10 +67,10 @@ int Run(int argc, char **argv) {
   const std::vector<double> ids = tokens.ids.ToVector(), mask = tokens.mask.ToVector();
   std::string out = "[";
   for (size_t i = 0; i < texts.size(); ++i) {
-    auto row = [&](const std::vector<double> &v) {
+    auto row = [&](const std::vector<double>& v) {
       return absl::StrJoin(
           v.begin() + i * text_len, v.begin() + (i + 1) * text_len, ", ",
-          [](std::string *o, double x) { absl::StrAppend(o, static_cast<int64_t>(x)); });
+          [](std::string* o, double x) { absl::StrAppend(o, static_cast<int64_t>(x)); });
     };
     absl::StrAppend(&out, i == 0 ? "\n" : ",\n", "{\"ids\": [", row(ids), "], \"mask\": [",
                     row(mask), "]}");
@@ -89,10 +89,10 @@ int Run(int argc, char **argv) {
 
 }  // namespace
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   try {
     return Run(argc, argv);
-  } catch (const std::exception &e) {
+  } catch (const std::exception& e) {
     std::fprintf(stderr, "tokenize: error: %s\n", e.what());
     return 1;
   }

@@ -10,8 +10,8 @@ namespace sdpo::umt5 {
 namespace {
 
 struct HtmlEntity {
-  const char *name;
-  const char *utf8;
+  const char* name;
+  const char* utf8;
 };
 struct InvalidCharref {
   uint32_t from, to;
@@ -49,7 +49,7 @@ std::u32string DecodeUtf8(std::string_view s) {
   return out;
 }
 
-void AppendUtf8(uint32_t cp, std::string *out) {
+void AppendUtf8(uint32_t cp, std::string* out) {
   if (cp < 0x80) {
     out->push_back(static_cast<char>(cp));
   } else if (cp < 0x800) {
@@ -67,7 +67,7 @@ void AppendUtf8(uint32_t cp, std::string *out) {
   }
 }
 
-std::string EncodeUtf8(const std::u32string &s) {
+std::string EncodeUtf8(const std::u32string& s) {
   std::string out;
   out.reserve(s.size());
   for (char32_t c : s) AppendUtf8(c, &out);
@@ -84,12 +84,12 @@ bool IsSpace(char32_t c) {
 // --- html.unescape
 // -------------------------------------------------------------------------
 
-const char *FindEntity(const std::string &name) {
-  auto less = [](const HtmlEntity &e, const std::string &n) {
+const char* FindEntity(const std::string& name) {
+  auto less = [](const HtmlEntity& e, const std::string& n) {
     return std::strcmp(e.name, n.c_str()) < 0;
   };
-  const HtmlEntity *end = kHtmlEntities + sizeof(kHtmlEntities) / sizeof(kHtmlEntities[0]);
-  const HtmlEntity *it = std::lower_bound(kHtmlEntities, end, name, less);
+  const HtmlEntity* end = kHtmlEntities + sizeof(kHtmlEntities) / sizeof(kHtmlEntities[0]);
+  const HtmlEntity* it = std::lower_bound(kHtmlEntities, end, name, less);
   return it != end && name == it->name ? it->utf8 : nullptr;
 }
 
@@ -98,8 +98,8 @@ bool IsDigit(char32_t c, bool hex) {
 }
 
 // The replacement of the numeric reference `num` (saturated above 0x10ffff).
-void AppendCharref(uint64_t num, std::string *out) {
-  for (const InvalidCharref &r : kInvalidCharrefs) {
+void AppendCharref(uint64_t num, std::string* out) {
+  for (const InvalidCharref& r : kInvalidCharrefs) {
     if (r.from == num) return AppendUtf8(r.to, out);
   }
   if ((num >= 0xd800 && num <= 0xdfff) || num > 0x10ffff) return AppendUtf8(0xfffd, out);
@@ -158,14 +158,14 @@ std::string HtmlUnescape(std::string_view text) {
     if (k < s.size() && s[k] == ';') ++k;
     const std::u32string name32 = s.substr(j, k - j);
     const std::string name = EncodeUtf8(name32);
-    if (const char *r = FindEntity(name)) {
+    if (const char* r = FindEntity(name)) {
       out += r;
     } else {
       // The longest prefix (at least 2 characters) that is a name, then the
       // rest as it was.
       bool found = false;
       for (size_t x = name32.size() - 1; x > 1; --x) {
-        if (const char *p = FindEntity(EncodeUtf8(name32.substr(0, x)))) {
+        if (const char* p = FindEntity(EncodeUtf8(name32.substr(0, x)))) {
           out += p;
           out += EncodeUtf8(name32.substr(x));
           found = true;
@@ -207,7 +207,7 @@ Tokenizer::Tokenizer(std::unique_ptr<Impl> impl, std::string path)
     : impl_(std::move(impl)), path_(std::move(path)) {}
 Tokenizer::~Tokenizer() = default;
 
-std::unique_ptr<Tokenizer> Tokenizer::Open(const std::string &model_path) {
+std::unique_ptr<Tokenizer> Tokenizer::Open(const std::string& model_path) {
   auto impl = std::make_unique<Impl>();
   std::string error;
   impl->sp = SentencePieceBackend::Load(model_path, &error);
@@ -230,7 +230,7 @@ std::vector<int64_t> Tokenizer::EncodeCleaned(std::string_view cleaned) const {
   return std::vector<int64_t>(ids.begin(), ids.end());
 }
 
-Tokens Tokenizer::Encode(const std::vector<std::string> &texts, int64_t text_len) const {
+Tokens Tokenizer::Encode(const std::vector<std::string>& texts, int64_t text_len) const {
   SDPO_CHECK(text_len >= 1 && text_len <= (int64_t{1} << 20),
              "Tokenizer: text_len must be in [1, 2^20], got ", text_len);
   const int64_t n = static_cast<int64_t>(texts.size());
@@ -240,7 +240,7 @@ Tokens Tokenizer::Encode(const std::vector<std::string> &texts, int64_t text_len
     std::string cleaned;
     try {
       cleaned = CleanPrompt(texts[static_cast<size_t>(i)]);
-    } catch (const Error &e) {
+    } catch (const Error& e) {
       SDPO_FAIL("prompt ", i, ": ", e.what());
     }
     std::vector<int64_t> pieces = EncodeCleaned(cleaned);

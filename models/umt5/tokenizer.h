@@ -37,18 +37,18 @@ class Tokenizer {
  public:
   // Throws sdpo::Error naming the file when it is missing or not a
   // SentencePiece model.
-  static std::unique_ptr<Tokenizer> Open(const std::string &model_path);
+  static std::unique_ptr<Tokenizer> Open(const std::string& model_path);
   ~Tokenizer();
 
   // The pieces' ids of already cleaned text (no `</s>`).
   std::vector<int64_t> EncodeCleaned(std::string_view cleaned) const;
   // Cleans, encodes, truncates, appends `</s>` and pads every text.
-  Tokens Encode(const std::vector<std::string> &texts, int64_t text_len) const;
+  Tokens Encode(const std::vector<std::string>& texts, int64_t text_len) const;
 
   int64_t vocab_size() const;
   int64_t eos_id() const;  // `</s>`
   int64_t pad_id() const;  // `<pad>`
-  const std::string &path() const { return path_; }
+  const std::string& path() const { return path_; }
 
  private:
   struct Impl;

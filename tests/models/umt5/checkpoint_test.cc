@@ -35,14 +35,14 @@ TEST(NameTableTest, TransformersNamesMapBothWays) {
             "blocks.5.pos_embedding.embedding.weight");
   EXPECT_FALSE(TransformersToOfficial("decoder.block.0.layer.0.SelfAttention.q.weight", false));
   EXPECT_FALSE(TransformersToOfficial("encoder.block.x.layer.0.SelfAttention.q.weight", false));
-  for (const char *n : {"blocks.2.attn.o.weight", "blocks.0.norm2.weight", "norm.weight",
+  for (const char* n : {"blocks.2.attn.o.weight", "blocks.0.norm2.weight", "norm.weight",
                         "blocks.1.pos_embedding.embedding.weight", "blocks.7.ffn.fc2.weight"}) {
     EXPECT_EQ(*TransformersToOfficial(*OfficialToTransformers(n), false), n);
   }
 }
 
 TEST(InferConfigTest, SizesFromTheShapes) {
-  for (const char *dir : {"umt5", "t5"}) {
+  for (const char* dir : {"umt5", "t5"}) {
     const std::string path = FixturePath(std::string(dir) + "/tiny_a.weights.safetensors");
     if (path.empty()) GTEST_SKIP() << testing::FixturesNotFoundMessage();
     OfficialSource s = ToOfficialNames(OpenWeightFile(path));
@@ -82,14 +82,14 @@ TEST(LoadEncoderTest, ConfigBesideTheWeightsAndPrefixes) {
   const std::string dir = testing::FreshTmpDir("umt5_load");
   nn::TensorMap tensors = nn::ReadSafetensors(path);
   nn::TensorMap prefixed;
-  for (const auto &[k, v] : tensors) prefixed["text_encoder." + k] = v;
+  for (const auto& [k, v] : tensors) prefixed["text_encoder." + k] = v;
   nn::SaveSafetensors(dir + "/model.safetensors", prefixed);
   // A config beside the weights wins over the shapes: a wrong one fails naming
   // the key.
   T5Config wrong = T5Config::FromFile(FixturePath("t5/tiny_a.config.json"));
   wrong.dim_ffn = 64;
   {
-    std::FILE *f = std::fopen((dir + "/t5_config.json").c_str(), "w");
+    std::FILE* f = std::fopen((dir + "/t5_config.json").c_str(), "w");
     std::fputs(wrong.ToJson().c_str(), f);
     std::fclose(f);
   }

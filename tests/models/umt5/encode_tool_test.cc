@@ -16,7 +16,7 @@ using testing::FixturePath;
 using testing::LoadFixtureTensor;
 using testing::RelL2;
 
-int RunTool(const std::string &args) {
+int RunTool(const std::string& args) {
   const std::string cmd = absl::StrCat("models/umt5/encode ", args, " 2>&1");
   return std::system(cmd.c_str());
 }
@@ -25,7 +25,7 @@ TEST(EncodeToolTest, ReproducesTheFixtureHidden) {
   const std::string weights = FixturePath("umt5/tiny_a.weights.safetensors");
   if (weights.empty()) GTEST_SKIP() << testing::FixturesNotFoundMessage();
   const std::string dir = testing::FreshTmpDir("encode_tool");
-  for (const char *c : {"umt5/tiny_a.case2", "t5/tiny_a.case3"}) {
+  for (const char* c : {"umt5/tiny_a.case2", "t5/tiny_a.case3"}) {
     const std::string w = FixturePath(std::string(c).substr(0, std::string(c).find('/')) +
                                       "/tiny_a.weights.safetensors");
     const std::string in = FixturePath(std::string(c) + ".safetensors");

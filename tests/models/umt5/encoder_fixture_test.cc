@@ -36,7 +36,7 @@ struct Param {
   std::string name;     // case name
 };
 
-std::string Label(const ::testing::TestParamInfo<Param> &info) {
+std::string Label(const ::testing::TestParamInfo<Param>& info) {
   std::string w = info.param.weights == "tiny_a.weights_hf.safetensors" ? "hf" : "official";
   return absl::StrCat(info.param.dir, "_", w, "_", info.param.name);
 }
@@ -44,7 +44,7 @@ std::string Label(const ::testing::TestParamInfo<Param> &info) {
 class EncoderFixtureTest : public ::testing::TestWithParam<Param> {};
 
 TEST_P(EncoderFixtureTest, OutputEveryIntermediateAndBuckets) {
-  const Param &p = GetParam();
+  const Param& p = GetParam();
   const std::string weights = FixturePath(p.dir + "/" + p.weights);
   if (weights.empty()) GTEST_SKIP() << testing::FixturesNotFoundMessage();
   auto f = OpenFixture(absl::StrCat(p.dir, "/tiny_a.", p.name, ".safetensors"));
@@ -71,7 +71,7 @@ TEST_P(EncoderFixtureTest, OutputEveryIntermediateAndBuckets) {
   }
   int checked = 0;
   double worst = 0;
-  for (const TensorEntry &e : f->tensors()) {
+  for (const TensorEntry& e : f->tensors()) {
     if (e.name.rfind("act.", 0) != 0) continue;
     const std::string key = e.name.substr(4);
     ASSERT_TRUE(acts.count(key)) << "not recorded: " << key;
@@ -119,11 +119,11 @@ TEST_P(EncoderFixtureTest, OutputEveryIntermediateAndBuckets) {
 
 std::vector<Param> Params() {
   std::vector<Param> out;
-  for (const char *c : {"case1", "case2", "case3", "case4"}) {
+  for (const char* c : {"case1", "case2", "case3", "case4"}) {
     out.push_back({"umt5", "tiny_a.weights.safetensors", c});
   }
-  for (const char *w : {"tiny_a.weights.safetensors", "tiny_a.weights_hf.safetensors"}) {
-    for (const char *c : {"case1", "case2", "case3", "case4", "case5"}) {
+  for (const char* w : {"tiny_a.weights.safetensors", "tiny_a.weights_hf.safetensors"}) {
+    for (const char* c : {"case1", "case2", "case3", "case4", "case5"}) {
       out.push_back({"t5", w, c});
     }
   }

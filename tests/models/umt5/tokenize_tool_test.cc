@@ -16,7 +16,7 @@ namespace {
 
 using testing::FixturePath;
 
-int RunTool(const std::string &args) {
+int RunTool(const std::string& args) {
   return std::system(absl::StrCat("models/umt5/tokenize ", args, " 2>&1").c_str());
 }
 
@@ -34,8 +34,8 @@ TEST(TokenizeToolTest, ReproducesTheFixtureIds) {
   const std::vector<double> mask = testing::LoadFixtureTensor(*f, "mask").ToVector();
   ASSERT_EQ(got.as_array().size(), 30u);
   for (size_t i = 0; i < 30; ++i) {
-    const auto &row_ids = got.as_array()[i].at("ids").as_array();
-    const auto &row_mask = got.as_array()[i].at("mask").as_array();
+    const auto& row_ids = got.as_array()[i].at("ids").as_array();
+    const auto& row_mask = got.as_array()[i].at("mask").as_array();
     ASSERT_EQ(row_ids.size(), 32u);
     for (size_t j = 0; j < 32; ++j) {
       EXPECT_EQ(row_ids[j].as_int(), ids[i * 32 + j]) << i << " " << j;

@@ -52,7 +52,7 @@ TEST(HtmlUnescapeTest, MatchesPython) {
       {"&lt&gt", "<>"},
       {"&#99999999999999999999;", "\ufffd"},
   };
-  for (const auto &[in, want] : cases) EXPECT_EQ(HtmlUnescape(in), want) << in;
+  for (const auto& [in, want] : cases) EXPECT_EQ(HtmlUnescape(in), want) << in;
 }
 
 TEST(CleanPromptTest, WhitespaceAndEntities) {
@@ -73,7 +73,7 @@ TEST(TokenizerTest, FixtureIdsAndMasksExactlyEqual) {
   EXPECT_EQ(tokenizer->eos_id(), doc.at("eos_id").as_int());
   EXPECT_EQ(tokenizer->pad_id(), doc.at("pad_id").as_int());
   std::vector<std::string> texts;
-  for (const json::Value &c : doc.at("cases").as_array()) {
+  for (const json::Value& c : doc.at("cases").as_array()) {
     texts.push_back(c.at("text").as_string());
     const std::string cleaned = CleanPrompt(c.at("text").as_string());
     // The fixtures' ftfy stand-in also applies NFC, which the model's NFKC
