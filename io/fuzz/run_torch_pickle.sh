@@ -10,7 +10,9 @@ shift || true
 out_dir="${OUT_DIR:-/tmp/sdpo-fuzz-pickle}"
 output_base="${FUZZ_OUTPUT_BASE:-$HOME/.cache/sdpo-fuzz-bazel}"
 
-bazel --output_base="$output_base" build --config=fuzz //io/fuzz:torch_pickle_fuzz
+# --symlink_prefix=/: no bazel-* links, which would point into this output base and make the
+# normal build's `bazel build //...` fail with "infinite symlink expansion".
+bazel --output_base="$output_base" build --config=fuzz --symlink_prefix=/ //io/fuzz:torch_pickle_fuzz
 bin="$(bazel --output_base="$output_base" info --config=fuzz bazel-bin)/io/fuzz/torch_pickle_fuzz"
 
 mkdir -p "$out_dir/corpus" "$out_dir/crashes"
