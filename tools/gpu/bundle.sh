@@ -41,7 +41,7 @@ ldd "$DEST/sdpo" "$DEST/sample" | awk '$3 ~ /^\// {print $3}' |
     cp -fL "$lib" "$DEST/lib/"
   done
 
-# The trainer and the sampler link FFmpeg (io/video: mp4 files), whose shared libraries pull in
+# The sampler links FFmpeg (io/video: mp4 files), whose shared libraries pull in
 # ~130 codec libraries (65 MB compressed: over what the device tool carries). The GPU check
 # never reads or writes a video, so stubs/ holds stand-ins with FFmpeg's sonames and symbol
 # versions, each function printing its name and aborting if ever called; check.sh puts stubs/

@@ -105,7 +105,7 @@ export LD_LIBRARY_PATH="${LIBDIRS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 say "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 # FFmpeg (io/video) of the build machine's versions: the machine's own, else the bundle's stubs
 # (bundle.sh: they abort if called; the check reads and writes no video).
-if [[ -x "$BUNDLE/sdpo" ]] && ldd "$BUNDLE/sdpo" 2>&1 | grep -E 'lib(av|sw)' | grep -q 'not found'; then
+if ldd "$BUNDLE/sdpo" "$BUNDLE/sample" 2>&1 | grep -E 'lib(av|sw)' | grep -q 'not found'; then
   export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$PWD/$BUNDLE/stubs"
   say "FFmpeg libraries not on this machine: the bundle's stubs ($BUNDLE/stubs) stand in"
 fi
