@@ -105,5 +105,47 @@ TEST(CheckpointIoTest, LoraFileRoundTrip) {
   EXPECT_EQ(fresh.Forward(x).ToVector(), y.ToVector());
 }
 
+// A module whose parameters are named like tensors of tests/io/testdata/views.pth.
+class ViewsModule : public Module {
+ public:
+  ViewsModule() {
+    RegisterParameter("plain", Tensor::Zeros({3, 5}));
+    RegisterModule("shared", std::make_unique<SharedPart>());
+  }
+  class SharedPart : public Module {
+   public:
+    SharedPart() {
+      RegisterParameter("a", Tensor::Zeros({2, 3}, kBF16));  // f32 on disk: converted
+      RegisterParameter("b", Tensor::Zeros({6}));
+    }
+  };
+};
+
+TEST(CheckpointIoTest, OpenTensorSourceLoadsATorchFileIntoAModule) {
+  auto source = OpenTensorSource("tests/io/testdata/views.pth");
+  EXPECT_EQ(source->KeyShape("transposed"), (Shape{6, 4}));
+  EXPECT_EQ(source->Read("long").dtype(), kI64);
+  ViewsModule m;
+  LoadReport report = m.LoadStateDict(*source, /*strict=*/false);
+  EXPECT_EQ(report.loaded.size(), 3u);
+  EXPECT_TRUE(report.missing.empty());
+  EXPECT_TRUE(AllClose(m.FindParameter("shared.a").ToVector(),
+                       std::vector<double>{0, 1, 2, 3, 4, 5}, 0, 0));
+  EXPECT_TRUE(AllClose(m.FindParameter("shared.b").ToVector(),
+                       std::vector<double>{6, 7, 8, 9, 10, 11}, 0, 0));
+  EXPECT_TRUE(AllClose(m.FindParameter("plain"), source->Read("plain"), 0, 0));
+}
+
+TEST(CheckpointIoTest, EachNamedSourceOpensOnlyItsFormat) {
+  const std::string st = TempPath("one.safetensors");
+  SaveSafetensors(st, {{"w", Tensor::Ones({2})}});
+  EXPECT_EQ(OpenTensorSource(st)->Keys(), std::vector<std::string>{"w"});
+  EXPECT_EQ(SafetensorsSource::Open(st)->Keys(), std::vector<std::string>{"w"});
+  EXPECT_TRUE(PthSource::Open("tests/io/testdata/views.pth")->Read("bool").defined());
+  ExpectErrorContains([&] { PthSource::Open(st); }, {st, "not a PyTorch checkpoint"});
+  ExpectErrorContains([&] { SafetensorsSource::Open("tests/io/testdata/views.pth"); },
+                      {"views.pth"});
+}
+
 }  // namespace
 }  // namespace sdpo::nn
