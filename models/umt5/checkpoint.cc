@@ -128,17 +128,8 @@ std::optional<std::string> OfficialToTransformers(const std::string& name) {
   return std::nullopt;
 }
 
-bool IsPickleCheckpoint(const std::string& path) {
-  return absl::EndsWith(path, ".pth") || absl::EndsWith(path, ".pt") ||
-         absl::EndsWith(path, ".bin");
-}
-
 std::unique_ptr<nn::TensorSource> OpenWeightFile(const std::string& path) {
-  SDPO_CHECK(!IsPickleCheckpoint(path), path,
-             ": PyTorch pickle checkpoints need the safe pickle reader "
-             "(nn::OpenTensorSource), "
-             "which this build does not have yet; convert the file to safetensors");
-  return nn::SafetensorsSource::Open(path);
+  return nn::OpenTensorSource(path);
 }
 
 OfficialSource ToOfficialNames(std::unique_ptr<nn::TensorSource> source) {
@@ -248,22 +239,23 @@ T5Config ResolveConfig(const std::string& path, const nn::TensorSource& official
 
 std::unique_ptr<T5Encoder> LoadEncoder(const std::string& path, const LoadOptions& options,
                                        LoadReport* report) {
-  OfficialSource named = ToOfficialNames(OpenWeightFile(path));
+  std::unique_ptr<nn::CheckpointSource> file = nn::OpenTensorSource(path);
+  const CheckpointView* view = &file->checkpoint();  // owned by the source, which `named` keeps
+  OfficialSource named = ToOfficialNames(std::move(file));
   LoadReport r;
   r.path = path;
   r.format = named.format;
   r.prefix = named.prefix;
-
   const T5Config config = ResolveConfig(path, *named.source, options.config, &r.config_source);
 
+  // Parameters in the embedding's stored precision unless asked otherwise.
   DType dtype = kF32;
   if (options.param_dtype.has_value()) {
     dtype = *options.param_dtype;
-  } else if (!IsPickleCheckpoint(path)) {
-    const std::unique_ptr<ShardedCheckpoint> file = ShardedCheckpoint::Open(path);
+  } else {
     for (const char* name :
          {"token_embedding.weight", "shared.weight", "encoder.embed_tokens.weight"}) {
-      const TensorEntry* e = file->find(named.prefix + name);
+      const TensorEntry* e = view->find(named.prefix + name);
       if (e == nullptr) continue;
       if (e->dtype == SafetensorsDType::kBF16) dtype = kBF16;
       if (e->dtype == SafetensorsDType::kF16) dtype = kF16;

@@ -34,11 +34,8 @@ std::optional<std::string> TransformersToOfficial(const std::string& name, bool 
 // The transformers name of an official name (the embedding as `shared.weight`).
 std::optional<std::string> OfficialToTransformers(const std::string& name);
 
-// True for PyTorch pickle checkpoints (.pth, .pt, .bin).
-bool IsPickleCheckpoint(const std::string& path);
-
-// The weights of a file: safetensors (file, index or directory) or, once the
-// safe pickle reader is available, a PyTorch `.pth`.
+// The weights of a file: safetensors (file, index or directory) or a PyTorch `.pth` (read
+// without executing anything), through nn::OpenTensorSource.
 std::unique_ptr<nn::TensorSource> OpenWeightFile(const std::string& path);
 
 // A source renamed to the official names with the prefix stripped; `format`

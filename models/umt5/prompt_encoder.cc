@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "io/checkpoint.h"
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "models/checkpoint_util.h"
@@ -137,13 +138,10 @@ std::string Sha256File(const std::string& path) {
 }
 
 std::vector<std::string> WeightFiles(const std::string& path) {
-  std::vector<std::string> files;
-  if (IsPickleCheckpoint(path)) {
-    files.push_back(path);
-  } else {
-    const std::unique_ptr<ShardedCheckpoint> c = ShardedCheckpoint::Open(path);
-    files.push_back(c->path());
-    for (const auto& shard : c->shards()) files.push_back(shard->path());
+  const std::unique_ptr<CheckpointView> view = OpenCheckpoint(path);
+  std::vector<std::string> files = {view->path()};
+  if (const auto* sharded = dynamic_cast<const ShardedCheckpoint*>(view.get())) {
+    for (const auto& shard : sharded->shards()) files.push_back(shard->path());
   }
   std::sort(files.begin(), files.end());
   files.erase(std::unique(files.begin(), files.end()), files.end());

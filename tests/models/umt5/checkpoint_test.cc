@@ -104,6 +104,27 @@ TEST(LoadEncoderTest, ConfigBesideTheWeightsAndPrefixes) {
   EXPECT_EQ(report.tensors, 30);  // the tied embedding counted once
 }
 
+// The official file format: torch.save(state_dict) (tools/make_weight_variants.py pth, from the
+// fixture weights; f32 and bf16), read by the pickle reader that executes nothing.
+TEST(LoadEncoderTest, PthFilesLoadLikeTheSafetensors) {
+  const std::string path = FixturePath("umt5/tiny_a.weights.safetensors");
+  if (path.empty()) GTEST_SKIP() << testing::FixturesNotFoundMessage();
+  auto f = testing::OpenFixture("umt5/tiny_a.case2.safetensors");
+  const Tensor ids = testing::LoadFixtureTensor(*f, "ids");
+  const Tensor mask = testing::LoadFixtureTensor(*f, "mask");
+  const Tensor ref = testing::LoadFixtureTensor(*f, "hidden");
+  NoGradGuard no_grad;
+  LoadReport report;
+  auto f32 = LoadEncoder("tests/models/umt5/testdata/umt5_tiny_a.pth", {}, &report);
+  EXPECT_EQ(report.tensors, 32);
+  EXPECT_EQ(f32->FindParameter("blocks.0.attn.q.weight").dtype(), kF32);
+  EXPECT_LE(testing::RelL2(f32->Forward(ids, mask), ref), 1e-5);
+  auto bf16 = LoadEncoder("tests/models/umt5/testdata/umt5_tiny_a.bf16.pth");
+  EXPECT_EQ(bf16->FindParameter("blocks.0.attn.q.weight").dtype(), kBF16);  // kept in bf16
+  // bf16 weights (8-bit mantissas, 2^-9 relative rounding) through 3 blocks.
+  EXPECT_LE(testing::RelL2(bf16->Forward(ids, mask), ref), 2e-2);
+}
+
 TEST(LoadEncoderTest, BadFilesFailNamingFileAndKey) {
   const std::string path = FixturePath("umt5/tiny_a.weights.safetensors");
   if (path.empty()) GTEST_SKIP() << testing::FixturesNotFoundMessage();
@@ -115,7 +136,8 @@ TEST(LoadEncoderTest, BadFilesFailNamingFileAndKey) {
   options.config = T5Config::FromFile(FixturePath("umt5/tiny_a.config.json"));
   ExpectErrorContains([&] { LoadEncoder(dir + "/missing.safetensors", options); },
                       {"missing.safetensors", "blocks.1.attn.k.weight"});
-  ExpectErrorContains([&] { LoadEncoder(dir + "/models_t5_umt5-xxl-enc-bf16.pth"); }, {".pth"});
+  ExpectErrorContains([&] { LoadEncoder(dir + "/models_t5_umt5-xxl-enc-bf16.pth"); },
+                      {"models_t5_umt5-xxl-enc-bf16.pth"});
   // Ids outside the table.
   auto encoder = LoadEncoder(path, options);
   NoGradGuard no_grad;
