@@ -175,6 +175,29 @@ const char* DpoErrorFormName(DpoErrorForm form) {
   return "unknown";
 }
 
+const char* WeightSourceName(WeightSource source) {
+  switch (source) {
+    case WeightSource::kClosedForm:
+      return "closed_form";
+    case WeightSource::kSampled:
+      return "sampled";
+    case WeightSource::kGenerator:
+      return "generator";
+    case WeightSource::kTimestepCurve:
+      return "timestep_curve";
+  }
+  return "unknown";
+}
+
+WeightSource ParseWeightSource(const std::string& name) {
+  if (name == "closed_form") return WeightSource::kClosedForm;
+  if (name == "sampled") return WeightSource::kSampled;
+  if (name == "generator") return WeightSource::kGenerator;
+  if (name == "timestep_curve") return WeightSource::kTimestepCurve;
+  SDPO_FAIL("unknown importance-weight source '", name,
+            "' (expected closed_form | sampled | generator | timestep_curve)");
+}
+
 ObjectiveKind ParseObjectiveKind(const std::string& name) {
   if (name == "diffusion_dpo" || name == "dpo") return ObjectiveKind::kDiffusionDpo;
   if (name == "dpo_cm" || name == "cm") return ObjectiveKind::kDpoCm;
@@ -276,6 +299,8 @@ void ValidateObjectiveConfig(const ObjectiveConfig& c) {
   SDPO_CHECK(static_cast<int>(c.loss_weight_clip) >= 0 && static_cast<int>(c.loss_weight_clip) <= 1,
              "unknown loss-weight clip ", static_cast<int>(c.loss_weight_clip));
   SDPO_CHECK(c.eps >= 0.0 && c.eps <= 1.0, "clip half-width eps must lie in [0, 1], got ", c.eps);
+  SDPO_CHECK(static_cast<int>(c.weight_source) >= 0 && static_cast<int>(c.weight_source) <= 3,
+             "unknown importance-weight source ", static_cast<int>(c.weight_source));
 }
 
 std::string DescribeObjectiveConfig(const ObjectiveConfig& c) {
@@ -284,7 +309,8 @@ std::string DescribeObjectiveConfig(const ObjectiveConfig& c) {
                                ") errors=", PredictionTypeName(c.error_type),
                                " dpo_error_form=", DpoErrorFormName(c.dpo_error_form));
   if (c.kind == ObjectiveKind::kDiffusionDpo) return s;
-  absl::StrAppend(&s, " effective_elements=", c.effective_elements);
+  absl::StrAppend(&s, " effective_elements=", c.effective_elements,
+                  " weight_source=", WeightSourceName(c.weight_source));
   const bool masked = c.kind == ObjectiveKind::kDpoCm || c.sdpo_use_mask;
   if (masked) {
     absl::StrAppend(&s, " tau=", c.tau, " mask_rule=", MaskRuleName(c.mask_rule),
@@ -345,11 +371,13 @@ void SetObjectiveOption(ObjectiveConfig* c, const std::string& key, const std::s
     c->loss_weight_clip = ParseLossWeightClip(value);
   } else if (key == "eps") {
     c->eps = ParseDouble(key, value);
+  } else if (key == "weight_source") {
+    c->weight_source = ParseWeightSource(value);
   } else {
     SDPO_FAIL("unknown objective option '", key,
               "' (expected kind, loss, beta, beta_salesforce, error_type, dpo_error_form, "
               "effective_elements, tau, mask_rule, cm_clip, min_timestep, max_timestep, "
-              "logit_clip, sdpo_reading, sdpo_use_mask, loss_weight_clip, eps)");
+              "logit_clip, sdpo_reading, sdpo_use_mask, loss_weight_clip, eps, weight_source)");
   }
 }
 
@@ -371,6 +399,43 @@ ObjectiveResult EvaluateObjective(const ObjectiveConfig& c, const PairBatch& bat
     SDPO_CHECK(batch.log_weight_winner.size() == n && batch.log_weight_loser.size() == n,
                "EvaluateObjective: log weights must be given for all ", n, " pairs (winner ",
                batch.log_weight_winner.size(), ", loser ", batch.log_weight_loser.size(), ")");
+  }
+  // The inputs the weight source needs (given log weights override the source).
+  auto check_sized = [&](const std::vector<double>& w, const std::vector<double>& l,
+                         const char* what) {
+    SDPO_CHECK(w.size() == n && l.size() == n, "EvaluateObjective: weight_source ",
+               WeightSourceName(c.weight_source), " needs ", what, " for all ", n,
+               " pairs (winner ", w.size(), ", loser ", l.size(), ")");
+    for (size_t i = 0; i < n; ++i) {
+      SDPO_CHECK(std::isfinite(w[i]) && std::isfinite(l[i]), "EvaluateObjective: ", what,
+                 " of pair ", i, " is not finite (", w[i], ", ", l[i], ")");
+    }
+  };
+  if (!given_weights) {
+    switch (c.weight_source) {
+      case WeightSource::kClosedForm:
+        break;
+      case WeightSource::kSampled:
+        check_sized(batch.noise_dot_winner, batch.noise_dot_loser, "noise projections");
+        break;
+      case WeightSource::kGenerator:
+        check_sized(batch.generator_winner, batch.generator_loser, "generator errors");
+        break;
+      case WeightSource::kTimestepCurve:
+        SDPO_FAIL(
+            "EvaluateObjective: weight_source timestep_curve needs the curve's log weights "
+            "in PairBatch::log_weight_winner/loser (TimestepWeightCurve::LogWeight)");
+    }
+  }
+  const bool data_weights = !batch.pair_weights.empty();
+  if (data_weights) {
+    SDPO_CHECK(batch.pair_weights.size() == n, "EvaluateObjective: ", batch.pair_weights.size(),
+               " pair weights for ", n, " pairs");
+    for (size_t i = 0; i < n; ++i) {
+      SDPO_CHECK(std::isfinite(batch.pair_weights[i]) && batch.pair_weights[i] >= 0.0,
+                 "EvaluateObjective: pair weight ", i, " is ", batch.pair_weights[i],
+                 " (expected finite and >= 0)");
+    }
   }
   for (size_t i = 0; i < n; ++i) {
     const double e[4] = {batch.policy_winner[i], batch.policy_loser[i], batch.reference_winner[i],
@@ -407,11 +472,27 @@ ObjectiveResult EvaluateObjective(const ObjectiveConfig& c, const PairBatch& bat
       p.log_weight_loser = batch.log_weight_loser[i];
     } else {
       // Computed for every objective: Diffusion-DPO ignores them but logs their profile.
-      p.log_weight_winner =
-          LogImportanceWeight(tp, c.error_type, batch.policy_winner[i], c.effective_elements);
-      p.log_weight_loser =
-          LogImportanceWeight(tp, c.error_type, batch.policy_loser[i], c.effective_elements);
+      const double d = c.effective_elements;
+      const double pw = batch.policy_winner[i], pl = batch.policy_loser[i];
+      switch (c.weight_source) {
+        case WeightSource::kSampled:
+          p.log_weight_winner =
+              SampledLogImportanceWeight(tp, c.error_type, pw, batch.noise_dot_winner[i], d);
+          p.log_weight_loser =
+              SampledLogImportanceWeight(tp, c.error_type, pl, batch.noise_dot_loser[i], d);
+          break;
+        case WeightSource::kGenerator:
+          p.log_weight_winner =
+              GeneratorLogRatio(tp, c.error_type, pw, batch.generator_winner[i], d);
+          p.log_weight_loser = GeneratorLogRatio(tp, c.error_type, pl, batch.generator_loser[i], d);
+          break;
+        default:
+          p.log_weight_winner = LogImportanceWeight(tp, c.error_type, pw, d);
+          p.log_weight_loser = LogImportanceWeight(tp, c.error_type, pl, d);
+          break;
+      }
     }
+    if (data_weights) p.data_weight = batch.pair_weights[i];
     w_w[i] = std::exp(p.log_weight_winner);
     w_l[i] = std::exp(p.log_weight_loser);
     p.active = !masked || PassesMask(c, tp.timestep, w_w[i], w_l[i]);
@@ -462,7 +543,13 @@ ObjectiveResult EvaluateObjective(const ObjectiveConfig& c, const PairBatch& bat
 
   // 3. Logits, per-pair losses and gradients.
   const bool logit_clip = c.kind == ObjectiveKind::kDpoCm && c.cm_clip == CmClip::kLogitClip;
-  const double denom = static_cast<double>(std::max<int64_t>(1, r.num_active));
+  // Normalised by the active pairs' total dataset weight; with every weight 1 this is exactly the
+  // count of active pairs (an integer sum in double), so unit weights change no bit.
+  double weight_sum = 0.0;
+  for (size_t i = 0; i < n; ++i) {
+    if (r.pairs[i].active) weight_sum += r.pairs[i].data_weight;
+  }
+  const double denom = weight_sum > 0.0 ? weight_sum : 1.0;
   double total = 0.0;
   for (size_t i = 0; i < n; ++i) {
     PairTerms& p = r.pairs[i];
@@ -502,7 +589,7 @@ ObjectiveResult EvaluateObjective(const ObjectiveConfig& c, const PairBatch& bat
       }
     }
     if (!p.active) continue;
-    const double a = p.pair_weight / denom;
+    const double a = p.data_weight * p.pair_weight / denom;
     total += a * p.loss;
     const double g = a * dl_du * pass * c.beta;  // d loss / d z
     r.grad_policy_winner[i] = -g * p.coef_winner * f;

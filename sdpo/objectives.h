@@ -40,6 +40,12 @@ enum class LossWeightClip { kProduct, kEach };
 // native target, default), or rescaled exactly to eps / x0 / v form (Diffusion-DPO's
 // omega(lambda_t) weighting changes accordingly).
 enum class DpoErrorForm { kNative, kEpsilon, kX0, kV };
+// Where the importance weights come from (docs/objectives.md section 3): the closed-form
+// expectation -KL(q || p_theta) (<= 0, default); (i) the log ratio at the drawn x_prev
+// (PairBatch::noise_dot_*); (ii) the ratio p_theta / p_gen against the policy that generated the
+// pair (PairBatch::generator_*); (iii) a timestep-only curve w(t) (given as log weights by the
+// caller, TimestepWeightCurve). (i)-(iii) can exceed one.
+enum class WeightSource { kClosedForm, kSampled, kGenerator, kTimestepCurve };
 
 struct ObjectiveConfig {
   ObjectiveKind kind = ObjectiveKind::kSdpo;
@@ -48,8 +54,9 @@ struct ObjectiveConfig {
   // What the given errors measure (flow: v; CogVideoX: v; SD-style DDPM: epsilon).
   PredictionType error_type = PredictionType::kV;
   DpoErrorForm dpo_error_form = DpoErrorForm::kNative;
-  // Importance-weight normalisation D_eff (see importance.h).
+  // Importance-weight normalisation D_eff (see importance.h) and source.
   double effective_elements = 1.0;
+  WeightSource weight_source = WeightSource::kClosedForm;
 
   // DPO-C&M (also the mask of SDPO when sdpo_use_mask).
   double tau = 0.9;
@@ -80,7 +87,7 @@ std::string DescribeObjectiveConfig(const ObjectiveConfig& config);
 // Setting fields from strings (trainer flags / config files). Unknown keys and values throw
 // sdpo::Error listing the accepted ones. Keys: kind, loss, beta, beta_salesforce, error_type,
 // dpo_error_form, effective_elements, tau, mask_rule, cm_clip, min_timestep, max_timestep,
-// logit_clip, sdpo_reading, sdpo_use_mask, loss_weight_clip, eps.
+// logit_clip, sdpo_reading, sdpo_use_mask, loss_weight_clip, eps, weight_source.
 void SetObjectiveOption(ObjectiveConfig* config, const std::string& key, const std::string& value);
 ObjectiveKind ParseObjectiveKind(const std::string& name);  // diffusion_dpo | dpo_cm | sdpo
 LossShape ParseLossShape(const std::string& name);          // sigmoid | hinge | ipo
@@ -90,6 +97,8 @@ SdpoReading ParseSdpoReading(
     const std::string& name);  // inside_logit | loss_level | self_normalized
 LossWeightClip ParseLossWeightClip(const std::string& name);  // product | each
 DpoErrorForm ParseDpoErrorForm(const std::string& name);      // native | epsilon | x0 | v
+// closed_form | sampled | generator | timestep_curve
+WeightSource ParseWeightSource(const std::string& name);
 const char* ObjectiveKindName(ObjectiveKind kind);
 const char* LossShapeName(LossShape shape);
 const char* CmClipName(CmClip clip);
@@ -97,6 +106,7 @@ const char* MaskRuleName(MaskRule rule);
 const char* SdpoReadingName(SdpoReading reading);
 const char* LossWeightClipName(LossWeightClip clip);
 const char* DpoErrorFormName(DpoErrorForm form);
+const char* WeightSourceName(WeightSource source);
 
 // beta conversions. Salesforce: beta_dpo = 2 beta. The paper's beta (SIPO Table A1) under the
 // reading log sigmoid(-beta_p T omega [...]) with omega = 1/2 and explicit T [inferred, paper.md
@@ -112,9 +122,17 @@ struct PairBatch {
   std::vector<TimePoint> timepoints;  // [B], shared by winner and loser
   std::vector<double> policy_winner, policy_loser;
   std::vector<double> reference_winner, reference_loser;
-  // Optional [B] normalised log importance weights (detached). Empty: computed in closed form
-  // from the policy errors (LogImportanceWeight with config.error_type / effective_elements).
+  // Optional [B] normalised log importance weights (detached). Empty: computed from the policy
+  // errors as config.weight_source says (with config.error_type / effective_elements).
   std::vector<double> log_weight_winner, log_weight_loser;
+  // weight_source sampled: mean over the elements of z * (pred - target) per sample, z the
+  // standard normal draw of x_prev (SampledLogImportanceWeight).
+  std::vector<double> noise_dot_winner, noise_dot_loser;
+  // weight_source generator: the errors of the policy that generated the pair (GeneratorLogRatio).
+  std::vector<double> generator_winner, generator_loser;
+  // Optional [B] dataset weights of the pairs (>= 0; empty: all 1). Each scales its pair's term;
+  // the mean is normalised by the sum of the active pairs' weights (docs/objectives.md 1).
+  std::vector<double> pair_weights;
 
   size_t size() const { return timepoints.size(); }
 };
@@ -126,6 +144,7 @@ struct PairTerms {
   double coef_winner = 1.0;  // weight on the winner's log-ratio term inside the logit
   double coef_loser = 1.0;
   double pair_weight = 1.0;    // weight on the pair's loss (SDPO reading B, C&M reading C2)
+  double data_weight = 1.0;    // the pair's dataset weight (PairBatch::pair_weights)
   bool active = true;          // not masked out
   double logit = 0.0;          // what enters the loss shape (after the C3 clamp)
   double margin = 0.0;         // unweighted DPO logit beta*[(ref_w - ref_l) - (pol_w - pol_l)]
@@ -144,7 +163,8 @@ struct ObjectiveResult {
   int64_t num_weights_to_clip = 0;  // weights the clip was applied to
 };
 
-// Loss = sum_i active_i * pair_weight_i * loss_i / max(1, sum_i active_i).
+// Loss = sum_i active_i * d_i * pair_weight_i * loss_i / W, with d_i the dataset weight and
+// W = sum_i active_i * d_i (1 when that sum is 0). With every d_i = 1, W = number of active pairs.
 ObjectiveResult EvaluateObjective(const ObjectiveConfig& config, const PairBatch& batch);
 
 // Batch-builder invariant (shared t and shared noise): a buffer of 2 * num_pairs rows of

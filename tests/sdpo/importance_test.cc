@@ -217,3 +217,161 @@ TEST(ImportanceTest, CalibrationHitsTauAtTheBoundary) {
 
 }  // namespace
 }  // namespace sdpo
+
+namespace sdpo {
+namespace {
+
+// One Gaussian case: x0, eps, a prediction error `err` in `type`, the posterior, and z.
+struct Draw {
+  static constexpr int kDim = 3;
+  double x0[kDim], xt[kDim], pred_minus_target[kDim], mu_q[kDim], mu_p[kDim];
+  double mse = 0.0, sd = 0.0, variance = 0.0;
+};
+
+Draw MakeDraw(const TimePoint& tp, PredictionType type, std::mt19937_64* rng, double scale) {
+  std::normal_distribution<double> n01;
+  Draw d;
+  const LinearMap to_x0 = ConvertPrediction(tp, type, PredictionType::kX0);
+  const Posterior q = ForwardPosterior(tp);
+  d.variance = q.variance;
+  d.sd = std::sqrt(q.variance);
+  for (int k = 0; k < Draw::kDim; ++k) {
+    d.x0[k] = n01(*rng);
+    const double eps = n01(*rng);
+    d.xt[k] = NoisingMap(tp).Apply(d.x0[k], eps);
+    d.pred_minus_target[k] = scale * n01(*rng);
+    const double pred = TargetOf(tp, type).Apply(d.x0[k], eps) + d.pred_minus_target[k];
+    d.mu_q[k] = q.xt * d.xt[k] + q.x0 * d.x0[k];
+    d.mu_p[k] = q.xt * d.xt[k] + q.x0 * to_x0.Apply(d.xt[k], pred);
+    d.mse += d.pred_minus_target[k] * d.pred_minus_target[k] / Draw::kDim;
+  }
+  return d;
+}
+
+// (i) At one drawn x_prev = mu_q + sd z the reading is the Gaussian log ratio itself (whole
+// sample: effective_elements = D), and over many draws its mean is the closed form; single draws
+// exceed one (log w > 0).
+TEST(ImportanceTest, SampledWeightIsTheRatioAtTheDrawAndAveragesToTheClosedForm) {
+  std::mt19937_64 rng(5);
+  std::normal_distribution<double> n01;
+  const NoiseSchedule f = NoiseSchedule::Flow(FlowScheduleConfig::Wan21());
+  const NoiseSchedule d = NoiseSchedule::Ddpm(DdpmScheduleConfig::CogVideoX2B());
+  const std::pair<TimePoint, PredictionType> cases[] = {{f.At(500), PredictionType::kV},
+                                                        {f.At(40), PredictionType::kEpsilon},
+                                                        {d.At(400), PredictionType::kV},
+                                                        {d.At(60), PredictionType::kX0},
+                                                        {f.AtFlowSigma(0.3), PredictionType::kX0}};
+  for (const auto& [tp, type] : cases) {
+    SCOPED_TRACE(absl::StrCat(ScheduleFamilyName(tp.family), " t=", tp.timestep, " ",
+                              PredictionTypeName(type)));
+    const Draw g = MakeDraw(tp, type, &rng, 0.05);
+    const double closed = LogImportanceWeight(tp, type, g.mse, Draw::kDim);
+    constexpr int kSamples = 100000;
+    double sum = 0.0, sum2 = 0.0;
+    int above_one = 0;
+    for (int n = 0; n < kSamples; ++n) {
+      double direct = 0.0, noise_dot = 0.0;
+      for (int k = 0; k < Draw::kDim; ++k) {
+        const double z = n01(rng);
+        const double x = g.mu_q[k] + g.sd * z;
+        direct += ((x - g.mu_q[k]) * (x - g.mu_q[k]) - (x - g.mu_p[k]) * (x - g.mu_p[k])) /
+                  (2.0 * g.variance);
+        noise_dot += z * g.pred_minus_target[k] / Draw::kDim;
+      }
+      const double sampled = SampledLogImportanceWeight(tp, type, g.mse, noise_dot, Draw::kDim);
+      if (n < 100) {
+        EXPECT_NEAR(sampled, direct, 1e-9 * (1.0 + std::abs(direct)));
+      }
+      sum += sampled;
+      sum2 += sampled * sampled;
+      above_one += sampled > 0.0;
+    }
+    const double mean = sum / kSamples;
+    const double se = std::sqrt(std::max(0.0, sum2 / kSamples - mean * mean) / kSamples);
+    EXPECT_NEAR(mean, closed, 5.0 * se + 1e-12);
+    EXPECT_GT(above_one, 0);
+    // No fluctuation: the closed form exactly.
+    EXPECT_EQ(SampledLogImportanceWeight(tp, type, g.mse, 0.0, Draw::kDim), closed);
+  }
+  EXPECT_THROW(SampledLogImportanceWeight(f.At(5), PredictionType::kV, 0.1, NAN), Error);
+  // Degenerate step (previous point clean): -inf for a nonzero error, as the closed form.
+  EXPECT_EQ(SampledLogImportanceWeight(f.At(0), PredictionType::kV, 0.1, 0.3), -INFINITY);
+}
+
+// (ii) E over x_prev ~ q of log p_theta(x_prev) / p_gen(x_prev) against the closed form
+// D k (e_gen - e_theta), by Monte Carlo; it is positive when the policy fits better.
+TEST(ImportanceTest, GeneratorRatioMatchesMonteCarlo) {
+  std::mt19937_64 rng(9);
+  std::normal_distribution<double> n01;
+  const NoiseSchedule f = NoiseSchedule::Flow(FlowScheduleConfig::Wan21());
+  const NoiseSchedule d = NoiseSchedule::Ddpm(DdpmScheduleConfig::CogVideoX2B());
+  const std::pair<TimePoint, PredictionType> cases[] = {{f.At(500), PredictionType::kV},
+                                                        {f.At(900), PredictionType::kV},
+                                                        {d.At(300), PredictionType::kEpsilon},
+                                                        {d.At(700), PredictionType::kV}};
+  for (const auto& [tp, type] : cases) {
+    SCOPED_TRACE(absl::StrCat(ScheduleFamilyName(tp.family), " t=", tp.timestep));
+    const Draw pol = MakeDraw(tp, type, &rng, 0.05);
+    // The generator: same x0 and x_t, a larger error.
+    Draw gen = pol;
+    const LinearMap to_x0 = ConvertPrediction(tp, type, PredictionType::kX0);
+    const Posterior q = ForwardPosterior(tp);
+    gen.mse = 0.0;
+    for (int k = 0; k < Draw::kDim; ++k) {
+      gen.pred_minus_target[k] = 3.0 * pol.pred_minus_target[k] + 0.02 * n01(rng);
+      gen.mu_p[k] = pol.mu_q[k] + q.x0 * to_x0.pred * gen.pred_minus_target[k];
+      gen.mse += gen.pred_minus_target[k] * gen.pred_minus_target[k] / Draw::kDim;
+    }
+    const double closed = GeneratorLogRatio(tp, type, pol.mse, gen.mse, Draw::kDim);
+    EXPECT_NEAR(closed, Draw::kDim * KlCoefficient(tp, type) * (gen.mse - pol.mse),
+                1e-12 * std::abs(closed));
+    EXPECT_GT(closed, 0.0);
+    constexpr int kSamples = 100000;
+    double sum = 0.0, sum2 = 0.0;
+    for (int n = 0; n < kSamples; ++n) {
+      double lr = 0.0;
+      for (int k = 0; k < Draw::kDim; ++k) {
+        const double x = pol.mu_q[k] + pol.sd * n01(rng);
+        lr += ((x - gen.mu_p[k]) * (x - gen.mu_p[k]) - (x - pol.mu_p[k]) * (x - pol.mu_p[k])) /
+              (2.0 * pol.variance);
+      }
+      sum += lr;
+      sum2 += lr * lr;
+    }
+    const double mean = sum / kSamples;
+    const double se = std::sqrt(std::max(0.0, sum2 / kSamples - mean * mean) / kSamples);
+    EXPECT_NEAR(mean, closed, 5.0 * se + 1e-12);
+  }
+  EXPECT_EQ(GeneratorLogRatio(f.At(500), PredictionType::kV, 0.2, 0.2), 0.0);
+  EXPECT_EQ(GeneratorLogRatio(f.At(0), PredictionType::kV, 0.2, 0.3), -INFINITY);
+  EXPECT_THROW(GeneratorLogRatio(f.At(5), PredictionType::kV, 0.2, -1.0), Error);
+}
+
+// (iii) The curve averages to one over the training grid, is above one mid-schedule and below
+// one at the ends for a flat error profile, and fills unmeasured buckets from the nearest one.
+TEST(ImportanceTest, TimestepCurveIsSelfNormalisedOverTheGrid) {
+  const NoiseSchedule s = NoiseSchedule::Ddpm(DdpmScheduleConfig::CogVideoX2B());
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const std::vector<double> profile = {0.05, nan, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05};
+  const TimestepWeightCurve c =
+      TimestepWeightCurve::FromErrorProfile(s, PredictionType::kEpsilon, profile, 1000.0, 20.0);
+  double mean = 0.0;
+  for (int i = 0; i < s.num_steps(); ++i) mean += std::exp(c.LogWeight(s.At(i))) / s.num_steps();
+  EXPECT_NEAR(mean, 1.0, 1e-12);
+  EXPECT_GT(c.LogWeight(s.At(500)), 0.0);
+  EXPECT_LT(c.LogWeight(s.At(2)), 0.0);
+  EXPECT_LT(c.LogWeight(s.At(998)), 0.0);
+  EXPECT_EQ(c.bucket_mse()[1], 0.05);  // nearest measured bucket
+  // Hand-computed: log w(t) = -D_eff k(t) mse - log Z.
+  EXPECT_NEAR(
+      c.LogWeight(s.At(500)),
+      -20.0 * KlCoefficient(s.At(500), PredictionType::kEpsilon) * 0.05 - c.log_normaliser(),
+      1e-12);
+  EXPECT_THROW(
+      TimestepWeightCurve::FromErrorProfile(s, PredictionType::kV, {nan, nan}, 1000.0, 1.0), Error);
+  EXPECT_THROW(TimestepWeightCurve::FromErrorProfile(s, PredictionType::kV, {-1.0}, 1000.0, 1.0),
+               Error);
+}
+
+}  // namespace
+}  // namespace sdpo

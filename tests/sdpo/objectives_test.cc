@@ -554,3 +554,133 @@ TEST(ObjectivesTest, SharedHalvesInvariant) {
 
 }  // namespace
 }  // namespace sdpo
+
+namespace sdpo {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Pair weights (dataset weights) and importance-weight sources that can exceed one.
+
+TEST(ObjectivesTest, PairWeightsScaleTheirTermsNormalisedByTheirSum) {
+  for (ObjectiveKind kind : {ObjectiveKind::kDiffusionDpo, ObjectiveKind::kSdpo}) {
+    ObjectiveConfig c = Cfg(kind);
+    c.sdpo_use_mask = false;
+    PairBatch b = TwoPairs();
+    b.timepoints.push_back(Mid());
+    b.policy_winner.push_back(0.40);
+    b.reference_winner.push_back(0.30);
+    b.policy_loser.push_back(0.20);
+    b.reference_loser.push_back(0.25);
+    const ObjectiveResult plain = EvaluateObjective(c, b);
+    b.pair_weights = {0.0, 1.0, 5.0};
+    const ObjectiveResult weighted = EvaluateObjective(c, b);
+    // Hand-computed from the unweighted per-pair losses: (0 l0 + 1 l1 + 5 l2) / (0 + 1 + 5).
+    const double expected = (plain.pairs[1].loss + 5.0 * plain.pairs[2].loss) / 6.0;
+    EXPECT_NEAR(weighted.loss, expected, kTol);
+    EXPECT_NE(weighted.loss, plain.loss);
+    EXPECT_EQ(weighted.grad_policy_winner[0], 0.0);  // weight 0: no gradient at all
+    EXPECT_EQ(weighted.grad_policy_loser[0], 0.0);
+    // Gradient of pair i scales by 3 d_i / sum(d) against the unweighted mean over 3 pairs.
+    EXPECT_NEAR(weighted.grad_policy_winner[2], plain.grad_policy_winner[2] * 3.0 * 5.0 / 6.0,
+                kTol);
+    EXPECT_NEAR(weighted.grad_policy_loser[1], plain.grad_policy_loser[1] * 3.0 / 6.0, kTol);
+    // Weight 1 everywhere is today's objective bit for bit.
+    b.pair_weights = {1.0, 1.0, 1.0};
+    ExpectSameResult(EvaluateObjective(c, b), plain);
+    // All zero: nothing to learn, loss 0, no NaN.
+    b.pair_weights = {0.0, 0.0, 0.0};
+    const ObjectiveResult zero = EvaluateObjective(c, b);
+    EXPECT_EQ(zero.loss, 0.0);
+    EXPECT_EQ(zero.grad_policy_winner[1], 0.0);
+    b.pair_weights = {1.0, -1.0, 1.0};
+    EXPECT_THROW(EvaluateObjective(c, b), Error);
+    b.pair_weights = {1.0, 1.0};
+    EXPECT_THROW(EvaluateObjective(c, b), Error);
+  }
+}
+
+TEST(ObjectivesTest, GeneratorWeightsCanExceedOneAndTheClipBindsOnBothSides) {
+  const NoiseSchedule s = NoiseSchedule::Flow(FlowScheduleConfig::Wan21());
+  PairBatch b = TwoPairs();
+  b.timepoints = {s.At(500), s.At(500)};
+  ObjectiveConfig c = Cfg(ObjectiveKind::kSdpo);
+  c.sdpo_use_mask = false;
+  c.weight_source = WeightSource::kGenerator;
+  c.effective_elements = 20000.0;
+  EXPECT_THROW(EvaluateObjective(c, b), Error);  // generator errors missing
+  // Pair 0: the generator fitted both samples worse than the policy does -> log w > 0.
+  b.generator_winner = {0.50, 0.50};
+  b.generator_loser = {0.90, 0.30};
+  const ObjectiveResult r = EvaluateObjective(c, b);
+  const double k = KlCoefficient(s.At(500), PredictionType::kV);
+  EXPECT_NEAR(r.pairs[0].log_weight_winner, 20000.0 * k * (0.50 - 0.30), 1e-12);
+  EXPECT_NEAR(r.pairs[1].log_weight_loser, 20000.0 * k * (0.30 - 0.50), 1e-12);
+  EXPECT_GT(r.pairs[0].log_weight_winner, 0.0);
+  EXPECT_GT(r.pairs[0].log_weight_loser, 0.0);
+  // Large enough to hit the upper clip: coefficients 1 + eps, where the closed form never gets.
+  ASSERT_GT(std::exp(r.pairs[0].log_weight_winner), 1.2);
+  EXPECT_EQ(r.pairs[0].coef_winner, 1.2);
+  EXPECT_EQ(r.pairs[0].coef_loser, 1.2);
+  EXPECT_EQ(r.pairs[1].coef_winner, 1.0);  // equal errors: exactly 1
+  EXPECT_EQ(r.pairs[1].coef_loser, 0.8);
+  EXPECT_EQ(r.num_weights_clipped, 3);
+}
+
+TEST(ObjectivesTest, EveryWeightSourceAtUnitWeightsIsDiffusionDpoBitForBit) {
+  std::mt19937_64 rng(3);
+  const NoiseSchedule s = NoiseSchedule::Flow(FlowScheduleConfig::Wan21());
+  PairBatch b = RandomBatch(&rng, 16, s);
+  const ObjectiveResult dpo = EvaluateObjective(Cfg(ObjectiveKind::kDiffusionDpo, 3.0), b);
+  ObjectiveConfig c = Cfg(ObjectiveKind::kSdpo, 3.0);
+  c.sdpo_use_mask = false;
+  // Generator = the policy: log w = 0 exactly.
+  c.weight_source = WeightSource::kGenerator;
+  b.generator_winner = b.policy_winner;
+  b.generator_loser = b.policy_loser;
+  ExpectSameResult(EvaluateObjective(c, b), dpo);
+  // Timestep curve: given log weights of 0.
+  c.weight_source = WeightSource::kTimestepCurve;
+  EXPECT_THROW(EvaluateObjective(c, b), Error);  // the curve's weights must be given
+  b.log_weight_winner.assign(16, 0.0);
+  b.log_weight_loser.assign(16, 0.0);
+  ExpectSameResult(EvaluateObjective(c, b), dpo);
+}
+
+TEST(ObjectivesTest, SampledWeightsUseTheNoiseProjection) {
+  const NoiseSchedule s = NoiseSchedule::Flow(FlowScheduleConfig::Wan21());
+  PairBatch b = OnePair();
+  b.timepoints = {s.At(300)};
+  ObjectiveConfig c = Cfg(ObjectiveKind::kSdpo);
+  c.weight_source = WeightSource::kSampled;
+  EXPECT_THROW(EvaluateObjective(c, b), Error);  // projections missing
+  b.noise_dot_winner = {0.0};
+  b.noise_dot_loser = {-0.2};  // flow v: x0_hat - x0 = -sigma (v_hat - v), so this raises w
+  const ObjectiveResult r = EvaluateObjective(c, b);
+  EXPECT_EQ(r.pairs[0].log_weight_winner,
+            LogImportanceWeight(s.At(300), PredictionType::kV, 0.30, 1.0));
+  EXPECT_EQ(r.pairs[0].log_weight_loser,
+            SampledLogImportanceWeight(s.At(300), PredictionType::kV, 0.60, -0.2, 1.0));
+  EXPECT_GT(r.pairs[0].log_weight_loser,
+            LogImportanceWeight(s.At(300), PredictionType::kV, 0.60, 1.0));
+  b.noise_dot_loser = {NAN};
+  EXPECT_THROW(EvaluateObjective(c, b), Error);
+}
+
+TEST(ObjectivesTest, WeightSourceFromStrings) {
+  ObjectiveConfig c;
+  SetObjectiveOption(&c, "weight_source", "generator");
+  EXPECT_EQ(c.weight_source, WeightSource::kGenerator);
+  SetObjectiveOption(&c, "weight_source", "timestep_curve");
+  EXPECT_EQ(c.weight_source, WeightSource::kTimestepCurve);
+  EXPECT_NE(DescribeObjectiveConfig(c).find("weight_source=timestep_curve"), std::string::npos);
+  try {
+    SetObjectiveOption(&c, "weight_source", "bogus");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("closed_form | sampled | generator | timestep_curve"),
+              std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace sdpo
