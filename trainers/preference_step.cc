@@ -21,6 +21,9 @@ NoisedPairs NoisePairs(const PairTensors &pairs, const std::vector<TimePoint> &t
              " pairs need as many weights, found ", pairs.weights.size());
   out.timepoints = timepoints;
   out.weights = pairs.weights.empty() ? std::vector<double>(b, 1.0) : pairs.weights;
+  SDPO_CHECK(pairs.generators.empty() || pairs.generators.size() == b, "NoisePairs: ", b,
+             " pairs need as many generator ids, found ", pairs.generators.size());
+  out.generators = pairs.generators.empty() ? std::vector<std::string>(b) : pairs.generators;
   std::vector<double> steps(2 * b);
   out.inputs.resize(2 * b);
   out.targets.resize(2 * b);
@@ -63,8 +66,8 @@ Tensor PerSampleMse(const std::vector<Tensor> &preds, const std::vector<Tensor> 
 PairErrors ComputePairErrors(models::DiffusionModel &policy, models::DiffusionModel *reference,
                              const NoisedPairs &batch) {
   PairErrors errors;
-  errors.policy = PerSampleMse(policy.ForwardList(batch.inputs, batch.timesteps, batch.contexts),
-                               batch.targets);
+  errors.policy_predictions = policy.ForwardList(batch.inputs, batch.timesteps, batch.contexts);
+  errors.policy = PerSampleMse(errors.policy_predictions, batch.targets);
   NoGradGuard no_grad;
   if (reference != nullptr) {
     errors.reference = PerSampleMse(
@@ -79,8 +82,9 @@ PairErrors ComputePairErrors(models::DiffusionModel &policy, models::DiffusionMo
 
 namespace {
 
-// Per pair: the four errors, the time point and the pair weight.
-constexpr size_t kPairFields = 11;
+// Per pair: the four errors, the time point, the pair weight, the noise projections and the
+// generator errors (0 when unused, so that every rank sends the same layout).
+constexpr size_t kPairFields = 15;
 
 }  // namespace
 
@@ -94,13 +98,20 @@ GlobalPairs GatherPairs(const NoisedPairs &batch, const PairErrors &errors,
              ") and errors of shape [", 2 * b, "] (winners then losers), found ",
              errors.policy.str(), " and ", errors.reference.str());
   const std::vector<double> pol = errors.policy.ToVector(), ref = errors.reference.ToVector();
+  for (const auto *v : {&errors.noise_dot, &errors.generator}) {
+    SDPO_CHECK(v->empty() || v->size() == static_cast<size_t>(2 * b), "GatherPairs: ", b,
+               " pairs need ", 2 * b, " noise projections / generator errors, found ", v->size());
+  }
+  const std::vector<double> zeros(2 * b, 0.0);
+  const std::vector<double> &nd = errors.noise_dot.empty() ? zeros : errors.noise_dot;
+  const std::vector<double> &gen = errors.generator.empty() ? zeros : errors.generator;
   std::vector<double> mine;
   mine.reserve(kPairFields * static_cast<size_t>(b));
   for (int64_t i = 0; i < b; ++i) {
     const TimePoint &tp = batch.timepoints[i];
-    mine.insert(mine.end(),
-                {pol[i], pol[b + i], ref[i], ref[b + i], tp.timestep, tp.alpha, tp.sigma,
-                 tp.alpha_prev, tp.sigma_prev, static_cast<double>(tp.index), batch.weights[i]});
+    mine.insert(mine.end(), {pol[i], pol[b + i], ref[i], ref[b + i], tp.timestep, tp.alpha,
+                             tp.sigma, tp.alpha_prev, tp.sigma_prev, static_cast<double>(tp.index),
+                             batch.weights[i], nd[i], nd[b + i], gen[i], gen[b + i]});
   }
   const std::vector<double> flat = comm.AllGather(mine);
   GlobalPairs global;
@@ -120,7 +131,15 @@ GlobalPairs GatherPairs(const NoisedPairs &batch, const PairErrors &errors,
     tp.sigma_prev = v[8];
     tp.index = static_cast<int>(v[9]);
     g.timepoints.push_back(tp);
-    global.pair_weights.push_back(v[10]);
+    g.pair_weights.push_back(v[10]);
+    if (!errors.noise_dot.empty()) {
+      g.noise_dot_winner.push_back(v[11]);
+      g.noise_dot_loser.push_back(v[12]);
+    }
+    if (!errors.generator.empty()) {
+      g.generator_winner.push_back(v[13]);
+      g.generator_loser.push_back(v[14]);
+    }
   }
   return global;
 }
@@ -149,8 +168,7 @@ PreferenceLoss ComputePreferenceLoss(const ObjectiveConfig &config, const Global
       if (!std::isfinite(x)) return out;
     }
   }
-  // Pair weights: global.pair_weights[i] is pair i's dataset weight, gathered
-  // with its errors; it is to scale pair i's term of the objective here.
+  // pairs.pair_weights: each pair's dataset weight scales its term (sdpo/objectives.h).
   out.result = EvaluateObjective(config, pairs);
   if (!std::isfinite(out.result.loss)) return out;
   out.finite = true;

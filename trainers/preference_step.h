@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "autograd/ops.h"
@@ -25,6 +26,8 @@ namespace sdpo::trainers {
 struct PairTensors {
   std::vector<Tensor> winners, losers, contexts;
   std::vector<double> weights;  // per-pair dataset weight; empty: 1 for every pair
+  // per-pair generator (PreferencePair::generator); empty: the reference for every pair
+  std::vector<std::string> generators;
   size_t size() const { return winners.size(); }
 };
 
@@ -37,6 +40,7 @@ struct NoisedPairs {
   Tensor timesteps;                   // [2B] f32, the values fed to the model
   std::vector<TimePoint> timepoints;  // [B]
   std::vector<double> weights;        // [B] per-pair dataset weight
+  std::vector<std::string> generators;  // [B] per-pair generator id ("" = the reference)
 };
 
 // noise[i] is shared by winner i and loser i; timepoints[i] likewise.
@@ -50,6 +54,10 @@ Tensor PerSampleMse(const std::vector<Tensor> &preds, const std::vector<Tensor> 
 struct PairErrors {
   Tensor policy;     // differentiable in the policy's trainable parameters
   Tensor reference;  // constants
+  std::vector<Tensor> policy_predictions;  // [2B] the policy's outputs behind `policy`
+  // Inputs of the importance-weight sources (trainers/weight_inputs.h), [2B] or empty when
+  // unused: weight_source sampled's noise projections, weight_source generator's errors.
+  std::vector<double> noise_dot, generator;
 };
 
 // The policy's forward with gradients, then the reference's without: a frozen
@@ -60,13 +68,13 @@ PairErrors ComputePairErrors(models::DiffusionModel &policy, models::DiffusionMo
 // What every rank needs to evaluate the objective on the whole global
 // micro-batch: every rank's pairs, in rank order.
 struct GlobalPairs {
-  PairBatch batch;                   // errors and time points
-  std::vector<double> pair_weights;  // dataset weight of each pair
+  // Errors, time points, pair weights (batch.pair_weights) and, when the errors carry them, the
+  // weight sources' inputs.
+  PairBatch batch;
 };
 
-// All-gathers this rank's errors, time points and pair weights (a collective:
-// every rank calls it). With a LocalCommunicator the global batch is this
-// rank's.
+// All-gathers this rank's errors, time points, pair weights and weight-source inputs (a
+// collective: every rank calls it). With a LocalCommunicator the global batch is this rank's.
 GlobalPairs GatherPairs(const NoisedPairs &batch, const PairErrors &errors,
                         distributed::Communicator &comm);
 

@@ -7,10 +7,12 @@
 //       fine-tunes a real checkpoint on an on-disk preference dataset (docs/data.md).
 //   bazel run //trainers:sdpo -- --model=wan21 --device=cuda --precision=bf16 ...
 //       the same on a GPU: bf16 compute with f32 master weights (README, "Training on a GPU").
+#include <algorithm>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 
 #include "absl/flags/flag.h"
@@ -22,12 +24,14 @@
 #include "absl/strings/str_split.h"
 #include "io/json.h"
 #include "models/wan21/checkpoint.h"
+#include "nn/checkpoint_io.h"
 #include "nn/init.h"
 #include "nn/lora.h"
 #include "tensor/cuda/cuda_available.h"
 #include "tensor/thread_pool.h"
 #include "trainers/config_check.h"
 #include "trainers/data/preference_dataset.h"
+#include "trainers/demo/rounds.h"
 #include "trainers/demo_setup.h"
 #include "trainers/device_flags.h"
 #include "trainers/lora_export.h"
@@ -90,6 +94,16 @@ ABSL_FLAG(int64_t, max_bad_steps, 5, "stop after this many consecutive NaN/Inf s
 ABSL_FLAG(std::string, timestep_sampling, "uniform_grid", "uniform_grid | uniform_sigma | logit_normal");
 ABSL_FLAG(int, pairs_per_prompt, 8, "demo: preference pairs generated per training prompt");
 ABSL_FLAG(int, eval_samples, 8, "demo: samples per held-out prompt in the evaluation");
+ABSL_FLAG(int, rounds, 1,
+          "demo: rounds of on-policy data; round r samples new pairs from the current policy, "
+          "adds them to the buffer of all earlier rounds' pairs and trains on it up to step "
+          "(r + 1) * steps / rounds (docs/demo.md)");
+ABSL_FLAG(std::string, demo_pairs, "",
+          "demo: a file of the base model's pairs (round 0) for this --seed and "
+          "--pairs_per_prompt: loaded when it exists, else generated and written there (lets "
+          "many runs of one seed share the sampling)");
+ABSL_FLAG(int, until_round, 0,
+          "demo with --rounds: stop after this many rounds (0: all); continue with --resume");
 ABSL_FLAG(bool, progress, true, "progress bar on stderr");
 ABSL_FLAG(int, zero, 0,
           "0: every rank holds the whole optimizer state (gradients all-reduced); 1: ZeRO-1, f32 "
@@ -142,6 +156,35 @@ std::string OutDir() {
 }
 
 std::string Quoted(const std::string& s) { return json::Quote(s); }
+
+// The trainable parameters as they are now (a round's generator), and back from a training
+// checkpoint's "param/" entries.
+void SaveTrainable(const models::DiffusionModel& model, const std::string& path) {
+  nn::TensorMap tensors;
+  for (const auto& [name, p] : model.module().NamedTrainableParameters()) tensors[name] = p;
+  nn::SaveSafetensors(path, tensors);
+}
+
+nn::TensorMap ReadTrainable(const std::string& path, const std::string& prefix) {
+  nn::TensorMap out;
+  for (auto& [key, t] : nn::ReadSafetensors(path)) {
+    if (key.rfind(prefix, 0) == 0) out[key.substr(prefix.size())] = t;
+  }
+  return out;
+}
+
+void LoadTrainable(models::DiffusionModel& model, const nn::TensorMap& values,
+                   const std::string& source) {
+  for (const auto& [name, p] : model.module().NamedTrainableParameters()) {
+    auto it = values.find(name);
+    SDPO_CHECK(it != values.end() && it->second.shape() == p.shape(), source,
+               " lacks trainable parameter '", name, "' of shape ", ShapeStr(p.shape()));
+    ops::CopyInto(p, it->second);
+  }
+}
+
+// Round r's pairs are sampled with these seeds (round 0: the single-round demo's).
+uint64_t RoundSeed(uint64_t seed, int round) { return seed + 7919ull * round; }
 
 // The flags that do not end up in the TrainerConfig, checked with it before anything loads.
 void CheckOtherFlags() {
@@ -196,6 +239,12 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
   SDPO_CHECK(lora_format_flag.empty() || !full, "--lora_format=", lora_format_flag,
              " exports adapters; a --full run has none");
   const std::string out = OutDir();
+  const int rounds = absl::GetFlag(FLAGS_rounds);
+  SDPO_CHECK(rounds >= 1 && rounds <= absl::GetFlag(FLAGS_steps), "--rounds=", rounds,
+             ": expected 1 <= rounds <= --steps (", absl::GetFlag(FLAGS_steps), ")");
+  SDPO_CHECK(rounds == 1 || (demo && !full && comm.world_size() == 1), "--rounds=", rounds,
+             ": rounds need the demo (no --data), LoRA (no --full) and one process");
+  SDPO_CHECK(absl::GetFlag(FLAGS_until_round) >= 0, "--until_round must be >= 0");
   std::string weights = absl::GetFlag(FLAGS_checkpoint);
   SDPO_CHECK(model_name == "wan21" || (!weights.empty() && !demo), "--model=", model_name,
              ": the embedded demo is a Wan2.1 model; CogVideoX needs --checkpoint and --data");
@@ -243,6 +292,7 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
       ", \"timestep_sampling\": ", Quoted(absl::GetFlag(FLAGS_timestep_sampling)), ", \"mode\": ",
       Quoted(full ? "full" : absl::StrCat("lora r", absl::GetFlag(FLAGS_lora_rank))),
       ", \"lora_alpha\": ", full ? 0.0 : absl::GetFlag(FLAGS_lora_alpha), ", \"seed\": ", seed,
+      ", \"rounds\": ", absl::GetFlag(FLAGS_rounds),
       ", \"threads\": ", NumThreads(), ", \"device\": ", Quoted(device.is_cpu() ? "cpu" : "cuda"),
       ", \"precision\": ", Quoted(DTypeName(compute_dtype)), "}");
 
@@ -317,20 +367,45 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
   demo::DemoWorld world;
   std::unique_ptr<data::PairDataset> dataset;
   std::unique_ptr<DemoEvaluator> evaluator;
+  demo::PairBuffer buffer;  // --rounds > 1: every round's pairs
   if (demo) {
-    std::printf("demo: generating %d pairs per prompt for %zu training prompts with the base "
-                "model ...\n",
-                absl::GetFlag(FLAGS_pairs_per_prompt), world.train_prompts().size());
     DemoPairStats stats;
     std::vector<data::PreferencePair> pairs;
-    {
-      nn::LoraDisabledScope base(policy->module());
-      pairs = GenerateDemoPairs(full ? *reference : *policy, world,
-                                absl::GetFlag(FLAGS_pairs_per_prompt), 0.02, seed, &stats);
+    const std::string cache = absl::GetFlag(FLAGS_demo_pairs);
+    if (!cache.empty() && std::filesystem::exists(cache)) {
+      demo::Generator g;
+      pairs = demo::LoadRoundPairs(cache, &g);
+      SDPO_CHECK(g.round == 0 && !pairs.empty(), "--demo_pairs=", cache,
+                 ": expected the base model's pairs (round 0), found round ", g.round, " with ",
+                 pairs.size(), " pairs");
+      std::printf("demo: %zu pairs from %s\n", pairs.size(), cache.c_str());
+    } else {
+      std::printf(
+          "demo: generating %d pairs per prompt for %zu training prompts with the base "
+          "model ...\n",
+          absl::GetFlag(FLAGS_pairs_per_prompt), world.train_prompts().size());
+      {
+        nn::LoraDisabledScope base(policy->module());
+        pairs = GenerateDemoPairs(full ? *reference : *policy, world,
+                                  absl::GetFlag(FLAGS_pairs_per_prompt), 0.02, seed, &stats);
+      }
+      std::printf("demo: %lld pairs, mean reward winner %.3f loser %.3f (gap %.3f)\n",
+                  static_cast<long long>(stats.pairs), stats.mean_reward_winner,
+                  stats.mean_reward_loser, stats.mean_gap);
+      if (!cache.empty()) demo::SaveRoundPairs(cache, {0, demo::GeneratorId(0), ""}, pairs);
     }
-    std::printf("demo: %lld pairs, mean reward winner %.3f loser %.3f (gap %.3f)\n",
-                static_cast<long long>(stats.pairs), stats.mean_reward_winner,
-                stats.mean_reward_loser, stats.mean_gap);
+    if (rounds > 1) {
+      if (!resume) {  // a fresh run: no pairs of an earlier run's rounds
+        std::filesystem::remove_all(std::filesystem::path(out) / "rounds");
+        std::filesystem::remove(std::filesystem::path(out) / "rounds.jsonl");
+      }
+      std::filesystem::create_directories(std::filesystem::path(out) / "rounds");
+      demo::Generator base{0, demo::GeneratorId(0), ""};
+      demo::SaveRoundPairs(
+          (std::filesystem::path(out) / "rounds" / "round0_pairs.safetensors").string(), base,
+          pairs);
+      buffer.AddRound(base, pairs);
+    }
     dataset = std::make_unique<data::InMemoryPairDataset>(std::move(pairs));
     evaluator = std::make_unique<DemoEvaluator>(world, absl::GetFlag(FLAGS_eval_samples), seed);
   } else {
@@ -371,21 +446,103 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
   std::printf("objective: %s\noutput: %s\n", DescribeObjectiveConfig(tc.objective).c_str(),
               out.c_str());
 
-  Trainer trainer(tc, *loaded.schedule, *policy, reference, *dataset, evaluator.get());
-  if (resume) {
-    trainer.Resume(checkpoint_path);
-    std::printf("resumed at step %lld\n", static_cast<long long>(trainer.step()));
+  EvalResult after;
+  int64_t final_step = 0;
+  if (rounds == 1) {
+    Trainer trainer(tc, *loaded.schedule, *policy, reference, *dataset, evaluator.get());
+    if (resume) {
+      trainer.Resume(checkpoint_path);
+      std::printf("resumed at step %lld\n", static_cast<long long>(trainer.step()));
+    }
+    after = trainer.Run();
+    if (trainer.interrupted()) {
+      std::printf(
+          "\nstopped by %s at step %lld of %lld: checkpoint %s written. Continue with:\n  "
+          "%s\n",
+          StopSignal() == SIGINT ? "SIGINT" : "SIGTERM", static_cast<long long>(trainer.step()),
+          static_cast<long long>(tc.steps), checkpoint_path.c_str(), ResumeCommand(argv).c_str());
+      return kExitInterrupted;
+    }
+    final_step = trainer.step();
+  } else {
+    // Rounds: every round boundary goes through the checkpoint file, so an uninterrupted run and
+    // one resumed at any step (a boundary included) train identically.
+    const std::filesystem::path rounds_dir = std::filesystem::path(out) / "rounds";
+    const std::string& checkpoint = checkpoint_path;
+    const int64_t total = tc.steps;
+    const int64_t resume_step = resume ? PeekCheckpoint(checkpoint)->step : 0;
+    const int first = demo::RoundOfStep(total, rounds, resume_step);
+    const int until = absl::GetFlag(FLAGS_until_round);
+    const int last = until > 0 ? std::min(until, rounds) : rounds;
+    int64_t step = resume_step;
+    for (int r = first; r < last; ++r) {
+      while (buffer.rounds() <= r) {
+        const int q = buffer.rounds();
+        const std::string file =
+            (rounds_dir / absl::StrCat("round", q, "_pairs.safetensors")).string();
+        if (std::filesystem::exists(file)) {
+          demo::Generator g;
+          std::vector<data::PreferencePair> loaded_pairs = demo::LoadRoundPairs(file, &g);
+          buffer.AddRound(g, std::move(loaded_pairs));
+          continue;
+        }
+        SDPO_CHECK(q == r, "resume: ", file, " is missing but round ", r, " is under way");
+        // The generator is the policy at the end of round q - 1 (the checkpoint's weights).
+        LoadTrainable(*policy, ReadTrainable(checkpoint, "param/"), checkpoint);
+        demo::Generator g{
+            q, demo::GeneratorId(q),
+            (rounds_dir / absl::StrCat("round", q, "_generator.safetensors")).string()};
+        SaveTrainable(*policy, g.adapters);
+        DemoPairStats round_stats;
+        std::vector<data::PreferencePair> new_pairs =
+            GenerateDemoPairs(*policy, world, absl::GetFlag(FLAGS_pairs_per_prompt), 0.02,
+                              RoundSeed(seed, q), &round_stats);
+        std::printf(
+            "round %d: %lld new pairs from the policy at step %lld, mean reward winner "
+            "%.3f loser %.3f (gap %.3f)\n",
+            q, static_cast<long long>(round_stats.pairs), static_cast<long long>(step),
+            round_stats.mean_reward_winner, round_stats.mean_reward_loser, round_stats.mean_gap);
+        demo::SaveRoundPairs(file, g, new_pairs);
+        buffer.AddRound(g, std::move(new_pairs));
+      }
+      data::InMemoryPairDataset round_data(buffer.pairs());
+      TrainerConfig rc = tc;
+      rc.steps = demo::RoundEndStep(total, rounds, r);
+      for (const demo::Generator& g : buffer.generators()) {
+        if (!g.adapters.empty()) rc.generators[g.id] = ReadTrainable(g.adapters, "");
+      }
+      Trainer trainer(rc, *loaded.schedule, *policy, reference, round_data, evaluator.get());
+      if (step > 0) {
+        const int64_t round_start = r == 0 ? 0 : demo::RoundEndStep(total, rounds, r - 1);
+        trainer.Resume(checkpoint, /*new_data=*/step == round_start);
+        std::printf("round %d: %lld pairs in the buffer, resumed at step %lld\n", r,
+                    static_cast<long long>(round_data.size()),
+                    static_cast<long long>(trainer.step()));
+      }
+      after = trainer.Run();
+      step = final_step = trainer.step();
+      if (trainer.interrupted()) {
+        std::printf(
+            "\nstopped by %s at step %lld of %lld (round %d of %d): checkpoint %s written. "
+            "Continue with:\n  %s\n",
+            StopSignal() == SIGINT ? "SIGINT" : "SIGTERM", static_cast<long long>(step),
+            static_cast<long long>(total), r, rounds, checkpoint.c_str(),
+            ResumeCommand(argv).c_str());
+        return kExitInterrupted;
+      }
+      std::ofstream log(std::filesystem::path(out) / "rounds.jsonl", std::ios::app);
+      std::string evals;
+      for (const auto& [k, v] : after.values) {
+        absl::StrAppend(&evals, evals.empty() ? "" : ", ", Quoted(k), ": ",
+                        absl::StrFormat("%.9g", v));
+      }
+      log << absl::StrFormat(
+          "{\"round\": %d, \"end_step\": %d, \"buffer_pairs\": %d, "
+          "\"round_pairs\": %d, \"eval\": {%s}}\n",
+          r, step, round_data.size(), buffer.RoundSize(r), evals);
+    }
   }
-  EvalResult after = trainer.Run();
-  if (trainer.interrupted()) {
-    std::printf(
-        "\nstopped by %s at step %lld of %lld: checkpoint %s written. Continue with:\n  "
-        "%s\n",
-        StopSignal() == SIGINT ? "SIGINT" : "SIGTERM", static_cast<long long>(trainer.step()),
-        static_cast<long long>(tc.steps), checkpoint_path.c_str(), ResumeCommand(argv).c_str());
-    return kExitInterrupted;
-  }
-  std::printf("done: %lld steps; report: %s\n", static_cast<long long>(trainer.step()),
+  std::printf("done: %lld steps; report: %s\n", static_cast<long long>(final_step),
               (std::filesystem::path(out) / "report.md").c_str());
   if (!after.values.empty()) {
     for (const auto& [k, v] : after.values) std::printf("  %-22s %.4f\n", k.c_str(), v);

@@ -20,6 +20,7 @@
 #include "trainers/config_check.h"
 #include "trainers/progress.h"
 #include "trainers/report.h"
+#include "trainers/weight_inputs.h"
 
 namespace sdpo::trainers {
 namespace {
@@ -27,6 +28,8 @@ namespace {
 // Distinct counter-based streams (seed ^ salt) so that resumed runs redraw identical numbers.
 constexpr uint64_t kTimestepSalt = 0x7153a1d2e4b6c8f0ull;
 constexpr uint64_t kNoiseSalt = 0x2b992ddfa23249d6ull;
+constexpr uint64_t kPrevNoiseSalt = 0x5c1e0f3a9d27b481ull;  // weight_source sampled: x_prev's z
+constexpr uint64_t kCurveSalt = 0x93d4a7e2c05b16f8ull;      // timestep_curve's measurement
 constexpr char kStateFormat[] = "sdpo-train-state-v1";
 
 uint64_t Fnv1a(const std::string& s) {
@@ -107,6 +110,12 @@ Trainer::Trainer(TrainerConfig config, NoiseSchedule schedule, models::Diffusion
              " ranks needs the nccl communicator, found ", comm_->name(),
              " (distributed::MakeCommunicatorFor(device))");
   PlaceModels(policy_, reference_, config_.device, config_.compute_dtype);
+  if (config_.objective.weight_source == WeightSource::kTimestepCurve) {
+    // Deterministic (the reference's errors on fixed noise): a resumed run measures the same.
+    curve_ = MeasureTimestepCurve(policy_, reference_, schedule_, data_, config_.objective,
+                                  config_.target, /*num_buckets=*/10, /*num_pairs=*/16,
+                                  config_.seed ^ kCurveSalt);
+  }
   auto named = policy_.module().NamedTrainableParameters();
   SDPO_CHECK(!named.empty(),
              "trainer: the policy has no trainable parameters (attach LoRA or unfreeze them)");
@@ -192,12 +201,16 @@ std::vector<std::pair<std::string, Tensor>> Trainer::TrainableParameters() const
   return policy_.module().NamedTrainableParameters();
 }
 
+uint64_t Trainer::DrawBase(int64_t micro) const {
+  const int64_t global_batch = config_.batch * comm_->world_size();
+  return static_cast<uint64_t>((step_ * config_.grad_accum + micro) * global_batch +
+                               comm_->rank() * config_.batch);
+}
+
 NoisedPairs Trainer::LoadMicroBatch(int64_t micro) {
   // Draws are a pure function of (seed, step, micro-batch, GLOBAL pair index): resume is
   // bit-exact, and N ranks x b pairs draw exactly what 1 rank x N*b pairs draws.
-  const int64_t global_batch = config_.batch * comm_->world_size();
-  const uint64_t draw_base = static_cast<uint64_t>(
-      (step_ * config_.grad_accum + micro) * global_batch + comm_->rank() * config_.batch);
+  const uint64_t draw_base = DrawBase(micro);
   if (!loader_) loader_ = std::make_unique<data::PrefetchingLoader>(data_, data_order_);
   data::PreferenceBatch loaded = loader_->Next();
   data_order_.set_cursor(loaded.cursor);
@@ -211,6 +224,7 @@ NoisedPairs Trainer::LoadMicroBatch(int64_t micro) {
     pairs.losers.push_back(OnDevice(p.loser, device));
     pairs.contexts.push_back(OnDevice(p.context, device));
     pairs.weights.push_back(p.weight);
+    pairs.generators.push_back(p.generator);
     tps.push_back(sampler_.Sample(PhiloxUniform(draw_base + i, config_.seed ^ kTimestepSalt)));
     // Drawn on the device: Philox gives the same stream on every device.
     noise.push_back(ops::RandomNormal(p.winner.shape(), config_.seed ^ kNoiseSalt,
@@ -234,11 +248,34 @@ StepRecord Trainer::Step() {
   const double micro_scale = 1.0 / static_cast<double>(config_.grad_accum);
   for (int64_t micro = 0; micro < config_.grad_accum; ++micro) {
     const NoisedPairs batch = LoadMicroBatch(micro);
-    const PairErrors errors = ComputePairErrors(policy_, reference_, batch);
+    const WeightSource source = config_.objective.weight_source;
+    std::vector<double> generator_errors;
+    if (source == WeightSource::kGenerator) {
+      // Before the policy's forward with gradient: it swaps the policy's trainable parameters.
+      generator_errors = GeneratorErrors(policy_, batch.inputs, batch.timesteps, batch.contexts,
+                                         batch.targets, batch.generators, config_.generators);
+    }
+    PairErrors errors = ComputePairErrors(policy_, reference_, batch);
+    if (source == WeightSource::kSampled) {
+      errors.noise_dot = NoiseProjections(errors.policy_predictions, batch.targets,
+                                          config_.seed ^ kPrevNoiseSalt, DrawBase(micro));
+    } else if (source == WeightSource::kGenerator) {
+      const std::vector<double> ref = errors.reference.ToVector();
+      for (size_t k = 0; k < ref.size(); ++k) {
+        if (std::isnan(generator_errors[k])) generator_errors[k] = ref[k];  // the reference's
+      }
+      errors.generator = std::move(generator_errors);
+    }
     // Every rank evaluates the objective on the whole global micro-batch and backpropagates its
     // gradient for its own pairs, so the SUM of the ranks' parameter gradients is the
     // single-rank gradient of the global batch.
-    const GlobalPairs global = GatherPairs(batch, errors, *comm_);
+    GlobalPairs global = GatherPairs(batch, errors, *comm_);
+    if (source == WeightSource::kTimestepCurve) {
+      for (const TimePoint& tp : global.batch.timepoints) {
+        global.batch.log_weight_winner.push_back(curve_.LogWeight(tp));
+        global.batch.log_weight_loser.push_back(curve_.LogWeight(tp));
+      }
+    }
     const int64_t offset = comm_->rank() * static_cast<int64_t>(batch.timepoints.size());
     const PreferenceLoss loss =
         ComputePreferenceLoss(config_.objective, global, offset, errors.policy);
@@ -392,7 +429,7 @@ void Trainer::SaveCheckpoint(const std::string& path) const {
   nn::SaveSafetensors(path, tensors, meta);  // atomic: temporary file, fsync, rename
 }
 
-void Trainer::Resume(const std::string& path) {
+void Trainer::Resume(const std::string& path, bool new_data) {
   std::map<std::string, std::string> meta;
   nn::TensorMap tensors = nn::ReadSafetensors(path, &meta);
   auto get = [&](const std::string& key) {
@@ -405,8 +442,8 @@ void Trainer::Resume(const std::string& path) {
              "', expected '", kStateFormat, "'");
   SDPO_CHECK(get("seed") == absl::StrCat(config_.seed), "resume: ", path, " was trained with seed ",
              get("seed"), " but this run has --seed=", config_.seed);
-  SDPO_CHECK(get("dataset_size") == absl::StrCat(data_.size()), "resume: ", path, " was trained on ",
-             get("dataset_size"), " pairs but the data has ", data_.size());
+  SDPO_CHECK(new_data || get("dataset_size") == absl::StrCat(data_.size()), "resume: ", path,
+             " was trained on ", get("dataset_size"), " pairs but the data has ", data_.size());
   // A NaN/Inf weight or moment would make every step non-finite (and the run skip them all).
   for (const auto& [key, t] : tensors) {
     const auto [index, value] = ckpt::FirstNonFinite(t);
@@ -436,7 +473,9 @@ void Trainer::Resume(const std::string& path) {
     optimizer_->LoadStateDict(optim);
   }
   step_ = std::stoll(get("step"));
-  data_order_.RestoreState(json::Parse(get("data_cursor"), path + " metadata data_cursor"));
+  if (!new_data) {
+    data_order_.RestoreState(json::Parse(get("data_cursor"), path + " metadata data_cursor"));
+  }
   loader_.reset();  // restart prefetching from the restored cursor
   bad_streak_ = std::stoll(get("bad_streak"));
   bad_total_ = std::stoll(get("bad_total"));

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "models/schedules.h"
 #include "nn/lr_schedule.h"
 #include "nn/optim.h"
+#include "sdpo/importance.h"
 #include "sdpo/metrics.h"
 #include "sdpo/objectives.h"
 #include "trainers/data/loader.h"
@@ -77,6 +79,9 @@ struct TrainerConfig {
   // Polled before every step (e.g. trainers/signals.h's StopRequested): when it returns true on
   // any rank, Run() writes the checkpoint and returns early with interrupted() set. Null: never.
   std::function<bool()> stop_requested;
+  // The trainable parameters (by name) of the policies that generated pairs, keyed by
+  // PreferencePair::generator (weight_source=generator; an empty id is the reference model).
+  std::map<std::string, nn::TensorMap> generators;
 };
 
 // Puts the policy (master weights in their own dtype, usually f32; LoRA adapters included: attach
@@ -109,8 +114,9 @@ class Trainer {
   ~Trainer();
 
   // Restores the full training state from a checkpoint written by SaveCheckpoint (every rank
-  // reads the same file).
-  void Resume(const std::string& path);
+  // reads the same file). new_data: the pair source changed since the checkpoint (the demo's next
+  // round: a larger buffer); the data order starts afresh on it instead of the saved cursor.
+  void Resume(const std::string& path, bool new_data = false);
   // Trains until config.steps, evaluating and checkpointing as configured, and writes
   // summary.json and the report. Returns the final evaluation. A run that is already at
   // config.steps (a finished run resumed) changes nothing. When config.stop_requested fires,
@@ -140,6 +146,8 @@ class Trainer {
   // Every rank waits (without the collective timeout) for rank 0 to finish its evaluation.
   void WaitForRoot();
   // The next micro-batch of this rank's pairs on the training device, noised.
+  // The first counter of this rank's pairs in micro-batch `micro` of the current step.
+  uint64_t DrawBase(int64_t micro) const;
   NoisedPairs LoadMicroBatch(int64_t micro);
   // The optimizer update after the micro-batches' backward passes (ReplicatedUpdate or ZeRO-1).
   // finite: every micro-batch's loss was finite. Returns whether the step was applied.
@@ -170,6 +178,7 @@ class Trainer {
   WeightProfile profile_;
   std::unique_ptr<MetricsLog> metrics_;  // rank 0 with an out_dir, opened at the first step
   bool interrupted_ = false;
+  TimestepWeightCurve curve_;  // weight_source timestep_curve
 };
 
 }  // namespace sdpo::trainers

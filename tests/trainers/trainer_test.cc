@@ -235,7 +235,7 @@ TEST(PreferenceStepTest, GatherCarriesErrorsTimePointsAndPairWeights) {
   EXPECT_EQ(g.batch.timepoints[0].timestep, batch.timepoints[0].timestep);
   EXPECT_EQ(g.batch.timepoints[0].sigma, batch.timepoints[0].sigma);
   EXPECT_EQ(g.batch.timepoints[0].index, batch.timepoints[0].index);
-  EXPECT_EQ(g.pair_weights, std::vector<double>{5.0});
+  EXPECT_EQ(g.batch.pair_weights, std::vector<double>{5.0});
 }
 
 TEST(PreferenceStepTest, NonFiniteErrorsMakeTheLossNotFinite) {

@@ -28,6 +28,9 @@ struct PreferencePair {
   Tensor loser;    // same shape as winner
   Tensor context;  // text embedding [L, D]
   double weight = 1.0;
+  // The policy that generated the pair: empty for the reference (base) model or unknown, else an
+  // id of TrainerConfig::generators (the demo's rounds: "round<r>").
+  std::string generator;
 };
 
 // Random access to preference pairs (the on-disk dataset, or pairs held in memory).
