@@ -59,7 +59,27 @@ def run_dir(out, setting, obj, beta, seed):
     return os.path.join(out, setting, "%s-b%g-s%d" % (obj, beta, seed))
 
 
-def launch(binary, flags, d, common):
+def finished(d):
+    """A run is complete when the binary printed its final line (an earlier study process may
+    have been stopped after the run ended)."""
+    out = os.path.join(d, "stdout.txt")
+    return (os.path.exists(os.path.join(d, "summary.json")) and os.path.exists(out) and
+            any(l.startswith("done: ") for l in open(out)))
+
+
+def running(d):
+    """Whether a trainer left running by an earlier study process writes into d."""
+    r = subprocess.run(["pgrep", "-f", "--out=%s " % d], capture_output=True, text=True)
+    return bool(r.stdout.strip())
+
+
+def launch(binary, flags, d, common, stop_at=0):
+    while running(d):
+        time.sleep(5)
+    if finished(d) and not os.path.exists(os.path.join(d, "done")):
+        open(os.path.join(d, "done"), "w").write("finished under an earlier study process\n")
+    if stop_at and time.time() > stop_at and not os.path.exists(os.path.join(d, "done")):
+        return d, -1.0
     if os.path.exists(os.path.join(d, "summary.json")) and os.path.exists(os.path.join(d, "done")):
         return d, 0.0
     os.makedirs(d, exist_ok=True)
@@ -273,8 +293,11 @@ def main():
                     "most pairs at D_eff = D (measured: buckets below t = 200 are mostly masked)")
     ap.add_argument("--objectives", default="",
                     help="comma list (default: all of " + ",".join(objectives(1, (0, 1))) + ")")
-    ap.add_argument("--jobs", type=int, default=3)
+    ap.add_argument("--jobs", type=int, default=12)
     ap.add_argument("--only_tables", action="store_true", help="summarise existing runs")
+    ap.add_argument("--stop_at", type=float, default=0,
+                    help="unix time after which no new run starts (0: none); the tables then "
+                    "cover the runs that finished")
     a = ap.parse_args()
     betas = [float(b) for b in a.betas.split(",")]
     seeds = [int(s) for s in a.seeds.split(",")]
@@ -294,16 +317,22 @@ def main():
                         "--demo_pairs=%s" % os.path.join(
                             a.out, "pairs-s%d-p%d.safetensors" % (seed, a.pairs_per_prompt))]
                     plan.append((setting, o, beta, seed, flags))
+    # The reference beta first (every objective, both settings, all seeds), then the other betas
+    # seed by seed: a study cut short by --stop_at still has the main comparison complete.
+    plan.sort(key=lambda r: (r[2] != a.beta_ref, r[3]))
     print("study: %d runs, %d at a time, into %s" % (len(plan), a.jobs, a.out), file=sys.stderr)
     seconds = {}
     if not a.only_tables:
         t0 = time.time()
         with concurrent.futures.ThreadPoolExecutor(a.jobs) as pool:
             futures = {pool.submit(launch, a.binary, flags,
-                                   run_dir(a.out, s, o, b, seed), common): (s, o, b, seed)
+                                   run_dir(a.out, s, o, b, seed), common, a.stop_at):
+                       (s, o, b, seed)
                        for s, o, b, seed, flags in plan}
             for i, f in enumerate(concurrent.futures.as_completed(futures)):
                 d, sec = f.result()
+                if sec < 0:
+                    continue  # not started: past --stop_at
                 seconds[futures[f]] = sec
                 print("[%d/%d %.0fs] %s (%.0fs)" % (i + 1, len(plan), time.time() - t0, d, sec),
                       file=sys.stderr)
