@@ -162,9 +162,13 @@ std::unique_ptr<PreferenceDataset> PreferenceDataset::Open(const std::string& di
   SDPO_CHECK(IsDirectory(dir), dir, ": not a directory (a preference dataset is a directory with ",
              kManifestName, " and safetensors shards; see docs/data.md)");
   const std::string manifest = JoinPath(dir, kManifestName);
-  SDPO_CHECK(IsRegularFile(manifest), dir, ": no ", kManifestName,
-             " (a preference dataset is a directory with ", kManifestName,
-             " and safetensors shards; see docs/data.md)");
+  if (!IsRegularFile(manifest)) {
+    const std::string why = WhyNotRegularFile(manifest);
+    SDPO_CHECK(why != "does not exist", dir, ": no ", kManifestName,
+               " (a preference dataset is a directory with ", kManifestName,
+               " and safetensors shards; see docs/data.md)");
+    SDPO_FAIL(manifest, " ", why);
+  }
   std::ifstream in(manifest, std::ios::binary);
   SDPO_CHECK(in.good(), manifest, ": cannot open for reading");
 

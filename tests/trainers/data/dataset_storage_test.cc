@@ -1,7 +1,7 @@
-// What the dataset reports about the storage and layout a user gets wrong: shards that are a
-// FIFO, a directory, a symbolic link loop or a dangling link are named as such; a UTF-8
-// byte-order mark at the start of the manifest is accepted; a latent whose F/H/W do not fit the
-// model's patch is refused at Open naming the manifest line and the tensor.
+// What the dataset reports about the storage and layout a user gets wrong: shards that are a FIFO,
+// a directory, a symbolic link loop or a dangling link (and a manifest that is not a file) are
+// named as such; a UTF-8 byte-order mark at the start of the manifest is accepted; a latent whose
+// F/H/W do not fit the model's patch is refused at Open naming the manifest line and the tensor.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -61,6 +61,13 @@ TEST(DatasetStorageTest, ShardsThatAreNotFilesAreNamedForWhatTheyAre) {
     ExpectErrorContains([&] { PreferenceDataset::Open(dir, SmallSpec()); },
                         {"manifest.jsonl line 1", "refers to file \"" + file + "\"", why});
   }
+}
+
+TEST(DatasetStorageTest, AManifestThatIsNotAFileIsNamedForWhatItIs) {
+  const std::string dir = TempDir("manifest_fifo");
+  ASSERT_EQ(::mkfifo((dir + "/manifest.jsonl").c_str(), 0644), 0);
+  ExpectErrorContains([&] { PreferenceDataset::Open(dir, SmallSpec()); },
+                      {"manifest.jsonl is a FIFO (named pipe), not a regular file"});
 }
 
 TEST(DatasetStorageTest, LatentsThatDoNotFitThePatchAreRefusedAtOpen) {
