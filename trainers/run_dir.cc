@@ -136,8 +136,13 @@ std::optional<CheckpointInfo> PeekCheckpoint(const std::string& path) {
 
 std::vector<std::string> DescriptionChanges(const std::string& saved, const std::string& now,
                                             const std::set<std::string>& allowed) {
-  const json::Value a = json::Parse(saved, "the checkpoint's run description");
-  const json::Value b = json::Parse(now, "this run's description");
+  json::Value a, b;
+  try {
+    a = json::Parse(saved, "the checkpoint's run description");
+    b = json::Parse(now, "this run's description");
+  } catch (const Error&) {
+    return {};  // a checkpoint written by another tool: nothing to compare
+  }
   std::vector<std::string> changes;
   if (!a.is_object() || !b.is_object()) return changes;
   for (const auto& [key, value] : a.as_object()) {

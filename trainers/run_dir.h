@@ -58,7 +58,8 @@ struct CheckpointInfo {
 std::optional<CheckpointInfo> PeekCheckpoint(const std::string& path);
 
 // The differences between two run descriptions (JSON objects, see TrainerConfig::description) over
-// the keys both hold, except `allowed`: "key: <saved> -> <now>".
+// the keys both hold, except `allowed`: "key: <saved> -> <now>". Nothing when either is not JSON
+// (a checkpoint written by another tool, or by a library caller with its own description).
 std::vector<std::string> DescriptionChanges(const std::string& saved, const std::string& now,
                                             const std::set<std::string>& allowed);
 

@@ -106,6 +106,7 @@ TEST(RunDirTest, DescriptionChangesNameTheKeys) {
   EXPECT_THAT(DescriptionChanges(saved, now, {"steps"}),
               ::testing::ElementsAre("lr: 0.001 -> 0.002"));
   EXPECT_TRUE(DescriptionChanges(saved, saved, {}).empty());
+  EXPECT_TRUE(DescriptionChanges("dp_train", now, {}).empty());  // not JSON: nothing to compare
 }
 
 TEST(RunDirTest, PeekOfAMissingCheckpointIsEmpty) {

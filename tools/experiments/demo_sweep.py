@@ -27,7 +27,9 @@ def run(binary, objective, beta, seed, out, steps, extra):
     if not os.path.exists(os.path.join(d, "summary.json")):
         cmd = [binary, "--model=wan21", "--objective=%s" % objective, "--beta=%g" % beta,
                "--seed=%d" % seed, "--steps=%d" % steps, "--eval_every=%d" % max(1, steps // 3),
-               "--save_every=0", "--progress=false", "--out=%s" % d] + extra
+               "--save_every=0", "--progress=false", "--out=%s" % d,
+               # an interrupted run: continue from its checkpoint, else start it again
+               "--resume"] + extra
         subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     summary = json.load(open(os.path.join(d, "summary.json")))
     metrics = [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl"))]
