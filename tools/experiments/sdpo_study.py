@@ -84,7 +84,8 @@ def launch(binary, flags, d, common, stop_at=0):
         return d, 0.0
     os.makedirs(d, exist_ok=True)
     cmd = ["nice", "-n", "10", binary, "--model=wan21", "--threads=1", "--progress=false",
-           "--save_every=0", "--out=%s" % d] + common + flags
+           "--save_every=0", "--out=%s" % d,
+           "--resume"] + common + flags  # an interrupted run continues (or starts again)
     t0 = time.time()
     with open(os.path.join(d, "stdout.txt"), "w") as so, open(os.path.join(d, "stderr.txt"),
                                                             "w") as se:
