@@ -1,4 +1,4 @@
-// CPU engine-op benchmark (issue 2): f32 matmul, layer_norm and attention forward(+backward).
+// CPU engine-op benchmark: f32 matmul, layer_norm and attention forward(+backward).
 // Prints one JSON line per case with the same names as bench/peers/cpu_ops.py so that
 // bench/compare_cpu_ops.py can pair them. Usage:
 //   bazel run -c opt //bench:cpu_ops_bench -- --threads=2 [--only=matmul] [--quick]
@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
+#include "io/command_line.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "autograd/ops.h"
@@ -108,7 +108,7 @@ void Run() {
 }  // namespace sdpo
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+  sdpo::ParseCommandLine(argc, argv, "CPU engine-op benchmark (matmul, layer_norm, attention)");
   sdpo::SetNumThreads(absl::GetFlag(FLAGS_threads));
   sdpo::Run();
   return 0;

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# PyTorch CPU peers of the engine-op (issue 2) and small-Wan (issue 4) benchmarks.
+# PyTorch CPU peers of the engine-op (bench/cpu_ops_bench.cc) and small-Wan (bench/wan_bench.cc)
+# benchmarks.
 #
 #   bash bench/run_cpu_peers.sh            # install check + interleaved runs + summary
 #   ROUNDS=3 WAN_REPEATS=3 bash bench/run_cpu_peers.sh

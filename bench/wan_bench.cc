@@ -1,4 +1,4 @@
-// Small-Wan CPU benchmark (issue 4): forward and forward+backward of the Wan2.1 DiT at the
+// Small-Wan CPU benchmark: forward and forward+backward of the Wan2.1 DiT at the
 // config of bench/peers/wan_bench.py (dim 512, 8 heads, ffn 2048, 4 layers, text 512 x 4096,
 // latent [16, 6, 26, 40] -> 1,560 tokens, batch 1, f32, t = 500, MSE loss against a random
 // target), against that PyTorch peer in the same run, interleaved, each case in a fresh process
@@ -6,12 +6,10 @@
 //
 //   bazel build -c opt //bench:wan_bench
 //   bazel-bin/bench/wan_bench --rounds 2 --repeats 3            # ours + peer, interleaved
-//   bazel-bin/bench/wan_bench --no-peer                          # ours only
+//   bazel-bin/bench/wan_bench --nopeer                           # ours only
 //   bazel-bin/bench/wan_bench --case fwd_bwd --repeats 3         # one case, this process
 //
-// Options: --threads N (2), --warmup N (1), --recompute (per-block recompute in fwd_bwd),
-// --rope f64|f32 (f64 = official), --peer-env unset (run the peer with OPENBLAS_CORETYPE and
-// OPENBLAS_L2_SIZE unset), --python (/usr/bin/python3), --peer-script PATH.
+// Flags: see --help.
 // Output: one JSON line per measured case and a markdown summary (median of the per-round
 // medians, min of the minima, ratio ours / peer of the medians).
 #include <sys/resource.h>
@@ -28,14 +26,30 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "autograd/ops.h"
+#include "io/command_line.h"
 #include "io/json.h"
 #include "models/wan21/model.h"
 #include "nn/init.h"
 #include "tensor/ops.h"
 #include "tensor/thread_pool.h"
+
+ABSL_FLAG(std::string, case, "", "worker mode, one case in this process: fwd | fwd_bwd");
+ABSL_FLAG(int, threads, 2, "CPU threads");
+ABSL_FLAG(int, repeats, 3, "timed repeats per process");
+ABSL_FLAG(int, warmup, 1, "warm-up repeats per process");
+ABSL_FLAG(int, rounds, 2, "rounds (ours and the peer interleaved, each case in a fresh process)");
+ABSL_FLAG(bool, peer, true, "run the PyTorch peer too (--nopeer: ours only)");
+ABSL_FLAG(bool, recompute, false, "per-block recompute in fwd_bwd");
+ABSL_FLAG(std::string, rope, "f64", "RoPE precision: f64 (official) | f32");
+ABSL_FLAG(std::string, peer_env, "env",
+          "unset: run the peer with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset");
+ABSL_FLAG(std::string, python, "/usr/bin/python3", "the peer's Python");
+ABSL_FLAG(std::string, peer_script, "",
+          "the peer (default: bench/peers/wan_bench.py of the workspace)");
 
 namespace {
 
@@ -43,17 +57,9 @@ using namespace sdpo;  // NOLINT
 
 struct Args {
   std::string case_name;  // worker mode when set: fwd | fwd_bwd
-  int threads = 2;
-  int repeats = 3;
-  int warmup = 1;
-  int rounds = 2;
-  bool peer = true;
-  bool recompute = false;
-  std::string rope = "f64";
-  std::string peer_env = "env";
-  std::string python = "/usr/bin/python3";
-  std::string peer_script;
-  std::string self;
+  int threads, repeats, warmup, rounds;
+  bool peer, recompute;
+  std::string rope, peer_env, python, peer_script, self;
 };
 
 double RssMib(const char* field) {
@@ -235,7 +241,7 @@ int Parent(const Args& a) {
   return 0;
 }
 
-int Main(int argc, char** argv) {
+int Main(char** argv) {
   Args a;
   a.self = argv[0];
   if (const char* ws = std::getenv("BUILD_WORKSPACE_DIRECTORY")) {
@@ -243,37 +249,17 @@ int Main(int argc, char** argv) {
   } else {
     a.peer_script = "bench/peers/wan_bench.py";
   }
-  for (int i = 1; i < argc; ++i) {
-    const std::string f = argv[i];
-    auto value = [&]() -> std::string {
-      SDPO_CHECK(i + 1 < argc, f, " needs a value");
-      return argv[++i];
-    };
-    if (f == "--case")
-      a.case_name = value();
-    else if (f == "--threads")
-      a.threads = std::stoi(value());
-    else if (f == "--repeats")
-      a.repeats = std::stoi(value());
-    else if (f == "--warmup")
-      a.warmup = std::stoi(value());
-    else if (f == "--rounds")
-      a.rounds = std::stoi(value());
-    else if (f == "--no-peer")
-      a.peer = false;
-    else if (f == "--recompute")
-      a.recompute = true;
-    else if (f == "--rope")
-      a.rope = value();
-    else if (f == "--peer-env")
-      a.peer_env = value();
-    else if (f == "--python")
-      a.python = value();
-    else if (f == "--peer-script")
-      a.peer_script = value();
-    else
-      SDPO_FAIL("unknown flag ", f, " (see the comment at the top of bench/wan_bench.cc)");
-  }
+  a.case_name = absl::GetFlag(FLAGS_case);
+  a.threads = absl::GetFlag(FLAGS_threads);
+  a.repeats = absl::GetFlag(FLAGS_repeats);
+  a.warmup = absl::GetFlag(FLAGS_warmup);
+  a.rounds = absl::GetFlag(FLAGS_rounds);
+  a.peer = absl::GetFlag(FLAGS_peer);
+  a.recompute = absl::GetFlag(FLAGS_recompute);
+  a.rope = absl::GetFlag(FLAGS_rope);
+  a.peer_env = absl::GetFlag(FLAGS_peer_env);
+  a.python = absl::GetFlag(FLAGS_python);
+  if (!absl::GetFlag(FLAGS_peer_script).empty()) a.peer_script = absl::GetFlag(FLAGS_peer_script);
   SDPO_CHECK(a.rope == "f64" || a.rope == "f32", "--rope must be f64 or f32");
   if (!a.case_name.empty()) {
     SDPO_CHECK(a.case_name == "fwd" || a.case_name == "fwd_bwd", "--case must be fwd or fwd_bwd");
@@ -285,8 +271,11 @@ int Main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  sdpo::ParseCommandLine(argc, argv,
+                         "the small-Wan CPU benchmark against its PyTorch peer "
+                         "(bench/wan_bench.cc)");
   try {
-    return Main(argc, argv);
+    return Main(argv);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "wan_bench: error: %s\n", e.what());
     return 1;

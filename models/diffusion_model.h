@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "autograd/ops.h"
+#include "models/schedules.h"
 #include "nn/module.h"
 #include "tensor/tensor.h"
 
@@ -63,8 +64,9 @@ class DiffusionModel {
     return out;
   }
 
-  // "flow" (velocity prediction on x_s = (1 - s) x0 + s eps) or "ddpm".
-  virtual std::string family() const = 0;
+  // kFlow (velocity prediction on x_s = (1 - s) x0 + s eps) or kDdpm: the schedule family the
+  // model was trained with, which the samplers check.
+  virtual ScheduleFamily family() const = 0;
 
   // Activation recompute per transformer block during training (memory for compute). Off by
   // default; gradients are identical either way.

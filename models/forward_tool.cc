@@ -4,7 +4,6 @@
 
 #include "models/checkpoint_util.h"
 #include "tensor/error.h"
-#include "tensor/thread_pool.h"
 
 namespace sdpo::forward_tool {
 
@@ -44,13 +43,6 @@ std::string Resolve(const std::string& path) {
 Tensor ReadCaseTensor(const SafetensorsFile& file, const std::string& name, DType dtype) {
   const TensorEntry& e = file.at(name);
   return Tensor::FromVector(ReadAsF64(e), Shape(e.shape.begin(), e.shape.end()), dtype);
-}
-
-DType ApplyCommonFlags(const Flags& flags) {
-  if (flags.has("threads")) SetNumThreads(std::stoi(flags.get("threads")));
-  const std::string name = flags.has("dtype") ? flags.get("dtype") : "f32";
-  SDPO_CHECK(name == "f32" || name == "f64", "--dtype must be f32 or f64, got ", name);
-  return name == "f64" ? kF64 : kF32;
 }
 
 void CheckFiniteOutput(const Tensor& out, const std::string& name) {

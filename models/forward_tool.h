@@ -1,6 +1,6 @@
-// What the models' forward tools (//models/wan21:forward, //models/cogvideox:forward) share:
-// flag parsing, paths relative to where `bazel run` started, case tensors read from
-// safetensors, the compute dtype and thread count flags.
+// What the models' command-line tools (//models/wan21:forward, //models/cogvideox:forward,
+// //models/umt5:encode and :tokenize) share: paths relative to where `bazel run` started, case
+// tensors read from safetensors. Their common flags: forward_tool_flags.h.
 #pragma once
 
 #include <map>
@@ -12,6 +12,10 @@
 
 namespace sdpo::forward_tool {
 
+// A hand-written parser for the one kind of binary that cannot use Abseil flags
+// (io/command_line.h): those linking SentencePiece (//models/umt5:tokenize), whose Debian build
+// exports its own copy of Abseil's flag symbols (absl::ParseCommandLine, absl::Flag<T>); with
+// both in one process, flag parsing deadlocks.
 struct Flags {
   std::map<std::string, std::string> values;  // --name=value or --name value
   bool help = false;                          // --help / -h was given
@@ -29,9 +33,6 @@ std::string Resolve(const std::string& path);
 
 // Tensor `name` of a case file, converted to `dtype`.
 Tensor ReadCaseTensor(const SafetensorsFile& file, const std::string& name, DType dtype);
-
-// --dtype (f32 default, or f64) and --threads (applied): the shared flags.
-DType ApplyCommonFlags(const Flags& flags);
 
 // Throws, naming the output and its first NaN/Inf, when `out` is not finite (the forward
 // overflowed, or the inputs were not finite): a parity tool must not write it with exit code 0.

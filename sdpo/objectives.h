@@ -5,8 +5,8 @@
 //   e_ref_w, e_ref_l  the same for the frozen reference (constants, no gradient),
 //   t                 the shared TimePoint.
 // The objective returns the scalar loss and d loss / d e_pol for every pair; the importance
-// weights and the reference errors are constants (stop-gradient). The lead wraps this into an
-// autograd node whose backward multiplies these per-sample gradients into the per-sample MSEs.
+// weights and the reference errors are constants (stop-gradient). trainers/preference_step.h
+// turns this into a loss whose gradient w.r.t. the per-sample MSEs is this d loss / d e_pol.
 //
 // beta convention (diffusers `train_diffusion_dpo.py`):
 //   logit = beta * [ (e_ref_w - e_ref_l) - (e_pol_w - e_pol_l) ],   loss = -log sigmoid(logit).

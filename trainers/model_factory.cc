@@ -19,7 +19,7 @@ class FrameMajorAdapter final : public models::DiffusionModel {
     for (const Tensor& x : latents) swapped.push_back(transpose(x, 0, 1));
     return transpose(inner_->Forward(swapped, timesteps, contexts), 1, 2);  // [B, F, C..] -> [B, C, F..]
   }
-  std::string family() const override { return inner_->family(); }
+  ScheduleFamily family() const override { return inner_->family(); }
   void SetRecompute(bool on) override { inner_->SetRecompute(on); }
   bool recompute() const override { return inner_->recompute(); }
 

@@ -9,7 +9,7 @@
 #include <cstdio>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
+#include "io/command_line.h"
 #include "absl/strings/str_format.h"
 #include "models/wan21/checkpoint.h"
 #include "nn/init.h"
@@ -89,7 +89,7 @@ int Main() {
 }  // namespace sdpo::trainers
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+  sdpo::ParseCommandLine(argc, argv, "flow-matching pretraining of the demo's base model");
   try {
     return sdpo::trainers::Main();
   } catch (const std::exception& e) {

@@ -17,11 +17,11 @@
 #include <fstream>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "io/command_line.h"
 #include "io/video.h"
 #include "models/umt5/prompt_encoder.h"
 #include "models/wan21/checkpoint.h"
@@ -262,7 +262,8 @@ int Main() {
 }  // namespace sdpo::trainers
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+  sdpo::ParseCommandLine(argc, argv,
+                         "latent videos from a Wan2.1 checkpoint (and LoRA adapters)");
   try {
     return sdpo::trainers::Main();
   } catch (const std::exception& e) {

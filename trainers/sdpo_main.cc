@@ -16,12 +16,11 @@
 #include <memory>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "io/command_line.h"
 #include "io/json.h"
 #include "models/wan21/checkpoint.h"
 #include "nn/checkpoint_io.h"
@@ -566,8 +565,7 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
 }  // namespace sdpo::trainers
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("preference fine-tuning of video diffusion transformers");
-  absl::ParseCommandLine(argc, argv);
+  sdpo::ParseCommandLine(argc, argv, "preference fine-tuning of video diffusion transformers");
   // Under mpirun (detected from OpenMPI's environment) this process is one data-parallel rank;
   // otherwise the world is this process alone and MPI is never initialised.
   // The device's communicator: MPI (or none) for the CPU; for a GPU, NCCL under mpirun and a

@@ -16,48 +16,52 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <iostream>
 #include <map>
 #include <random>
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
+#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "io/command_line.h"
+#include "models/schedules.h"
 #include "sdpo/importance.h"
 #include "sdpo/metrics.h"
-#include "trainers/report/svg.h"
-#include "models/schedules.h"
 #include "tensor/error.h"
+#include "trainers/report/svg.h"
+
+ABSL_FLAG(std::string, family, "", "schedule family: flow | ddpm (required)");
+ABSL_FLAG(std::string, out, "",
+          "output directory (required; created; relative to the cwd of bazel run)");
+ABSL_FLAG(std::string, ddpm_preset, "cogvideox-2b",
+          "DDPM schedule: cogvideox-2b | cogvideox-5b (snr shift 3, ZTSNR)");
+ABSL_FLAG(std::string, checkpoint, "", "TODO (not implemented yet): see Modes above");
+ABSL_FLAG(double, flow_shift, 5.0, "flow training-grid shift (Wan2.1: 5)");
+ABSL_FLAG(int, buckets, 20, "number of t-buckets over [0, 1000]");
+ABSL_FLAG(int, pairs_per_step, 8, "demo pairs drawn at every grid point");
+ABSL_FLAG(double, demo_mse, 1.0, "demo winner per-element eps-MSE level");
+ABSL_FLAG(double, demo_loser_ratio, 1.25, "loser error level / winner error level");
+ABSL_FLAG(double, demo_spread, 0.25, "log-normal spread of the demo errors");
+ABSL_FLAG(double, effective_elements, 1.0, "normalisation D_eff of log w (1: per-element weight)");
+ABSL_FLAG(double, calibrate_timestep, -1.0,
+          "instead of --effective_elements: choose D_eff so that a winner with the median demo "
+          "error has weight tau at this grid timestep (e.g. 63; < 0: off)");
+ABSL_FLAG(double, tau, 0.9, "DPO-C&M threshold for the mask-rate columns");
+ABSL_FLAG(uint64_t, seed, 0, "RNG seed of the demo errors");
 
 namespace sdpo {
 namespace {
 
-constexpr char kUsage[] = R"(weight_profile: importance-weight profile over the diffusion schedule.
+constexpr char kUsage[] = R"(importance-weight profile over the diffusion schedule.
 
 Usage: bazel run //trainers:weight_profile -- --family=flow|ddpm --out=DIR [flags]
+(flags as --name=value or --name value)
 
 Writes DIR/weight_profile.csv (per t-bucket: mean, std, q10/q50/q90 of log w, mean w, mask rate,
 for winners and losers), DIR/weight_profile_points.csv (per grid point: KL coefficient and log w
 of the median error) and DIR/weight_profile.svg (mean log w per bucket, band = +- 1 std) and
 DIR/weight_profile_w.svg (mean w per bucket, band = q10..q90, with the threshold tau).
-
-Flags:
-  --family=flow|ddpm        schedule family (required)
-  --out=DIR                 output directory (required; created; relative to the cwd of bazel run)
-  --ddpm_preset=cogvideox-2b|cogvideox-5b   DDPM schedule (default cogvideox-2b: snr shift 3, ZTSNR)
-  --flow_shift=S            flow training-grid shift (default 5, Wan2.1)
-  --buckets=N               number of t-buckets over [0, 1000] (default 20)
-  --pairs_per_step=K        demo pairs drawn at every grid point (default 8)
-  --demo_mse=E              demo winner per-element eps-MSE level (default 1.0)
-  --demo_loser_ratio=R      loser error level / winner error level (default 1.25)
-  --demo_spread=S           log-normal spread of the demo errors (default 0.25)
-  --effective_elements=D    normalisation D_eff of log w (default 1: per-element weight)
-  --calibrate_timestep=T    instead of --effective_elements: choose D_eff so that a winner with
-                            the median demo error has weight tau at grid timestep T (e.g. 63)
-  --tau=X                   DPO-C&M threshold for the mask-rate columns (default 0.9)
-  --seed=N                  RNG seed of the demo errors (default 0)
 
 Modes:
   demo (default)            the synthetic predictor-error model above.
@@ -68,69 +72,29 @@ Modes:
 )";
 
 struct Flags {
-  std::string family, out, ddpm_preset = "cogvideox-2b", checkpoint;
-  double flow_shift = 5.0, demo_mse = 1.0, demo_loser_ratio = 1.25, demo_spread = 0.25;
-  double effective_elements = 1.0, tau = 0.9, calibrate_timestep = -1.0;
-  int buckets = 20, pairs_per_step = 8;
-  uint64_t seed = 0;
+  std::string family, out, ddpm_preset, checkpoint;
+  double flow_shift, demo_mse, demo_loser_ratio, demo_spread;
+  double effective_elements, tau, calibrate_timestep;
+  int buckets, pairs_per_step;
+  uint64_t seed;
 };
 
-double ToDouble(const std::string& key, const std::string& v) {
-  double d;
-  SDPO_CHECK(absl::SimpleAtod(v, &d), "--", key, "=", v, ": not a number");
-  return d;
-}
-
-int ToInt(const std::string& key, const std::string& v) {
-  int i;
-  SDPO_CHECK(absl::SimpleAtoi(v, &i), "--", key, "=", v, ": not an integer");
-  return i;
-}
-
-Flags ParseFlags(int argc, char** argv) {
+Flags ReadFlags() {
   Flags f;
-  for (int a = 1; a < argc; ++a) {
-    std::string arg = argv[a];
-    if (arg == "--help" || arg == "-h") {
-      std::cout << kUsage;
-      std::exit(0);
-    }
-    SDPO_CHECK(arg.rfind("--", 0) == 0 && arg.find('=') != std::string::npos,
-               "unexpected argument '", arg, "' (flags are --name=value; see --help)");
-    const std::string key = arg.substr(2, arg.find('=') - 2);
-    const std::string val = arg.substr(arg.find('=') + 1);
-    if (key == "family") {
-      f.family = val;
-    } else if (key == "out") {
-      f.out = val;
-    } else if (key == "ddpm_preset") {
-      f.ddpm_preset = val;
-    } else if (key == "checkpoint") {
-      f.checkpoint = val;
-    } else if (key == "flow_shift") {
-      f.flow_shift = ToDouble(key, val);
-    } else if (key == "demo_mse") {
-      f.demo_mse = ToDouble(key, val);
-    } else if (key == "demo_loser_ratio") {
-      f.demo_loser_ratio = ToDouble(key, val);
-    } else if (key == "demo_spread") {
-      f.demo_spread = ToDouble(key, val);
-    } else if (key == "effective_elements") {
-      f.effective_elements = ToDouble(key, val);
-    } else if (key == "calibrate_timestep") {
-      f.calibrate_timestep = ToDouble(key, val);
-    } else if (key == "tau") {
-      f.tau = ToDouble(key, val);
-    } else if (key == "buckets") {
-      f.buckets = ToInt(key, val);
-    } else if (key == "pairs_per_step") {
-      f.pairs_per_step = ToInt(key, val);
-    } else if (key == "seed") {
-      f.seed = static_cast<uint64_t>(ToInt(key, val));
-    } else {
-      SDPO_FAIL("unknown flag --", key, " (see --help)");
-    }
-  }
+  f.family = absl::GetFlag(FLAGS_family);
+  f.out = absl::GetFlag(FLAGS_out);
+  f.ddpm_preset = absl::GetFlag(FLAGS_ddpm_preset);
+  f.checkpoint = absl::GetFlag(FLAGS_checkpoint);
+  f.flow_shift = absl::GetFlag(FLAGS_flow_shift);
+  f.demo_mse = absl::GetFlag(FLAGS_demo_mse);
+  f.demo_loser_ratio = absl::GetFlag(FLAGS_demo_loser_ratio);
+  f.demo_spread = absl::GetFlag(FLAGS_demo_spread);
+  f.effective_elements = absl::GetFlag(FLAGS_effective_elements);
+  f.calibrate_timestep = absl::GetFlag(FLAGS_calibrate_timestep);
+  f.tau = absl::GetFlag(FLAGS_tau);
+  f.buckets = absl::GetFlag(FLAGS_buckets);
+  f.pairs_per_step = absl::GetFlag(FLAGS_pairs_per_step);
+  f.seed = absl::GetFlag(FLAGS_seed);
   SDPO_CHECK(f.checkpoint.empty(),
              "--checkpoint: TODO, the model-checkpoint mode is not implemented yet (it needs the "
              "model families in models/); run without it for the synthetic demo");
@@ -160,8 +124,8 @@ void WriteText(const std::string& path, const std::string& text) {
   SDPO_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename ", tmp, " to ", path);
 }
 
-int Run(int argc, char** argv) {
-  const Flags f = ParseFlags(argc, argv);
+int Run() {
+  const Flags f = ReadFlags();
   const ScheduleFamily family = ParseScheduleFamily(f.family);
   NoiseSchedule schedule = NoiseSchedule::Flow(FlowScheduleConfig{});
   if (family == ScheduleFamily::kFlow) {
@@ -311,8 +275,9 @@ int Run(int argc, char** argv) {
 }  // namespace sdpo
 
 int main(int argc, char** argv) {
+  sdpo::ParseCommandLine(argc, argv, sdpo::kUsage);
   try {
-    return sdpo::Run(argc, argv);
+    return sdpo::Run();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "weight_profile: %s\n", e.what());
     return 1;

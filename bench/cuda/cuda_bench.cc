@@ -1,4 +1,4 @@
-// CUDA micro-benchmarks, one JSON line per measurement on stdout (and --json FILE):
+// CUDA micro-benchmarks, one JSON line per measurement on stdout (and the --json file):
 //   gemm_bf16_8192       TFLOP/s of an 8192^3 bf16 GEMM (cuBLASLt)
 //   copy_d2d             GB/s (bytes read + written) of a 1 GiB device-to-device copy
 //   add_bf16             GB/s of an elementwise bf16 add (our kernel, 3 x 2 bytes/element)
@@ -153,15 +153,9 @@ void BenchLayerNorm() {
 }  // namespace
 }  // namespace sdpo
 
-int RunCudaBench(int argc, char** argv) {
-  std::string only;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
-      sdpo::g_json = std::fopen(argv[++i], "w");
-    } else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
-      only = argv[++i];
-    }
-  }
+int RunCudaBench(const CudaBenchOptions& options) {
+  const std::string& only = options.only;
+  if (!options.json.empty()) sdpo::g_json = std::fopen(options.json.c_str(), "w");
   if (!sdpo::CudaAvailable()) {
     std::printf("cuda_bench: skipped: %s\n", sdpo::CudaUnavailableReason());
     return 0;
@@ -189,7 +183,7 @@ int RunCudaBench(int argc, char** argv) {
   return 0;
 }
 #else
-int RunCudaBench(int, char**) {
+int RunCudaBench(const CudaBenchOptions&) {
   std::printf("cuda_bench: skipped: %s\n", sdpo::CudaUnavailableReason());
   return 0;
 }

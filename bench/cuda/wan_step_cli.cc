@@ -1,10 +1,10 @@
-// cuda_check wan_step [--tokens_f=6 --h=60 --w=104] [--recompute] [--lora] [--rope_f64] [--profile]
-//                     [--steps=5 --warmup=2 --budget_s=120 --pairs=1 --rank=64]
+// cuda_check wan_step [--f=6 --h=60 --w=104] [--recompute] [--lora] [--rope_f64] [--profile]
+//                     [--steps=5 --warmup=2 --budget_s=100 --pairs=1 --rank=64]
 //                     [--config=1.3b] [--json FILE] [--label NAME]
-// One SDPO step of Wan2.1 (bench/cuda/wan_step.h) on cuda:0, bf16 compute / f32 master. Prints
-// one JSON line (also appended to --json): median s/step, model TFLOP per step (models.md), MFU
-// vs 989 TFLOP/s (H100/H200 dense bf16), peak device memory of the caching allocator.
-// A failure prints a JSON line with "ok": false and the error, and exits 2.
+// (flags: tools/gpu/cuda_check_main.cc). One SDPO step of Wan2.1 (bench/cuda/wan_step.h) on cuda:0,
+// bf16 compute / f32 master. Prints one JSON line (also appended to --json): median s/step, model
+// TFLOP per step (models.md), MFU vs 989 TFLOP/s (H100/H200 dense bf16), peak device memory of the
+// caching allocator. A failure prints a JSON line with "ok": false and the error, and exits 2.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -49,47 +49,12 @@ std::string Num(double v) {
 
 }  // namespace
 
-int RunWanStepBench(int argc, char** argv) {
-  using sdpo::bench::WanStepOptions;
-  WanStepOptions o;
+int RunWanStepBench(WanStepCliOptions options) {
+  sdpo::bench::WanStepOptions& o = options.step;
   o.device = sdpo::Device::CUDA(0);
-  o.budget_s = 100;
-  std::string json_path, label, preset = "1.3b";
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto val = [&](const char* key, std::string* out) {
-      const std::string k = std::string("--") + key;
-      if (a == k && i + 1 < argc) {
-        *out = argv[++i];
-        return true;
-      }
-      if (a.rfind(k + "=", 0) == 0) {
-        *out = a.substr(k.size() + 1);
-        return true;
-      }
-      return false;
-    };
-    std::string v;
-    if (a == "--recompute") o.recompute = true;
-    else if (a == "--lora") o.lora = true;
-    else if (a == "--rope_f64") o.rope_f64 = true;
-    else if (a == "--profile") o.profile = true;
-    else if (val("tokens_f", &v) || val("f", &v)) o.frames = std::atoll(v.c_str());
-    else if (val("h", &v)) o.height = std::atoll(v.c_str());
-    else if (val("w", &v)) o.width = std::atoll(v.c_str());
-    else if (val("steps", &v)) o.steps = std::atoi(v.c_str());
-    else if (val("warmup", &v)) o.warmup = std::atoi(v.c_str());
-    else if (val("budget_s", &v)) o.budget_s = std::atof(v.c_str());
-    else if (val("pairs", &v)) o.pairs = std::atoll(v.c_str());
-    else if (val("rank", &v)) o.lora_rank = std::atoll(v.c_str());
-    else if (val("config", &v)) preset = v;
-    else if (val("json", &v)) json_path = v;
-    else if (val("label", &v)) label = v;
-    else {
-      std::fprintf(stderr, "wan_step: unknown argument %s\n", a.c_str());
-      return 1;
-    }
-  }
+  const std::string& json_path = options.json;
+  const std::string& preset = options.preset;
+  std::string label = options.label;
   const std::string mode = std::string(o.lora ? "lora" : "full") + (o.recompute ? "+recompute" : "");
   if (label.empty()) {
     label = mode + " " + std::to_string(o.frames) + "x" + std::to_string(o.height) + "x" +

@@ -20,22 +20,27 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/flag.h"
+#include "io/safetensors.h"
 #include "models/cogvideox/checkpoint.h"
 #include "models/cogvideox/model.h"
 #include "models/forward_tool.h"
-#include "io/safetensors.h"
+#include "models/forward_tool_flags.h"
 #include "tensor/ops.h"
+
+ABSL_FLAG(std::string, rope, "pipeline",
+          "rotary tables: pipeline (diffusers' grid) | slice | inputs (the case file's)");
 
 namespace {
 
 using namespace sdpo;  // NOLINT
 using forward_tool::ReadCaseTensor;
-using forward_tool::Resolve;
 
 constexpr char kUsage[] =
     "usage: forward --weights W.safetensors --inputs CASE.safetensors --out OUT.safetensors\n"
     "               [--config CONFIG.json] [--dtype f32|f64] [--threads N]\n"
-    "               [--rope pipeline|slice|inputs]\n";
+    "               [--rope pipeline|slice|inputs]\n"
+    "CogVideoX forward on a case file (flags as --name=value or --name value).\n";
 
 // [N, hd] repeat-interleaved -> [N, hd / 2].
 Tensor Half(const Tensor& full) {
@@ -50,28 +55,19 @@ Tensor Half(const Tensor& full) {
 }
 
 int Run(int argc, char** argv) {
-  const forward_tool::Flags flags = forward_tool::ParseFlags(
-      argc, argv, {"weights", "inputs", "out", "config", "dtype", "threads", "rope"},
-      {"weights", "inputs", "out"}, kUsage);
-  if (flags.help) {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
-  std::map<std::string, std::string> args = flags.values;
-  const DType dtype = forward_tool::ApplyCommonFlags(flags);
+  const forward_tool::ToolFlags flags = forward_tool::ParseToolFlags(argc, argv, kUsage);
+  const DType dtype = flags.dtype;
   const std::string dtype_name = DTypeName(dtype);
-  const std::string rope_mode = args.count("rope") ? args["rope"] : "pipeline";
+  const std::string rope_mode = absl::GetFlag(FLAGS_rope);
   SDPO_CHECK(rope_mode == "pipeline" || rope_mode == "slice" || rope_mode == "inputs",
              "--rope must be pipeline, slice or inputs, got ", rope_mode);
 
   std::optional<cogvideox::CogVideoXConfig> config;
-  if (args.count("config")) {
-    config = cogvideox::CogVideoXConfig::FromFile(Resolve(args["config"]));
-  }
+  if (!flags.config.empty()) config = cogvideox::CogVideoXConfig::FromFile(flags.config);
   auto t0 = std::chrono::steady_clock::now();
   cogvideox::LoadReport report;
   std::unique_ptr<cogvideox::CogVideoXModel> model =
-      cogvideox::LoadModel(Resolve(args["weights"]), config, {}, &report);
+      cogvideox::LoadModel(flags.weights, config, {}, &report);
   if (dtype == kF64) {
     model->CastParameters(kF64);
     model->SetComputeDType(kF64);
@@ -82,7 +78,7 @@ int Run(int argc, char** argv) {
                static_cast<long long>(report.tensors), static_cast<long long>(report.values),
                model->config().ToJson().c_str());
 
-  const std::string inputs_path = Resolve(args["inputs"]);
+  const std::string& inputs_path = flags.inputs;
   std::unique_ptr<SafetensorsFile> in = SafetensorsFile::Open(inputs_path);
   Tensor x = ReadCaseTensor(*in, "in_hidden_states", dtype);
   Tensor ctx = ReadCaseTensor(*in, "in_encoder_hidden_states", dtype);
@@ -106,7 +102,7 @@ int Run(int argc, char** argv) {
   Tensor o = ops::Contiguous(ops::Cast(out, kF32));
   std::vector<TensorToWrite> write = {
       {"out_sample", SafetensorsDType::kF32, o.shape(), o.raw_data(), o.nbytes()}};
-  const std::string out_path = Resolve(args["out"]);
+  const std::string& out_path = flags.out;
   WriteSafetensors(out_path, write,
                    {{"config", model->config().ToJson()},
                     {"weights", report.path},

@@ -135,7 +135,7 @@ class CogVideoXModel : public nn::Module, public models::DiffusionModel {
   // longer is an error; 5B: padded to the longest).
   Tensor Forward(const std::vector<Tensor>& latents, const Tensor& timesteps,
                  const std::vector<Tensor>& contexts) override;
-  std::string family() const override { return "ddpm"; }
+  ScheduleFamily family() const override { return ScheduleFamily::kDdpm; }
   void SetRecompute(bool recompute) override { recompute_ = recompute; }
   bool recompute() const override { return recompute_; }
 

@@ -98,8 +98,8 @@ Tensor CogVideoXDpmSolver::Step(const Tensor& v, const Tensor& x, const Tensor& 
 Tensor SampleDdpm(models::DiffusionModel& model, const std::vector<double>& alphas_cumprod,
                   const std::vector<Tensor>& noise, const std::vector<Tensor>& contexts,
                   const std::vector<Tensor>& null_contexts, const DdpmSampleOptions& options) {
-  SDPO_CHECK(model.family() == "ddpm", "SampleDdpm: the model's family is \"", model.family(),
-             "\", expected \"ddpm\"");
+  SDPO_CHECK(model.family() == ScheduleFamily::kDdpm, "SampleDdpm: the model's family is \"",
+             ScheduleFamilyName(model.family()), "\", expected \"ddpm\"");
   const int64_t b = static_cast<int64_t>(noise.size());
   SDPO_CHECK(b > 0 && static_cast<int64_t>(contexts.size()) == b, "SampleDdpm: ", b,
              " noise tensors need as many contexts, got ", contexts.size());

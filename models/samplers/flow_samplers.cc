@@ -154,8 +154,8 @@ std::vector<Tensor> SampleFlow(models::DiffusionModel& model, const std::vector<
                                const std::vector<Tensor>& contexts,
                                const std::vector<Tensor>& null_contexts,
                                const FlowSampleOptions& options, FlowTrace* trace) {
-  SDPO_CHECK(model.family() == "flow", "SampleFlow: the model's family is \"", model.family(),
-             "\", not \"flow\"");
+  SDPO_CHECK(model.family() == ScheduleFamily::kFlow, "SampleFlow: the model's family is \"",
+             ScheduleFamilyName(model.family()), "\", not \"flow\"");
   const size_t n = noise.size();
   SDPO_CHECK(n > 0 && contexts.size() == n, "SampleFlow: ", n,
              " noise tensors need as many contexts, got ", contexts.size());

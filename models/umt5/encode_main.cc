@@ -21,56 +21,50 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
+#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "io/safetensors.h"
 #include "models/forward_tool.h"
+#include "models/forward_tool_flags.h"
 #include "models/umt5/checkpoint.h"
 #include "models/umt5/model.h"
 #include "tensor/ops.h"
+
+ABSL_FLAG(int64_t, repeat, 1, "run the encoder this many times (timing; the output is the last)");
 
 namespace {
 
 using namespace sdpo;  // NOLINT
 using forward_tool::ReadCaseTensor;
-using forward_tool::Resolve;
 
 constexpr char kUsage[] =
     "usage: encode --weights W.safetensors --inputs CASE.safetensors --out "
     "OUT.safetensors\n"
-    "              [--config t5_config.json] [--dtype f32|f64] [--threads N] [--repeat N]\n";
+    "              [--config t5_config.json] [--dtype f32|f64] [--threads N] [--repeat N]\n"
+    "The T5 encoder on a case file (flags as --name=value or --name value).\n";
 
 int Run(int argc, char** argv) {
-  const forward_tool::Flags flags = forward_tool::ParseFlags(
-      argc, argv, {"weights", "inputs", "out", "config", "dtype", "threads", "repeat"},
-      {"weights", "inputs", "out"}, kUsage);
-  if (flags.help) {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
-  const DType dtype = forward_tool::ApplyCommonFlags(flags);
+  const forward_tool::ToolFlags flags = forward_tool::ParseToolFlags(argc, argv, kUsage);
+  const DType dtype = flags.dtype;
   auto t0 = std::chrono::steady_clock::now();
   umt5::LoadOptions options;
-  if (flags.has("config")) options.config = umt5::T5Config::FromFile(Resolve(flags.get("config")));
+  if (!flags.config.empty()) options.config = umt5::T5Config::FromFile(flags.config);
   umt5::LoadReport report;
-  auto encoder = umt5::LoadEncoder(Resolve(flags.get("weights")), options, &report);
+  auto encoder = umt5::LoadEncoder(flags.weights, options, &report);
   encoder->SetComputeDType(dtype);
   std::fprintf(stderr, "weights: %s (%s names, %lld tensors, %lld values), config %s from %s\n",
                report.path.c_str(), umt5::NameFormatName(report.format),
                static_cast<long long>(report.tensors), static_cast<long long>(report.values),
                encoder->config().ToJson().c_str(), report.config_source.c_str());
 
-  const std::string inputs_path = Resolve(flags.get("inputs"));
+  const std::string &inputs_path = flags.inputs;
   std::unique_ptr<SafetensorsFile> in = SafetensorsFile::Open(inputs_path);
   const Tensor ids = ReadCaseTensor(*in, "ids", kI64);
   Tensor mask;
   if (in->contains("mask")) mask = ReadCaseTensor(*in, "mask", kI64);
-  int64_t repeat = 1;
-  if (flags.has("repeat")) {
-    SDPO_CHECK(absl::SimpleAtoi(flags.get("repeat"), &repeat) && repeat > 0,
-               "--repeat must be a positive integer, got '", flags.get("repeat"), "'");
-  }
+  const int64_t repeat = absl::GetFlag(FLAGS_repeat);
+  SDPO_CHECK(repeat > 0, "--repeat must be a positive integer, got ", repeat);
   auto t1 = std::chrono::steady_clock::now();
   const double load_s = std::chrono::duration<double>(t1 - t0).count();
   Tensor hidden;
@@ -98,7 +92,7 @@ int Run(int argc, char** argv) {
     write.push_back(
         {names[i], SafetensorsDType::kF32, keep[i].shape(), keep[i].raw_data(), keep[i].nbytes()});
   }
-  const std::string out_path = Resolve(flags.get("out"));
+  const std::string &out_path = flags.out;
   WriteSafetensors(out_path, write,
                    {{"config", encoder->config().ToJson()},
                     {"weights", report.path},

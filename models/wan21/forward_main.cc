@@ -18,8 +18,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "models/forward_tool.h"
 #include "io/safetensors.h"
+#include "models/forward_tool.h"
+#include "models/forward_tool_flags.h"
 #include "models/wan21/checkpoint.h"
 #include "models/wan21/model.h"
 #include "tensor/ops.h"
@@ -28,30 +29,22 @@ namespace {
 
 using namespace sdpo;  // NOLINT
 using forward_tool::ReadCaseTensor;
-using forward_tool::Resolve;
 
 constexpr char kUsage[] =
     "usage: forward --weights W.safetensors --inputs CASE.safetensors --out OUT.safetensors\n"
-    "               [--config CONFIG.json] [--dtype f32|f64] [--threads N]\n";
+    "               [--config CONFIG.json] [--dtype f32|f64] [--threads N]\n"
+    "Wan2.1 forward on a case file (flags as --name=value or --name value).\n";
 
 int Run(int argc, char** argv) {
-  const forward_tool::Flags flags = forward_tool::ParseFlags(
-      argc, argv, {"weights", "inputs", "out", "config", "dtype", "threads"},
-      {"weights", "inputs", "out"}, kUsage);
-  if (flags.help) {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
-  std::map<std::string, std::string> args = flags.values;
-  const DType dtype = forward_tool::ApplyCommonFlags(flags);
+  const forward_tool::ToolFlags flags = forward_tool::ParseToolFlags(argc, argv, kUsage);
+  const DType dtype = flags.dtype;
   const std::string dtype_name = DTypeName(dtype);
 
   std::optional<wan21::WanConfig> config;
-  if (args.count("config")) config = wan21::WanConfig::FromFile(Resolve(args["config"]));
+  if (!flags.config.empty()) config = wan21::WanConfig::FromFile(flags.config);
   auto t0 = std::chrono::steady_clock::now();
   wan21::LoadReport report;
-  std::unique_ptr<wan21::WanModel> model =
-      wan21::LoadModel(Resolve(args["weights"]), config, {}, &report);
+  std::unique_ptr<wan21::WanModel> model = wan21::LoadModel(flags.weights, config, {}, &report);
   if (dtype == kF64) {
     model->CastParameters(kF64);
     model->SetComputeDType(kF64);
@@ -61,7 +54,7 @@ int Run(int argc, char** argv) {
                static_cast<long long>(report.tensors), static_cast<long long>(report.values),
                model->config().ToJson().c_str());
 
-  const std::string inputs_path = Resolve(args["inputs"]);
+  const std::string& inputs_path = flags.inputs;
   std::unique_ptr<SafetensorsFile> in = SafetensorsFile::Open(inputs_path);
   std::vector<Tensor> xs, ctxs;
   for (int i = 0; in->contains(absl::StrCat("x_", i)); ++i) {
@@ -95,7 +88,7 @@ int Run(int argc, char** argv) {
     write.push_back(
         {absl::StrCat("out_", i), SafetensorsDType::kF32, o.shape(), o.raw_data(), o.nbytes()});
   }
-  const std::string out_path = Resolve(args["out"]);
+  const std::string& out_path = flags.out;
   WriteSafetensors(out_path, write,
                    {{"config", model->config().ToJson()},
                     {"weights", report.path},

@@ -108,7 +108,7 @@ class WanModel : public nn::Module, public models::DiffusionModel {
   // Any latent sizes (padded batch as in the official forward).
   std::vector<Tensor> ForwardList(const std::vector<Tensor>& latents, const Tensor& timesteps,
                                   const std::vector<Tensor>& contexts) override;
-  std::string family() const override { return "flow"; }
+  ScheduleFamily family() const override { return ScheduleFamily::kFlow; }
   void SetRecompute(bool recompute) override { recompute_ = recompute; }
   bool recompute() const override { return recompute_; }
 

@@ -1,20 +1,27 @@
 // Test helper: writes a tiny CogVideoX-2B-architecture checkpoint and a small preference
 // dataset on disk, for the end-to-end test of `//trainers:sdpo --model=cogvideox-2b`.
-//   make_tiny_cogvideox OUT_DIR   ->  OUT_DIR/model.safetensors, OUT_DIR/data/
+//   make_tiny_cogvideox --out=DIR   ->  DIR/model.safetensors, DIR/data/
 #include <cstdio>
 #include <string>
 
+#include "absl/flags/flag.h"
+#include "io/command_line.h"
 #include "models/cogvideox/checkpoint.h"
 #include "nn/init.h"
 #include "tensor/ops.h"
 #include "trainers/data/preference_dataset.h"
 
+ABSL_FLAG(std::string, out, "", "output directory (required)");
+
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: %s OUT_DIR\n", argv[0]);
+  sdpo::ParseCommandLine(argc, argv,
+                         "--out=DIR: writes a tiny CogVideoX-2B-architecture "
+                         "checkpoint (DIR/model.safetensors) and preference pairs (DIR/data/)");
+  const std::string out = absl::GetFlag(FLAGS_out);
+  if (out.empty()) {
+    std::fprintf(stderr, "make_tiny_cogvideox: --out=DIR is required\n");
     return 2;
   }
-  const std::string out = argv[1];
   sdpo::cogvideox::CogVideoXConfig c;
   c.in_channels = c.out_channels = 4;
   c.num_attention_heads = 2;

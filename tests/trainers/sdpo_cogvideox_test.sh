@@ -4,7 +4,7 @@
 set -euo pipefail
 dir="$TEST_TMPDIR/cog"
 mkdir -p "$dir"
-tests/trainers/make_tiny_cogvideox "$dir"
+tests/trainers/make_tiny_cogvideox --out="$dir"
 trainers/sdpo --model=cogvideox-2b --checkpoint="$dir/model.safetensors" --data="$dir/data" \
   --steps=4 --batch=2 --beta=500 --save_every=2 --progress=false --out="$dir/run" | tee "$dir/log"
 grep -q "LoRA rank 8" "$dir/log"

@@ -267,7 +267,7 @@ TEST(TrainerTest, TrainsATinyCogVideoXWithTheDdpmSchedule) {
   cogvideox::SaveWeights(cogvideox::CogVideoXModel(c), path);
 
   TrainModel m = LoadTrainModel("cogvideox-2b", path);
-  EXPECT_EQ(m.model->family(), "ddpm");
+  EXPECT_EQ(m.model->family(), ScheduleFamily::kDdpm);
   m.model->module().SetRequiresGrad(false);
   nn::LoraConfig lora;
   lora.rank = 2;

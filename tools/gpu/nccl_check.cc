@@ -160,7 +160,7 @@ void RunAll(Communicator& comm, Checks& c) {
 }  // namespace
 }  // namespace sdpo::distributed
 
-int RunNcclCheck(int, char**) {
+int RunNcclCheck() {
   using namespace sdpo::distributed;
   std::string why;
   const bool nccl = NcclAvailable(&why);

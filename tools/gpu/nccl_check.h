@@ -5,4 +5,4 @@
 // failed or NCCL is unusable on a GPU machine, 0 (skipped) without a GPU.
 #pragma once
 
-int RunNcclCheck(int argc, char** argv);
+int RunNcclCheck();

@@ -7,7 +7,8 @@
 // why `__shared__` can be `static` storage.
 //
 // Not emulated: timing, memory coalescing, races between blocks (blocks are serial), and
-// inline PTX (kernels provide an emulated path for each PTX helper, see tensor/cuda/mma.cuh).
+// inline PTX (kernels provide an emulated path for each PTX helper, e.g. Mma in
+// tensor/cuda/attention.cu).
 #pragma once
 
 #include <cmath>

@@ -167,7 +167,7 @@ TEST(DiffusionModelTest, ForwardMatchesFixture) {
   }
   Tensor t = ops::Cast(Load(*f, "in_timestep"), kF32);
   models::DiffusionModel& dm = *model;
-  EXPECT_EQ(dm.family(), "ddpm");
+  EXPECT_EQ(dm.family(), ScheduleFamily::kDdpm);
   NoGradGuard ng;
   Tensor out = dm.Forward(xs, t, cs);
   EXPECT_LE(RelL2(out, Load(*f, "out_sample", kF64)), 1e-5);

@@ -153,7 +153,7 @@ TEST(WanFixtureTest, StackedForwardEqualsList) {
     EXPECT_LE(RelL2(ops::Select(stacked, 0, i), Load(*f, absl::StrCat("out_", i))), kTol);
   }
   models::DiffusionModel& dm = *model;
-  EXPECT_EQ(dm.family(), "flow");
+  EXPECT_EQ(dm.family(), ScheduleFamily::kFlow);
   std::vector<Tensor> list = dm.ForwardList(c.x, c.t, c.context);
   for (int64_t i = 0; i < c.batch; ++i) {
     EXPECT_LE(RelL2(list[i], ops::Select(stacked, 0, i)), 1e-6);

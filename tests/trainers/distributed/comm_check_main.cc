@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "io/command_line.h"
 #include "nn/optim.h"
 #include "tensor/ops.h"
 #include "trainers/distributed/mpi_communicator.h"
@@ -248,4 +249,9 @@ int Main() {
 }  // namespace
 }  // namespace sdpo::distributed
 
-int main() { return sdpo::distributed::Main(); }
+int main(int argc, char** argv) {
+  sdpo::ParseCommandLine(argc, argv,
+                         "the collectives on this process's world (no flags; run it "
+                         "alone or under mpirun -np N)");
+  return sdpo::distributed::Main();
+}
