@@ -131,9 +131,30 @@ Pool& GetPool() {
 
 }  // namespace
 
+struct ThreadPool::Impl {
+  explicit Impl(int threads) : pool(threads) {}
+  Pool pool;
+};
+
+namespace {
+thread_local ThreadPool::Impl* current_pool = nullptr;  // set by ThreadPoolScope
+}  // namespace
+
+ThreadPool::ThreadPool(int threads) : impl_(std::make_unique<Impl>(std::max(1, threads))) {}
+ThreadPool::~ThreadPool() = default;
+int ThreadPool::size() const { return impl_->pool.size(); }
+
+ThreadPoolScope::ThreadPoolScope(ThreadPool& pool) : previous_(current_pool) {
+  current_pool = pool.impl_.get();
+}
+ThreadPoolScope::~ThreadPoolScope() { current_pool = previous_; }
+
 bool InParallelRegion() { return in_parallel_region; }
 
-int NumThreads() { return requested_threads > 0 ? requested_threads : DefaultThreads(); }
+int NumThreads() {
+  if (current_pool != nullptr) return current_pool->pool.size();
+  return requested_threads > 0 ? requested_threads : DefaultThreads();
+}
 
 void SetNumThreads(int n) {
   std::lock_guard<std::mutex> lock(pool_mu);
@@ -150,7 +171,8 @@ void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int
     return;
   }
   int64_t per = (n + chunks - 1) / chunks;
-  GetPool().Run(static_cast<int>(chunks), [&](int c) {
+  Pool& pool = current_pool != nullptr ? current_pool->pool : GetPool();
+  pool.Run(static_cast<int>(chunks), [&](int c) {
     int64_t begin = c * per;
     int64_t end = std::min(n, begin + per);
     if (begin < end) fn(begin, end);

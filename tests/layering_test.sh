@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checks every #include of the engine's packages against the layer order
-#   tensor <- (io, autograd) <- nn <- models <- sdpo <- trainers
+#   tensor <- (io, autograd) <- nn <- models <- sdpo <- trainers <- engine
 # (the same order the packages' BUILD visibility enforces, see layers/BUILD.bazel).
 # Usage: layering_test.sh [ROOT]. Under Bazel the root is the source tree, found from the real
 # path of the WORKSPACE file in the runfiles (runfiles hold only declared files).
@@ -21,6 +21,7 @@ declare -A allowed=(
   [models]="tensor io autograd nn"
   [sdpo]="tensor io autograd nn models"
   [trainers]="tensor io autograd nn models sdpo"
+  [engine]="tensor io autograd nn models sdpo trainers"
 )
 
 violations=0
