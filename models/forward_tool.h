@@ -12,10 +12,10 @@
 
 namespace sdpo::forward_tool {
 
-// A hand-written parser for the one kind of binary that cannot use Abseil flags
-// (io/command_line.h): those linking SentencePiece (//models/umt5:tokenize), whose Debian build
-// exports its own copy of Abseil's flag symbols (absl::ParseCommandLine, absl::Flag<T>); with
-// both in one process, flag parsing deadlocks.
+// A hand-written parser for //models/umt5:tokenize, which cannot use Abseil flags
+// (io/command_line.h): Debian's SentencePiece library carries its own copy of Abseil's flag
+// symbols (absl::ParseCommandLine, absl::Flag<T>), and linked into the tokenize tool the two
+// copies collide (Abseil flag parsing deadlocked there).
 struct Flags {
   std::map<std::string, std::string> values;  // --name=value or --name value
   bool help = false;                          // --help / -h was given
