@@ -58,7 +58,7 @@ int Run(int argc, char** argv) {
                static_cast<long long>(report.tensors), static_cast<long long>(report.values),
                encoder->config().ToJson().c_str(), report.config_source.c_str());
 
-  const std::string &inputs_path = flags.inputs;
+  const std::string& inputs_path = flags.inputs;
   std::unique_ptr<SafetensorsFile> in = SafetensorsFile::Open(inputs_path);
   const Tensor ids = ReadCaseTensor(*in, "ids", kI64);
   Tensor mask;
@@ -92,7 +92,7 @@ int Run(int argc, char** argv) {
     write.push_back(
         {names[i], SafetensorsDType::kF32, keep[i].shape(), keep[i].raw_data(), keep[i].nbytes()});
   }
-  const std::string &out_path = flags.out;
+  const std::string& out_path = flags.out;
   WriteSafetensors(out_path, write,
                    {{"config", encoder->config().ToJson()},
                     {"weights", report.path},
