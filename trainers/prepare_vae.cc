@@ -5,14 +5,12 @@
 
 namespace sdpo::trainers {
 
-std::unique_ptr<VideoLatentEncoder>
-OpenWanVideoEncoder(const WanCheckpointFolder &folder, Device device,
-                    std::string *why_not) {
+std::unique_ptr<VideoLatentEncoder> OpenWanVideoEncoder(const WanCheckpointFolder& folder,
+                                                        Device device, std::string* why_not) {
   if (folder.vae.empty()) {
     *why_not = folder.dir.empty()
                    ? "names a DiT file, not a checkpoint folder with the VAE"
-                   : absl::StrCat(folder.dir, " has no ", kWanVaePth, " or ",
-                                  kWanVaeSafetensors);
+                   : absl::StrCat(folder.dir, " has no ", kWanVaePth, " or ", kWanVaeSafetensors);
     return nullptr;
   }
   // The native Wan2.1 VAE (models/wan21/vae, issue 15) is wired in here when it
@@ -22,8 +20,8 @@ OpenWanVideoEncoder(const WanCheckpointFolder &folder, Device device,
   return nullptr;
 }
 
-std::string VideoEncoderHash(const WanCheckpointFolder &folder) {
+std::string VideoEncoderHash(const WanCheckpointFolder& folder) {
   return umt5::Sha256File(folder.vae);
 }
 
-} // namespace sdpo::trainers
+}  // namespace sdpo::trainers

@@ -13,11 +13,10 @@ namespace sdpo::trainers {
 
 // nullptr when the folder has no VAE weights or this build has no VAE;
 // `why_not` says which.
-std::unique_ptr<VideoLatentEncoder>
-OpenWanVideoEncoder(const WanCheckpointFolder &folder, Device device,
-                    std::string *why_not);
+std::unique_ptr<VideoLatentEncoder> OpenWanVideoEncoder(const WanCheckpointFolder& folder,
+                                                        Device device, std::string* why_not);
 
 // SHA-256 of the VAE weights (what a resumed run must share with the first).
-std::string VideoEncoderHash(const WanCheckpointFolder &folder);
+std::string VideoEncoderHash(const WanCheckpointFolder& folder);
 
-} // namespace sdpo::trainers
+}  // namespace sdpo::trainers
