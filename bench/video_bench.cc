@@ -10,7 +10,7 @@
 #include <ctime>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
+#include "io/command_line.h"
 #include "io/video.h"
 
 ABSL_FLAG(std::string, input, "", "a video to read (e.g. 1080p H.264)");
@@ -29,7 +29,7 @@ double CpuSeconds() { return static_cast<double>(std::clock()) / CLOCKS_PER_SEC;
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+  sdpo::ParseCommandLine(argc, argv, "video file read/write benchmark (io/video.h)");
   using sdpo::Tensor;
   namespace video = sdpo::video;
   try {

@@ -11,7 +11,7 @@
 #include <map>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
+#include "io/command_line.h"
 #include "nn/checkpoint_io.h"
 #include "trainers/lora_export.h"
 #include "trainers/sampling.h"
@@ -61,7 +61,7 @@ int Main() {
 }  // namespace sdpo::trainers
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+  sdpo::ParseCommandLine(argc, argv, "trained adapters for other tools (ComfyUI, PEFT) or merged into the model");
   try {
     return sdpo::trainers::Main();
   } catch (const std::exception& e) {

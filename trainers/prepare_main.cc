@@ -12,11 +12,10 @@
 #include <filesystem>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "io/command_line.h"
 #include "models/umt5/prompt_encoder.h"
 #include "tensor/error.h"
 #include "trainers/device_flags.h"
@@ -165,8 +164,7 @@ int Main() {
 }  // namespace sdpo::trainers
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("raw videos + a preference table -> a preference dataset");
-  absl::ParseCommandLine(argc, argv);
+  sdpo::ParseCommandLine(argc, argv, "raw videos + a preference table -> a preference dataset");
   try {
     sdpo::trainers::InstallStopHandlers();
     return sdpo::trainers::Main();
