@@ -39,10 +39,10 @@ FULL = dict(vocab=256384, dim=4096, dim_attn=4096, dim_ffn=10240, num_heads=64,
             num_buckets=32, shared_pos=False)
 
 
-def import_official(t5_py):
+def import_official(t5_py, scratch):
     """wan/modules/t5.py as a module; its `from .tokenizers import ...` gets a stand-in (the
     benchmark starts from ids)."""
-    pkg = tempfile.mkdtemp(prefix="wan_t5_")
+    pkg = tempfile.mkdtemp(prefix="wan_t5_", dir=scratch)
     os.makedirs(os.path.join(pkg, "wanpkg"))
     open(os.path.join(pkg, "wanpkg", "__init__.py"), "w").close()
     with open(os.path.join(pkg, "wanpkg", "tokenizers.py"), "w") as f:
@@ -148,7 +148,7 @@ def peer(args):
     the weights, runs the forward --repeat times; prints a JSON line."""
     torch.set_num_threads(args.threads)
     common.set_openblas_threads(args.threads)
-    t5 = import_official(args.t5_py)
+    t5 = import_official(args.t5_py, args.work)
     dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
     path = os.path.join(args.work, "weights.safetensors")
     header = st_header(path)
@@ -178,7 +178,7 @@ def peer(args):
 
 def verify(args):
     """The imported t5.py against the umT5 fixtures (official outputs)."""
-    t5 = import_official(args.t5_py)
+    t5 = import_official(args.t5_py, args.work)
     d = args.verify_fixtures
     cfg = json.load(open(os.path.join(d, "tiny_a.config.json")))["T5Encoder"]
     model = t5.T5Encoder(**cfg).eval()
@@ -224,9 +224,9 @@ def main():
     args = ap.parse_args()
     if args.peer:
         return peer(args)
+    os.makedirs(args.work, exist_ok=True)
     if args.verify_fixtures:
         verify(args)
-    os.makedirs(args.work, exist_ok=True)
     weights = os.path.join(args.work, "weights.safetensors")
     if not os.path.exists(weights):
         make_inputs(args.work, args.layers, args.tokens)
