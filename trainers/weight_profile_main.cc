@@ -11,6 +11,7 @@
 // (log-normal around a level that does not depend on t: the "comparable eps-errors across t"
 // assumption of paper.md section 3.3; losers are worse fitted, like off-policy samples), and
 // log w = -D_eff * k_eps(t) * e (sdpo::LogImportanceWeight with epsilon errors).
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -25,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "io/command_line.h"
+#include "io/json.h"
 #include "models/schedules.h"
 #include "sdpo/importance.h"
 #include "sdpo/metrics.h"
@@ -49,6 +51,9 @@ ABSL_FLAG(double, calibrate_timestep, -1.0,
           "error has weight tau at this grid timestep (e.g. 63; < 0: off)");
 ABSL_FLAG(double, tau, 0.9, "DPO-C&M threshold for the mask-rate columns");
 ABSL_FLAG(uint64_t, seed, 0, "RNG seed of the demo errors");
+ABSL_FLAG(std::string, run, "",
+          "a //trainers:sdpo output folder: the profile measured in training (see Modes above)");
+ABSL_FLAG(double, window, 0.1, "--run: fraction of the steps at the start and at the end");
 
 namespace sdpo {
 namespace {
@@ -65,6 +70,11 @@ DIR/weight_profile_w.svg (mean w per bucket, band = q10..q90, with the threshold
 
 Modes:
   demo (default)            the synthetic predictor-error model above.
+  --run=DIR                 the profile measured while training: reads DIR/metrics.jsonl of a
+                            //trainers:sdpo run (its per-step, per-t-bucket weight statistics)
+                            and writes OUT/weight_profile_run.csv and OUT/weight_profile_run.svg:
+                            mean w per bucket over the first and the last --window of the steps
+                            (default 0.1), winners and losers. --family is not needed.
   --checkpoint=PATH         TODO (not implemented yet): measure the profile of a real policy
                             from a model checkpoint and preference pairs. It needs the model
                             families in models/ (Wan2.1, CogVideoX); until they exist this flag
@@ -72,7 +82,8 @@ Modes:
 )";
 
 struct Flags {
-  std::string family, out, ddpm_preset, checkpoint;
+  std::string family, out, ddpm_preset, checkpoint, run;
+  double window;
   double flow_shift, demo_mse, demo_loser_ratio, demo_spread;
   double effective_elements, tau, calibrate_timestep;
   int buckets, pairs_per_step;
@@ -95,11 +106,15 @@ Flags ReadFlags() {
   f.buckets = absl::GetFlag(FLAGS_buckets);
   f.pairs_per_step = absl::GetFlag(FLAGS_pairs_per_step);
   f.seed = absl::GetFlag(FLAGS_seed);
+  f.run = absl::GetFlag(FLAGS_run);
+  f.window = absl::GetFlag(FLAGS_window);
   SDPO_CHECK(f.checkpoint.empty(),
              "--checkpoint: TODO, the model-checkpoint mode is not implemented yet (it needs the "
              "model families in models/); run without it for the synthetic demo");
-  SDPO_CHECK(!f.family.empty(), "--family=flow|ddpm is required (see --help)");
   SDPO_CHECK(!f.out.empty(), "--out=DIR is required (see --help)");
+  SDPO_CHECK(f.window > 0.0 && f.window <= 0.5, "--window must lie in (0, 0.5], got ", f.window);
+  if (!f.run.empty()) return f;
+  SDPO_CHECK(!f.family.empty(), "--family=flow|ddpm is required (see --help)");
   SDPO_CHECK(f.buckets >= 1 && f.buckets <= 1000, "--buckets must be in [1, 1000], got ",
              f.buckets);
   SDPO_CHECK(f.pairs_per_step >= 1, "--pairs_per_step must be >= 1, got ", f.pairs_per_step);
@@ -124,8 +139,102 @@ void WriteText(const std::string& path, const std::string& text) {
   SDPO_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename ", tmp, " to ", path);
 }
 
+// --run: per bucket, the pairs-weighted mean of the steps' mean weights over a window of steps.
+struct RunProfile {
+  std::vector<double> t_lo, pairs, w_winner, w_loser;
+};
+
+RunProfile Accumulate(const std::vector<json::Value>& steps, size_t begin, size_t end) {
+  RunProfile p;
+  for (size_t s = begin; s < end; ++s) {
+    const json::Value& m = steps[s].at("metrics");
+    for (int b = 0; b < 1000; ++b) {
+      const json::Value* pairs = m.find(absl::StrCat("bucket_pairs/b", b));
+      if (pairs == nullptr) break;
+      if (static_cast<size_t>(b) >= p.pairs.size()) {
+        p.t_lo.push_back(m.at(absl::StrCat("bucket_t_lo/b", b)).as_double());
+        p.pairs.push_back(0.0);
+        p.w_winner.push_back(0.0);
+        p.w_loser.push_back(0.0);
+      }
+      const json::Value* ww = m.find(absl::StrCat("logw_w_weight_mean/b", b));
+      const json::Value* wl = m.find(absl::StrCat("logw_l_weight_mean/b", b));
+      const double n = pairs->as_double();
+      if (n <= 0 || ww == nullptr || wl == nullptr || !ww->is_number() || !wl->is_number()) {
+        continue;
+      }
+      p.pairs[b] += n;
+      p.w_winner[b] += n * ww->as_double();
+      p.w_loser[b] += n * wl->as_double();
+    }
+  }
+  for (size_t b = 0; b < p.pairs.size(); ++b) {
+    const double nan = std::nan("");
+    p.w_winner[b] = p.pairs[b] > 0 ? p.w_winner[b] / p.pairs[b] : nan;
+    p.w_loser[b] = p.pairs[b] > 0 ? p.w_loser[b] / p.pairs[b] : nan;
+  }
+  return p;
+}
+
+int ProfileOfRun(const Flags& f) {
+  const std::filesystem::path metrics = std::filesystem::path(f.run) / "metrics.jsonl";
+  std::ifstream in(metrics);
+  SDPO_CHECK(in.good(), "--run=", f.run, ": cannot read ", metrics.string(),
+             " (a //trainers:sdpo output folder has one)");
+  std::vector<json::Value> steps;
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (line.empty()) continue;
+    json::Value v = json::Parse(line, absl::StrCat(metrics.string(), " line ", n));
+    const json::Value* skipped = v.find("skipped");
+    if (skipped != nullptr && skipped->is_bool() && skipped->as_bool()) continue;
+    SDPO_CHECK(v.contains("metrics") && v.at("metrics").is_object(), metrics.string(), " line ", n,
+               ": no \"metrics\" object");
+    steps.push_back(std::move(v));
+  }
+  SDPO_CHECK(!steps.empty(), metrics.string(), ": no training steps");
+  const size_t k = std::max<size_t>(1, static_cast<size_t>(f.window * steps.size()));
+  const RunProfile start = Accumulate(steps, 0, k);
+  const RunProfile end = Accumulate(steps, steps.size() - k, steps.size());
+  SDPO_CHECK(!start.pairs.empty(), metrics.string(), ": no per-bucket weight statistics");
+  const std::filesystem::path out_dir(f.out);
+  std::filesystem::create_directories(out_dir);
+  std::string csv =
+      "bucket,t_lo,pairs_start,w_winner_start,w_loser_start,pairs_end,"
+      "w_winner_end,w_loser_end\n";
+  plot::Series sw{"winners, first steps"}, sl{"losers, first steps"};
+  plot::Series ew{"winners, last steps"}, el{"losers, last steps"};
+  for (size_t b = 0; b < start.pairs.size(); ++b) {
+    absl::StrAppend(&csv, b, ",", Fmt(start.t_lo[b]), ",", Fmt(start.pairs[b]), ",",
+                    Fmt(start.w_winner[b]), ",", Fmt(start.w_loser[b]), ",", Fmt(end.pairs[b]), ",",
+                    Fmt(end.w_winner[b]), ",", Fmt(end.w_loser[b]), "\n");
+    const double x = start.t_lo[b];
+    for (auto [series, v] : {std::pair{&sw, start.w_winner[b]}, std::pair{&sl, start.w_loser[b]},
+                             std::pair{&ew, end.w_winner[b]}, std::pair{&el, end.w_loser[b]}}) {
+      if (!std::isfinite(v)) continue;
+      series->x.push_back(x);
+      series->y.push_back(v);
+    }
+  }
+  plot::LinePlot plot;
+  plot.title = "importance weight per t-bucket, measured in training";
+  plot.subtitle = absl::StrCat(f.run, ": first and last ", k, " of ", steps.size(), " steps");
+  plot.x_label = "timestep bucket start";
+  plot.y_label = "mean w (pairs-weighted)";
+  plot.width = 960;
+  plot.series = {sw, sl, ew, el};
+  WriteText((out_dir / "weight_profile_run.csv").string(), csv);
+  plot::WriteSvg(plot, (out_dir / "weight_profile_run.svg").string());
+  std::printf(
+      "weight_profile (run %s): %zu steps, window %zu; wrote %s/{weight_profile_run.csv, "
+      "weight_profile_run.svg}\n",
+      f.run.c_str(), steps.size(), k, out_dir.string().c_str());
+  return 0;
+}
+
 int Run() {
   const Flags f = ReadFlags();
+  if (!f.run.empty()) return ProfileOfRun(f);
   const ScheduleFamily family = ParseScheduleFamily(f.family);
   NoiseSchedule schedule = NoiseSchedule::Flow(FlowScheduleConfig{});
   if (family == ScheduleFamily::kFlow) {

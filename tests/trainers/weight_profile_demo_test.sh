@@ -35,4 +35,20 @@ fi
 grep -q "unknown schedule family" "$out/err"
 if "$tool" --out="$out/x" 2> "$out/err"; then echo "missing --family should fail"; exit 1; fi
 grep -q "family=flow|ddpm is required" "$out/err"
+# --run: the profile measured in training, from a run's metrics.jsonl (hand-written: 10 steps,
+# 3 buckets; the first step's winners weigh 0.5 in bucket 0, the last step's 1.5).
+run="$out/run"
+mkdir -p "$run"
+: > "$run/metrics.jsonl"
+for s in 1 2 3 4 5 6 7 8 9 10; do
+  w=1.0; [ $s -eq 1 ] && w=0.5; [ $s -eq 10 ] && w=1.5
+  echo "{\"step\": $s, \"skipped\": false, \"metrics\": {\"bucket_t_lo/b0\": 0, \"bucket_pairs/b0\": 2, \"logw_w_weight_mean/b0\": $w, \"logw_l_weight_mean/b0\": 0.9, \"bucket_t_lo/b1\": 300, \"bucket_pairs/b1\": 1, \"logw_w_weight_mean/b1\": 1.25, \"logw_l_weight_mean/b1\": 0.75, \"bucket_t_lo/b2\": 600, \"bucket_pairs/b2\": 0}}" >> "$run/metrics.jsonl"
+done
+"$tool" --run="$run" --out="$out/from_run" | grep -q "10 steps, window 1"
+grep -q "^0,0,2,0.5,0.9,2,1.5,0.9$" "$out/from_run/weight_profile_run.csv"
+grep -q "^1,300,1,1.25,0.75,1,1.25,0.75$" "$out/from_run/weight_profile_run.csv"
+grep -q "^2,600,0,nan,nan,0,nan,nan$" "$out/from_run/weight_profile_run.csv"  # no pairs there
+grep -q "<polyline" "$out/from_run/weight_profile_run.svg"
+if "$tool" --run="$out/nowhere" --out="$out/x" 2> "$out/err"; then echo "bad --run"; exit 1; fi
+grep -q "cannot read .*metrics.jsonl" "$out/err"
 echo "weight_profile demo OK"
