@@ -196,13 +196,15 @@ def tables(rows, names, betas, settings, seeds, beta_ref):
         for beta in betas:
             if not any((setting, "dpo", beta, s) in by for s in seeds):
                 continue
-            md.append("\n**%s data, beta %g** (%d seeds; paired differences from Diffusion-DPO on "
-                      "the same seed, mean ± 95%% CI, `*` = the interval excludes 0)\n" %
-                      (setting, beta, len(seeds)))
-            md.append("| objective | held-out reward | win rate vs base | Δ reward vs DPO | "
+            have = [s for s in seeds if (setting, "dpo", beta, s) in by]
+            md.append("\n**%s data, beta %g** (seeds %s; held-out reward and win rate: mean ± sd "
+                      "over seeds; Δ: paired difference from Diffusion-DPO on the same seed, mean "
+                      "± 95%% CI, `*` = the interval excludes 0; n = seeds with both runs)\n" %
+                      (setting, beta, ",".join(str(s) for s in have)))
+            md.append("| objective | n | held-out reward | win rate vs base | Δ reward vs DPO | "
                       "Δ win rate vs DPO | grad-norm var | loss var | late decline | mask | "
                       "clip | mean w |")
-            md.append("|---|---|---|---|---|---|---|---|---|---|---|")
+            md.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
             for o in objs:
                 rs = [by[(setting, o, beta, s)] for s in seeds if (setting, o, beta, s) in by]
                 ds = [(by[(setting, o, beta, s)], by[(setting, "dpo", beta, s)]) for s in seeds
@@ -211,8 +213,8 @@ def tables(rows, names, betas, settings, seeds, beta_ref):
                     continue
                 dr = [a["heldout_reward"] - b["heldout_reward"] for a, b in ds]
                 dw = [a["win_rate"] - b["win_rate"] for a, b in ds]
-                md.append("| %s | %s | %s | %s | %s | %s | %s | %s | %.3f | %.3f | %.3f |" % (
-                    names[o][1], ms([r["heldout_reward"] for r in rs]),
+                md.append("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %.3f | %.3f | %.3f |" % (
+                    names[o][1], len(rs), ms([r["heldout_reward"] for r in rs]),
                     ms([r["win_rate"] for r in rs]),
                     "—" if o == "dpo" else fmt_ci(dr), "—" if o == "dpo" else fmt_ci(dw),
                     ms([r["grad_norm_var_2nd_half"] for r in rs], 4),
