@@ -72,6 +72,21 @@ class Kernels {
   virtual void Gather(const Tensor& out, const Tensor& x, const Tensor& index) = 0;
   virtual void ScatterAdd(const Tensor& out, const Tensor& index, const Tensor& src) = 0;
   virtual void Philox(const Tensor& out, uint64_t seed, uint64_t offset, bool normal) = 0;
+  // out [B, Cout, To, Ho, Wo] contiguous = Conv3d(concat(history, x)) as ops::Conv3d documents:
+  // x [B, Cin, T, H, W] contiguous; history undefined or [B, Cin, Th, H, W] contiguous; weight
+  // [Cout, Cin, kt, kh, kw] and bias [Cout] (or undefined) contiguous of x's dtype. Output frame
+  // o at tap dt reads frame o * stride_t - pad_t_before + dt of concat(history, x); positions
+  // outside the input read zero. Devices without a kernel report it.
+  virtual void Conv3d(const Tensor& out, const Tensor& x, const Tensor& history,
+                      const Tensor& weight, const Tensor& bias, const ops::Conv3dOptions& options) {
+    SDPO_FAIL("conv3d: no kernel on ", out.device().str());
+  }
+  // out, x contiguous [outer, C, inner]; gamma contiguous [C] in the statistics dtype (f64 for
+  // f64 x, else f32); see ops::ChannelRmsNorm.
+  virtual void ChannelRmsNorm(const Tensor& out, const Tensor& x, const Tensor& gamma, double eps,
+                              bool silu) {
+    SDPO_FAIL("channel_rms_norm: no kernel on ", out.device().str());
+  }
   // One AdamW step (torch.optim.AdamW) of a contiguous f32 parameter with f32 moments and
   // gradient, in one pass, if the device has a fused kernel for it: returns false (nothing done)
   // otherwise, and the caller composes the update from tensor ops.

@@ -7,6 +7,7 @@
 // Every error names the op and the shapes/dtypes involved.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <vector>
@@ -154,6 +155,40 @@ AttentionGrads AttentionBackward(const Tensor& dout, const Tensor& q, const Tens
 enum class RopeLayout { kInterleaved, kHalfSplit };
 Tensor Rope(const Tensor& x, const Tensor& cos, const Tensor& sin, RopeLayout layout,
             bool inverse = false);  // inverse rotates by -theta (the backward)
+
+// --- convolution and resampling (forward only; tensor/conv_ops.cc) --------------------------
+// Zero-padded 3-D convolution (PyTorch Conv3d, groups 1, dilation 1):
+// x [B, Cin, T, H, W], weight [Cout, Cin, kt, kh, kw], bias [Cout] or undefined, all of one
+// floating dtype and device -> [B, Cout, To, Ho, Wo] with To = (Th + T + pad_t - kt) / stride_t + 1
+// (Th: history frames, pad_t: both t paddings) and likewise for H and W.
+struct Conv3dOptions {
+  std::array<int64_t, 3> stride = {1, 1, 1};  // (t, h, w)
+  // Zero padding (t_before, t_after, h_before, h_after, w_before, w_after): asymmetric allowed.
+  std::array<int64_t, 6> padding = {0, 0, 0, 0, 0, 0};
+  // Optional frames [B, Cin, Th, H, W] that precede x in time (a causal convolution's cache):
+  // the convolution runs over concat(history, x) along T without making that copy; t_before
+  // padding comes before the history.
+  Tensor history;
+};
+Tensor Conv3d(const Tensor& x, const Tensor& weight, const Tensor& bias,
+              const Conv3dOptions& options = {});
+// 2-D convolution: x [B, Cin, H, W], weight [Cout, Cin, kh, kw]; stride (h, w); zero padding
+// (top, bottom, left, right).
+Tensor Conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
+              std::array<int64_t, 2> stride = {1, 1},
+              std::array<int64_t, 4> padding = {0, 0, 0, 0});
+// Nearest-neighbour 2x upsampling of the last two dims (every value repeated 2x2; equals
+// PyTorch's 'nearest' and 'nearest-exact' for factor 2).
+Tensor UpsampleNearest2x(const Tensor& x);
+// Constant padding of the trailing pads.size() dims: pads[i] = (before, after) for dim
+// x.dim() - pads.size() + i (outermost first; note PyTorch's F.pad lists the last dim first).
+Tensor Pad(const Tensor& x, const std::vector<std::array<int64_t, 2>>& pads, double value = 0);
+// RMS normalisation over the channel dim 1 of x [B, C, ...], as PyTorch's
+// F.normalize(x, dim=1) * sqrt(C) * gamma: x / max(||x||_2, eps) * sqrt(C) * gamma[c] per
+// position (no mean subtraction; eps bounds the norm). gamma holds C values (any shape, e.g.
+// [C, 1, 1, 1]). With silu the result goes through SiLU in the same pass. Statistics in f32
+// (f64 for f64); the output has x's dtype.
+Tensor ChannelRmsNorm(const Tensor& x, const Tensor& gamma, double eps, bool silu = false);
 
 // --- random numbers -----------------------------------------------------------------------
 // Counter-based (Philox4x32-10): element i of the result is a function of (seed, offset + i)

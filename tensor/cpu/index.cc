@@ -162,6 +162,14 @@ class CpuKernelsImpl final : public Kernels {
   void ScatterAdd(const Tensor& o, const Tensor& i, const Tensor& s) override {
     cpu::ScatterAdd(o, i, s);
   }
+  void Conv3d(const Tensor& o, const Tensor& x, const Tensor& h, const Tensor& w, const Tensor& b,
+              const ops::Conv3dOptions& opt) override {
+    cpu::Conv3d(o, x, h, w, b, opt);
+  }
+  void ChannelRmsNorm(const Tensor& o, const Tensor& x, const Tensor& g, double eps,
+                      bool silu) override {
+    cpu::ChannelRmsNorm(o, x, g, eps, silu);
+  }
   void Philox(const Tensor& o, uint64_t seed, uint64_t offset, bool normal) override {
     cpu::Philox(o, seed, offset, normal);
   }
