@@ -1,14 +1,13 @@
-// Wan2.1 VAE config and loading: the fixtures' config format, the released
-// model's 194 parameter names and shapes
-// (shared/fixtures/wan_vae/wan21_vae_full.names.json), and load errors that
-// name the key, the file and the shapes.
+// Wan2.1 VAE config and loading: the fixtures' config format, the released model's 194 parameter
+// names and shapes (shared/fixtures/wan_vae/wan21_vae_full.names.json), and load errors that name
+// the key, the file and the shapes.
 #include <string>
 
+#include "gtest/gtest.h"
 #include "io/json.h"
 #include "nn/checkpoint_io.h"
 #include "tests/error_testing.h"
 #include "tests/models/wan21/vae_test_util.h"
-#include "gtest/gtest.h"
 
 namespace sdpo::wan21 {
 namespace {
@@ -26,50 +25,38 @@ TEST(VaeConfigTest, ReadsTheFixtureFormatAndTheBareObject) {
   EXPECT_EQ(c.spatial_factor(), 8);
   EXPECT_EQ(c.temporal_factor(), 4);
   EXPECT_TRUE(WanVaeConfig::FromJson(json::Parse(c.ToJson())) == c);
-  const WanVaeConfig bare =
-      WanVaeConfig::FromJson(json::Parse(R"({"dim": 8, "z_dim": 16})"));
+  const WanVaeConfig bare = WanVaeConfig::FromJson(json::Parse(R"({"dim": 8, "z_dim": 16})"));
   EXPECT_EQ(bare.dim, 8);
-  EXPECT_EQ(bare.num_res_blocks, 2); // the released model's value
+  EXPECT_EQ(bare.num_res_blocks, 2);  // the released model's value
 }
 
 TEST(VaeConfigTest, RejectsUnknownKeysWrongTypesAndBadValues) {
   ExpectErrorContains(
-      [] {
-        WanVaeConfig::FromJson(json::Parse(R"({"WanVAE_": {"dims": 8}})"),
-                               "c.json");
-      },
+      [] { WanVaeConfig::FromJson(json::Parse(R"({"WanVAE_": {"dims": 8}})"), "c.json"); },
       {"c.json", "unknown WanVAE_ config key 'dims'"});
+  ExpectErrorContains([] { WanVaeConfig::FromJson(json::Parse(R"({"dim": "8"})"), "c.json"); },
+                      {"c.json", "dim"});
   ExpectErrorContains(
-      [] { WanVaeConfig::FromJson(json::Parse(R"({"dim": "8"})"), "c.json"); },
-      {"c.json", "dim"});
-  ExpectErrorContains(
-      [] {
-        WanVaeConfig::FromJson(json::Parse(R"({"dim_mult": [1, 2, 4, 4, 4]})"));
-      },
+      [] { WanVaeConfig::FromJson(json::Parse(R"({"dim_mult": [1, 2, 4, 4, 4]})")); },
       {"dim_mult must have 1 to 4 entries"});
   ExpectErrorContains(
-      [] {
-        WanVaeConfig::FromJson(
-            json::Parse(R"({"temperal_downsample": [true]})"));
-      },
+      [] { WanVaeConfig::FromJson(json::Parse(R"({"temperal_downsample": [true]})")); },
       {"temperal_downsample needs 3 entries"});
 }
 
 TEST(VaeModelTest, HasTheReleasedModelsNamesAndShapes) {
   SDPO_SKIP_WITHOUT_VAE_FIXTURES();
-  const json::Value names =
-      json::ParseFile(VaeFixtureFile("wan21_vae_full.names.json"));
+  const json::Value names = json::ParseFile(VaeFixtureFile("wan21_vae_full.names.json"));
   const WanVaeConfig official;
   EXPECT_TRUE(WanVaeConfig::FromJson(names.at("config")) == official);
   WanVae vae(official);
   const auto params = vae.NamedParameters();
-  const auto &expected = names.at("tensors").as_array();
+  const auto& expected = names.at("tensors").as_array();
   ASSERT_EQ(params.size(), expected.size());
-  for (size_t i = 0; i < params.size(); ++i) { // the state_dict order too
+  for (size_t i = 0; i < params.size(); ++i) {  // the state_dict order too
     EXPECT_EQ(params[i].first, expected[i].at("name").as_string());
     Shape shape;
-    for (const json::Value &d : expected[i].at("shape").as_array())
-      shape.push_back(d.as_int());
+    for (const json::Value& d : expected[i].at("shape").as_array()) shape.push_back(d.as_int());
     EXPECT_EQ(params[i].second.shape(), shape) << params[i].first;
   }
   EXPECT_EQ(vae.NumParameters(), names.at("num_params").as_int());
@@ -80,29 +67,25 @@ TEST(VaeModelTest, HasTheReleasedModelsNamesAndShapes) {
 TEST(VaeLoadTest, ErrorsNameTheKeyTheFileAndTheShapes) {
   SDPO_SKIP_WITHOUT_VAE_FIXTURES();
   const std::string dir = ::sdpo::testing::FreshTmpDir("vae_load");
-  nn::TensorMap weights =
-      nn::ReadSafetensors(VaeFixtureFile("tiny_a.weights.safetensors"));
+  nn::TensorMap weights = nn::ReadSafetensors(VaeFixtureFile("tiny_a.weights.safetensors"));
   // A missing key.
   nn::TensorMap missing = weights;
   missing.erase("decoder.head.2.bias");
   nn::SaveSafetensors(dir + "/missing.safetensors", missing);
-  ExpectErrorContains(
-      [&] { LoadVae(dir + "/missing.safetensors", testing::TinyVaeConfig()); },
-      {"missing.safetensors", "missing key", "decoder.head.2.bias"});
+  ExpectErrorContains([&] { LoadVae(dir + "/missing.safetensors", testing::TinyVaeConfig()); },
+                      {"missing.safetensors", "missing key", "decoder.head.2.bias"});
   // An unexpected key.
   nn::TensorMap extra = weights;
   extra["decoder.head.3.weight"] = Tensor::Zeros({2});
   nn::SaveSafetensors(dir + "/extra.safetensors", extra);
-  ExpectErrorContains(
-      [&] { LoadVae(dir + "/extra.safetensors", testing::TinyVaeConfig()); },
-      {"extra.safetensors", "unexpected key", "decoder.head.3.weight"});
+  ExpectErrorContains([&] { LoadVae(dir + "/extra.safetensors", testing::TinyVaeConfig()); },
+                      {"extra.safetensors", "unexpected key", "decoder.head.3.weight"});
   // Another config's shapes.
   WanVaeConfig wider = testing::TinyVaeConfig();
   wider.dim = 16;
-  ExpectErrorContains(
-      [&] { LoadVae(VaeFixtureFile("tiny_a.weights.safetensors"), wider); },
-      {"tiny_a.weights.safetensors", "shape mismatch", "encoder.conv1.weight",
-       "[16, 3, 3, 3, 3]", "[8, 3, 3, 3, 3]"});
+  ExpectErrorContains([&] { LoadVae(VaeFixtureFile("tiny_a.weights.safetensors"), wider); },
+                      {"tiny_a.weights.safetensors", "shape mismatch", "encoder.conv1.weight",
+                       "[16, 3, 3, 3, 3]", "[8, 3, 3, 3, 3]"});
 }
 
 TEST(VaeModelTest, RejectsWrongInputShapes) {
@@ -126,5 +109,5 @@ TEST(VaeModelTest, RejectsWrongInputShapes) {
       {"mean must have 16 values"});
 }
 
-} // namespace
-} // namespace sdpo::wan21
+}  // namespace
+}  // namespace sdpo::wan21
