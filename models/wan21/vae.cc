@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "models/checkpoint_util.h"
+#include "models/wan21/vae_names.h"
 #include "nn/checkpoint_io.h"
 #include "nn/layers.h"
 #include "tensor/ops.h"
@@ -632,15 +633,58 @@ WanVaeConfig ResolveVaeConfig(const std::string& weights_path, std::string* sour
   return WanVaeConfig();
 }
 
+namespace {
+
+// A source with diffusers `AutoencoderKLWan` names seen under the official names (vae_names.h);
+// names outside the table keep their spelling, so they are reported as unexpected.
+class OfficialNamesSource final : public nn::TensorSource {
+ public:
+  explicit OfficialNamesSource(const nn::TensorSource& base) : base_(base) {
+    for (const std::string& key : base.Keys()) {
+      const std::optional<std::string> official = VaeDiffusersToOfficial(key);
+      to_base_[official ? *official : key] = key;
+    }
+  }
+  std::vector<std::string> Keys() const override {
+    std::vector<std::string> keys;
+    for (const auto& [official, key] : to_base_) keys.push_back(official);
+    return keys;
+  }
+  Shape KeyShape(const std::string& key) const override { return base_.KeyShape(to_base_.at(key)); }
+  void CopyTo(const std::string& key, const Tensor& dst) const override {
+    base_.CopyTo(to_base_.at(key), dst);
+  }
+  std::string Describe() const override { return base_.Describe() + " (diffusers names)"; }
+
+ private:
+  const nn::TensorSource& base_;
+  std::map<std::string, std::string> to_base_;
+};
+
+// Diffusers checkpoints have names the official layout lacks (quant_conv, conv_in, ...).
+bool HasDiffusersNames(const nn::TensorSource& source) {
+  for (const std::string& key : source.Keys()) {
+    const std::optional<std::string> official = VaeDiffusersToOfficial(key);
+    if (official && *official != key) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 void LoadVaeWeights(WanVae& vae, const nn::TensorSource& source) {
-  vae.LoadStateDict(source, /*strict=*/true);
+  if (HasDiffusersNames(source)) {
+    vae.LoadStateDict(OfficialNamesSource(source), /*strict=*/true);
+  } else {
+    vae.LoadStateDict(source, /*strict=*/true);
+  }
 }
 
 std::unique_ptr<WanVae> LoadVae(const std::string& weights_path,
                                 const std::optional<WanVaeConfig>& config, VaeLoadReport* report) {
   std::string config_source = "given";
   const WanVaeConfig c = config ? *config : ResolveVaeConfig(weights_path, &config_source);
-  std::unique_ptr<nn::SafetensorsSource> source = nn::SafetensorsSource::Open(weights_path);
+  std::unique_ptr<nn::CheckpointSource> source = nn::OpenTensorSource(weights_path);
   auto vae = std::make_unique<WanVae>(c);
   LoadVaeWeights(*vae, *source);
   if (report != nullptr) {

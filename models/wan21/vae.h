@@ -100,13 +100,16 @@ struct VaeLoadReport {
 // released model's. `source` receives where it came from.
 WanVaeConfig ResolveVaeConfig(const std::string& weights_path, std::string* source = nullptr);
 
-// Copies the official-named tensors of `source` into the model (converted to the parameters'
-// dtype and device); a missing or unexpected key or a shape mismatch is an error naming it and
-// the source, and nothing is written unless every check passes.
+// Copies the tensors of `source` into the model (converted to the parameters' dtype and device):
+// official `WanVAE_` names, or the diffusers `AutoencoderKLWan` names (detected, renamed through
+// vae_names.h). A missing or unexpected key or a shape mismatch is an error naming it and the
+// source, and nothing is written unless every check passes.
 void LoadVaeWeights(WanVae& vae, const nn::TensorSource& source);
 
 // Builds the model for a weights file (config: `config` when given, else ResolveVaeConfig) and
-// loads it. Reads safetensors with the official names (one file, e.g. the ComfyUI repackaging).
+// loads it. Reads what nn::OpenTensorSource opens: safetensors (the ComfyUI single file with
+// official names, the diffusers `vae/diffusion_pytorch_model.safetensors`) and the official
+// Wan2.1_VAE.pth (torch zip, read without executing anything).
 std::unique_ptr<WanVae> LoadVae(const std::string& weights_path,
                                 const std::optional<WanVaeConfig>& config = std::nullopt,
                                 VaeLoadReport* report = nullptr);

@@ -5,7 +5,9 @@
 
 #include "gtest/gtest.h"
 #include "io/json.h"
+#include "models/wan21/vae_names.h"
 #include "nn/checkpoint_io.h"
+#include "tensor/ops.h"
 #include "tests/error_testing.h"
 #include "tests/models/wan21/vae_test_util.h"
 
@@ -86,6 +88,35 @@ TEST(VaeLoadTest, ErrorsNameTheKeyTheFileAndTheShapes) {
   ExpectErrorContains([&] { LoadVae(VaeFixtureFile("tiny_a.weights.safetensors"), wider); },
                       {"tiny_a.weights.safetensors", "shape mismatch", "encoder.conv1.weight",
                        "[16, 3, 3, 3, 3]", "[8, 3, 3, 3, 3]"});
+}
+
+TEST(VaeLoadTest, PthAndDiffusersNamesLoadTheSameWeights) {
+  SDPO_SKIP_WITHOUT_VAE_FIXTURES();
+  const std::unique_ptr<WanVae> reference = testing::TinyVae();
+  // The official .pth (torch zip; tests/io/testdata, made from the fixture weights).
+  const std::unique_ptr<WanVae> pth =
+      LoadVae("tests/io/testdata/wan_vae_tiny_a.pth", testing::TinyVaeConfig());
+  // The diffusers AutoencoderKLWan names.
+  const std::string dir = ::sdpo::testing::FreshTmpDir("vae_diffusers");
+  nn::TensorMap renamed;
+  for (const auto& [name, t] : nn::ReadSafetensors(VaeFixtureFile("tiny_a.weights.safetensors"))) {
+    const std::optional<std::string> d = VaeOfficialToDiffusers(name);
+    ASSERT_TRUE(d.has_value()) << name;
+    renamed[*d] = t;
+  }
+  nn::SaveSafetensors(dir + "/diffusion_pytorch_model.safetensors", renamed);
+  const std::unique_ptr<WanVae> diffusers =
+      LoadVae(dir + "/diffusion_pytorch_model.safetensors", testing::TinyVaeConfig());
+  const auto want = reference->NamedParameters();
+  for (const WanVae* other : {pth.get(), diffusers.get()}) {
+    const auto got = other->NamedParameters();
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+      EXPECT_EQ(ops::Sub(got[i].second, want[i].second).ToVector(),
+                std::vector<double>(want[i].second.numel(), 0.0))
+          << got[i].first;
+    }
+  }
 }
 
 TEST(VaeModelTest, RejectsWrongInputShapes) {
