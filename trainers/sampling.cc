@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "models/wan21/vae.h"
 #include "nn/checkpoint_io.h"
 #include "tensor/error.h"
 #include "tensor/ops.h"
@@ -119,6 +120,30 @@ std::vector<Tensor> SampleLatentVideos(models::DiffusionModel& model,
   return latents;
 }
 
+namespace {
+
+// Latents [z_dim, F, h, w] (normalised, as sampled) -> [3, 1 + 4 (F - 1), 8 h, 8 w] in [-1, 1].
+class WanVaeDecoder : public WanVideoDecoder {
+ public:
+  WanVaeDecoder(std::unique_ptr<wan21::WanVae> vae, Device device)
+      : vae_(std::move(vae)), device_(device) {}
+  Tensor Decode(const Tensor& latent) override {
+    const Shape& s = latent.shape();
+    SDPO_CHECK(s.size() == 4, "the VAE decodes a latent [C, F, H, W]");
+    const Tensor z =
+        ops::To(ops::Cast(ops::Reshape(latent, {1, s[0], s[1], s[2], s[3]}), kF32), device_);
+    const Tensor video = ops::Cast(ops::To(vae_->Decode(z), Device::CPU()), kF32);
+    const Shape& v = video.shape();
+    return ops::Contiguous(ops::Reshape(video, {v[1], v[2], v[3], v[4]}));
+  }
+
+ private:
+  std::unique_ptr<wan21::WanVae> vae_;
+  Device device_;
+};
+
+}  // namespace
+
 std::unique_ptr<WanVideoDecoder> WanVideoDecoder::Open(const WanCheckpointFolder& folder,
                                                        Device device, DType dtype,
                                                        std::string* why_not) {
@@ -128,13 +153,12 @@ std::unique_ptr<WanVideoDecoder> WanVideoDecoder::Open(const WanCheckpointFolder
                    : absl::StrCat(folder.dir, " has no ", kWanVaePth, " or ", kWanVaeSafetensors);
     return nullptr;
   }
-  // The native Wan2.1 VAE (models/wan21/vae, issue 15) is wired in here when it lands.
-  (void)device;
+  // The VAE computes in f32 whatever the DiT's dtype: decoding is a small part of sampling.
   (void)dtype;
-  *why_not =
-      "this build has no Wan2.1 VAE decoder yet (models/wan21/vae); the latents are "
-      "written, decode them with the official VAE";
-  return nullptr;
+  std::unique_ptr<wan21::WanVae> vae = wan21::LoadVae(folder.vae);
+  vae->SetRequiresGrad(false);
+  vae->ToDevice(device);
+  return std::make_unique<WanVaeDecoder>(std::move(vae), device);
 }
 
 }  // namespace sdpo::trainers
