@@ -2,9 +2,9 @@
 # Raw data to a trained model to a video, as a user runs it: a tiny Wan2.1 checkpoint folder with
 # the official file names (DiT wan21/tiny_a, VAE wan_vae/tiny_a, umT5 tiny_a as the released
 # .pth with google/umt5-xxl/spiece.model), mp4 clips written by io/video and a pairs.jsonl
-# -> //trainers:prepare (killed with SIGKILL half way and rerun: the same dataset bit for bit
-# as a straight run) -> //trainers:sdpo 20 steps -> //trainers:sample from a prompt to an mp4
-# that ffprobe reads.
+# -> //trainers:prepare (killed with SIGKILL half way and rerun, or stopped by SIGTERM and rerun:
+# the same dataset bit for bit as a straight run) -> //trainers:sdpo 20 steps -> //trainers:sample
+# from a prompt to an mp4 that ffprobe reads.
 set -euo pipefail
 ulimit -v 8000000
 tmp="$TEST_TMPDIR"
@@ -55,6 +55,21 @@ trainers/prepare "${clip[@]}" --out="$tmp/data" --text_cache="$tmp/cache2" > "$t
 grep -Eq "by an earlier run" "$tmp/p3.out" || { cat "$tmp/p3.out"; fail "rerun did not resume"; }
 grep -q " 0 by an earlier run" "$tmp/p3.out" && fail "rerun found nothing done: $(cat "$tmp/p3.out")"
 diff -r "$tmp/data" "$tmp/data_straight" || fail "resumed dataset differs from the straight one"
+
+# --- SIGTERM: stops after the current row with exit 75; the rerun finishes the same dataset -----
+trainers/prepare "${clip[@]}" --out="$tmp/data_term" --text_cache="$tmp/cache2" > "$tmp/t1.out" 2>&1 &
+pid=$!
+for _ in $(seq 1 3000); do
+  n=$(ls "$tmp/data_term/.prepare" 2>/dev/null | grep -c '^row-' || true)
+  [[ $n -ge 2 ]] && break
+  sleep 0.01
+done
+kill -TERM "$pid" 2>/dev/null || true
+set +e; wait "$pid"; rc=$?; set -e
+[[ $rc -eq 75 ]] || { cat "$tmp/t1.out"; fail "SIGTERM exit code $rc, expected 75"; }
+grep -q "rerun the same command to continue" "$tmp/t1.out" || fail "no resume hint: $(cat "$tmp/t1.out")"
+trainers/prepare "${clip[@]}" --out="$tmp/data_term" --text_cache="$tmp/cache2" > /dev/null
+diff -r "$tmp/data_term" "$tmp/data_straight" || fail "dataset after SIGTERM + rerun differs"
 
 # --- train 20 steps on it ------------------------------------------------------------------------------
 # (the DiT file: the trainer takes a folder only when it holds one .safetensors, and this one
