@@ -70,7 +70,7 @@ std::vector<Tensor> SampleLatentVideos(models::DiffusionModel& model,
 // [3, 1 + 4 (F - 1), 8 h, 8 w] in [-1, 1] on the CPU.
 class WanVideoDecoder {
  public:
-  // nullptr when the folder has no VAE weights or this build has no VAE; `why_not` says which.
+  // nullptr when the folder has no VAE weights (`why_not` says so); load errors throw.
   static std::unique_ptr<WanVideoDecoder> Open(const WanCheckpointFolder& folder, Device device,
                                                DType dtype, std::string* why_not);
   virtual ~WanVideoDecoder() = default;
