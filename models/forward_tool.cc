@@ -7,33 +7,6 @@
 
 namespace sdpo::forward_tool {
 
-Flags ParseFlags(int argc, char** argv, const std::set<std::string>& allowed,
-                 const std::set<std::string>& required, const std::string& usage) {
-  Flags flags;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      flags.help = true;
-      return flags;
-    }
-    SDPO_CHECK(a.rfind("--", 0) == 0, "unexpected argument \"", a, "\"\n", usage);
-    const size_t eq = a.find('=');
-    if (eq != std::string::npos) {
-      flags.values[a.substr(2, eq - 2)] = a.substr(eq + 1);
-    } else {
-      SDPO_CHECK(i + 1 < argc, "flag ", a, " needs a value\n", usage);
-      flags.values[a.substr(2)] = argv[++i];
-    }
-  }
-  for (const auto& [k, v] : flags.values) {
-    SDPO_CHECK(allowed.count(k) == 1, "unknown flag --", k, "\n", usage);
-  }
-  for (const std::string& r : required) {
-    SDPO_CHECK(flags.has(r), "missing --", r, "\n", usage);
-  }
-  return flags;
-}
-
 std::string Resolve(const std::string& path) {
   if (path.empty() || path[0] == '/') return path;
   const char* wd = std::getenv("BUILD_WORKING_DIRECTORY");
