@@ -69,7 +69,7 @@ def finished(d):
 
 def running(d):
     """Whether a trainer left running by an earlier study process writes into d."""
-    r = subprocess.run(["pgrep", "-f", "--out=%s " % d], capture_output=True, text=True)
+    r = subprocess.run(["pgrep", "-f", "--", "--out=%s " % d], capture_output=True, text=True)
     return bool(r.stdout.strip())
 
 
@@ -89,7 +89,10 @@ def launch(binary, flags, d, common, stop_at=0):
     t0 = time.time()
     with open(os.path.join(d, "stdout.txt"), "w") as so, open(os.path.join(d, "stderr.txt"),
                                                             "w") as se:
-        subprocess.run(cmd, cwd=ROOT, check=True, stdout=so, stderr=se)
+        rc = subprocess.run(cmd, cwd=ROOT, stdout=so, stderr=se).returncode
+    if rc != 0:  # reported, and left out of the tables; the study goes on
+        print("FAILED (exit %d): %s; see %s/stderr.txt" % (rc, " ".join(cmd), d), file=sys.stderr)
+        return d, -2.0
     open(os.path.join(d, "done"), "w").write(" ".join(cmd) + "\n")
     return d, time.time() - t0
 
@@ -244,7 +247,8 @@ def tables(rows, names, betas, settings, seeds, beta_ref):
                     spreads.append(max(v) - min(v))
             if all(c == "—" for c in cols):
                 continue
-            sp = "—" if len(spreads) < 2 else "%.3f ± %.3f" % ci(spreads)
+            sp = ("—" if not spreads else "%.3f (1 seed)" % spreads[0] if len(spreads) == 1
+                  else "%.3f ± %.3f" % ci(spreads))
             md.append("| %s | %s | %s | %s |" % (setting, names[o][1], " | ".join(cols), sp))
     # Weight profile at the reference beta, single-round data.
     md.append("\n**Measured importance-weight profile** (mean w per t bucket of [0, 1000], "
@@ -335,7 +339,7 @@ def main():
             for i, f in enumerate(concurrent.futures.as_completed(futures)):
                 d, sec = f.result()
                 if sec < 0:
-                    continue  # not started: past --stop_at
+                    continue  # not started (past --stop_at) or failed
                 seconds[futures[f]] = sec
                 print("[%d/%d %.0fs] %s (%.0fs)" % (i + 1, len(plan), time.time() - t0, d, sec),
                       file=sys.stderr)
