@@ -182,6 +182,23 @@ TEST(SampleTest, AFolderWithoutTheVaeGivesLatentsAndSaysWhy) {
   EXPECT_FALSE(fs::exists(dir + "/v.mp4"));
 }
 
+TEST(SampleTest, TheOfficialPthVaeDecodesToo) {
+  const std::string dir = FreshTmpDir("sample_pth_vae");
+  const std::string folder = MakeTinyCheckpointFolder(dir);
+  if (folder.empty()) GTEST_SKIP() << sdpo::testing::FixturesNotFoundMessage();
+  fs::remove(folder + "/" + kWanVaeSafetensors);
+  fs::copy_file("tests/io/testdata/wan_vae_tiny_a.pth", folder + "/" + kWanVaePth);
+  WriteContexts(dir + "/prompt.safetensors", 48, false);
+  std::string out;
+  ASSERT_EQ(RunSample("--checkpoint=" + folder + " --context=" + dir + "/prompt.safetensors " +
+                          "--frames=5 --height=32 --width=32 --steps=1 --guidance=1 --out=" + dir +
+                          "/v.mp4",
+                      dir, &out),
+            0)
+      << out;
+  EXPECT_EQ(video::ReadVideo(dir + "/v.mp4").shape(), (Shape{3, 5, 32, 32})) << out;
+}
+
 TEST(SampleTest, BadRequestsFailWithAMessage) {
   const std::string dir = FreshTmpDir("sample_bad");
   const std::string folder = MakeTinyCheckpointFolder(dir);
