@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <set>
 #include <utility>
 
@@ -200,8 +201,21 @@ std::optional<std::string> DiffusersToOfficial(const std::string& diffusers) {
   return Translate(diffusers, false);
 }
 
+std::string DitWeightsPath(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) return path;
+  // A released folder also holds the VAE and the text encoder: the DiT has its own names.
+  for (const char* name :
+       {"diffusion_pytorch_model.safetensors.index.json", "diffusion_pytorch_model.safetensors"}) {
+    const fs::path p = fs::path(path) / name;
+    if (fs::exists(p, ec)) return p.string();
+  }
+  return path;
+}
+
 LoadReport LoadWeights(WanModel& model, const std::string& path, const LoadOptions& options) {
-  std::unique_ptr<CheckpointView> ck = OpenCheckpoint(path);
+  std::unique_ptr<CheckpointView> ck = OpenCheckpoint(DitWeightsPath(path));
   return LoadWeights(model, *ck, options);
 }
 
@@ -307,7 +321,7 @@ WanConfig ResolveConfig(const CheckpointView& ck, std::string* source) {
 
 std::unique_ptr<WanModel> LoadModel(const std::string& path, const std::optional<WanConfig>& config,
                                     const LoadOptions& options, LoadReport* report) {
-  std::unique_ptr<CheckpointView> ck = OpenCheckpoint(path);
+  std::unique_ptr<CheckpointView> ck = OpenCheckpoint(DitWeightsPath(path));
   WanConfig c = config ? *config : ResolveConfig(*ck);
   CheckConfigMatchesFile(c, *ck);  // before the model allocates what the config says
   std::unique_ptr<WanModel> model;

@@ -68,6 +68,11 @@ WanConfig InferConfig(const CheckpointView& checkpoint, int64_t head_dim = 128);
 // shape for every parameter of `config`. Allocates nothing: LoadModel calls it before building.
 void CheckConfigMatchesFile(const WanConfig& config, const CheckpointView& checkpoint);
 
+// The DiT weights of `path`: in a folder, diffusion_pytorch_model.safetensors.index.json or
+// diffusion_pytorch_model.safetensors when present (a released folder also holds the VAE and the
+// text encoder), else `path` itself (a file, or a folder with one checkpoint).
+std::string DitWeightsPath(const std::string& path);
+
 // Builds a model for the checkpoint (config as ResolveConfig, or `config` when given) without
 // random initialisation and loads it. The config is checked against the file first.
 std::unique_ptr<WanModel> LoadModel(const std::string& path,

@@ -72,9 +72,8 @@ trainers/prepare "${clip[@]}" --out="$tmp/data_term" --text_cache="$tmp/cache2" 
 diff -r "$tmp/data_term" "$tmp/data_straight" || fail "dataset after SIGTERM + rerun differs"
 
 # --- train 20 steps on it ------------------------------------------------------------------------------
-# (the DiT file: the trainer takes a folder only when it holds one .safetensors, and this one
-# also holds the VAE's)
-trainers/sdpo --model=wan21 --checkpoint="$ckpt/diffusion_pytorch_model.safetensors" --data="$tmp/data" --steps=20 --batch=2 \
+# (the folder as released: the trainer picks the DiT's official file name over the VAE's)
+trainers/sdpo --model=wan21 --checkpoint="$ckpt" --data="$tmp/data" --steps=20 --batch=2 \
   --lora_rank=4 --eval_every=0 --save_every=0 --progress=false --threads=2 --out="$tmp/run" \
   > "$tmp/train.out" || { cat "$tmp/train.out"; fail "training"; }
 [[ $(wc -l < "$tmp/run/metrics.jsonl") -eq 20 ]] || fail "metrics lines $(wc -l < "$tmp/run/metrics.jsonl")"
