@@ -274,10 +274,5 @@ int main(int argc, char** argv) {
   sdpo::ParseCommandLine(argc, argv,
                          "the small-Wan CPU benchmark against its PyTorch peer "
                          "(bench/wan_bench.cc)");
-  try {
-    return Main(argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "wan_bench: error: %s\n", e.what());
-    return 1;
-  }
+  return sdpo::RunReportingErrors("wan_bench", [&] { return Main(argv); });
 }

@@ -145,10 +145,5 @@ int Run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return Run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "wan_vae_bench: error: %s\n", e.what());
-    return 1;
-  }
+  return sdpo::RunReportingErrors("wan_vae_bench", [&] { return Run(argc, argv); });
 }

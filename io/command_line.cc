@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <iostream>
 #include <vector>
 
@@ -35,6 +36,15 @@ void ParseCommandLine(int argc, char** argv, const std::string& usage) {
                  "--help)\n",
                  argv[0], rest[1]);
     std::exit(1);
+  }
+}
+
+int RunReportingErrors(const char* program, const std::function<int()>& body) {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: error: %s\n", program, e.what());
+    return 1;
   }
 }
 

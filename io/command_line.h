@@ -5,6 +5,7 @@
 //   unknown flags and positional arguments are refused (exit status 1, naming the argument)
 #pragma once
 
+#include <functional>
 #include <string>
 
 namespace sdpo {
@@ -13,5 +14,9 @@ namespace sdpo {
 // the help asked for (--help, --helpfull, --version), 1 on an unknown flag, a bad value or a
 // positional argument.
 void ParseCommandLine(int argc, char** argv, const std::string& usage);
+
+// Runs a program's body: an exception becomes "<program>: error: <what>" on stderr and exit
+// status 1; otherwise the body's status.
+int RunReportingErrors(const char* program, const std::function<int()>& body);
 
 }  // namespace sdpo

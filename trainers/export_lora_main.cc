@@ -62,10 +62,5 @@ int Main() {
 
 int main(int argc, char** argv) {
   sdpo::ParseCommandLine(argc, argv, "trained adapters for other tools (ComfyUI, PEFT) or merged into the model");
-  try {
-    return sdpo::trainers::Main();
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "export_lora: error: %s\n", e.what());
-    return 1;
-  }
+  return sdpo::RunReportingErrors("export_lora", [&] { return sdpo::trainers::Main(); });
 }

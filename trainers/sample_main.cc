@@ -264,10 +264,5 @@ int Main() {
 int main(int argc, char** argv) {
   sdpo::ParseCommandLine(argc, argv,
                          "latent videos from a Wan2.1 checkpoint (and LoRA adapters)");
-  try {
-    return sdpo::trainers::Main();
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "sample: error: %s\n", e.what());
-    return 1;
-  }
+  return sdpo::RunReportingErrors("sample", [&] { return sdpo::trainers::Main(); });
 }

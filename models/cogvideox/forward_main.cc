@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "io/command_line.h"
 #include "io/safetensors.h"
 #include "models/cogvideox/checkpoint.h"
 #include "models/cogvideox/model.h"
@@ -117,10 +118,5 @@ int Run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return Run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "forward: error: %s\n", e.what());
-    return 1;
-  }
+  return sdpo::RunReportingErrors("forward", [&] { return Run(argc, argv); });
 }

@@ -24,6 +24,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "io/command_line.h"
 #include "io/safetensors.h"
 #include "models/forward_tool.h"
 #include "models/forward_tool_flags.h"
@@ -110,10 +111,5 @@ int Run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return Run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "encode: error: %s\n", e.what());
-    return 1;
-  }
+  return sdpo::RunReportingErrors("encode", [&] { return Run(argc, argv); });
 }

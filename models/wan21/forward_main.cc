@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "io/command_line.h"
 #include "io/safetensors.h"
 #include "models/forward_tool.h"
 #include "models/forward_tool_flags.h"
@@ -103,10 +104,5 @@ int Run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return Run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "forward: error: %s\n", e.what());
-    return 1;
-  }
+  return sdpo::RunReportingErrors("forward", [&] { return Run(argc, argv); });
 }

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "io/command_line.h"
 #include "io/safetensors.h"
 #include "models/forward_tool.h"
 #include "models/forward_tool_flags.h"
@@ -106,10 +107,5 @@ int Run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return Run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "vae: error: %s\n", e.what());
-    return 1;
-  }
+  return sdpo::RunReportingErrors("vae", [&] { return Run(argc, argv); });
 }
