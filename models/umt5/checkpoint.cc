@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "io/json.h"
 #include "io/safetensors.h"
 #include "models/checkpoint_util.h"
 #include "nn/checkpoint_io.h"
@@ -88,6 +89,14 @@ class RenamedSource final : public nn::TensorSource {
   std::unique_ptr<nn::TensorSource> base_;
   std::map<std::string, std::string> names_;  // official -> the file's name
 };
+
+// A config.json that is a transformers T5 config (d_model); a Wan2.1 folder's config.json, which
+// describes its DiT, is not.
+bool IsTransformersT5Config(const std::string& path) {
+  if (!ckpt::IsFile(path)) return false;
+  const json::Value root = json::ParseFile(path);
+  return root.is_object() && root.contains("d_model");
+}
 
 }  // namespace
 
@@ -221,14 +230,18 @@ T5Config ResolveConfig(const std::string& path, const nn::TensorSource& official
                        const std::optional<T5Config>& config, std::string* source) {
   std::string where;
   T5Config c;
-  const std::string beside =
-      absl::StrCat(ckpt::IsFile(path) ? ckpt::DirName(path) : path, "/t5_config.json");
+  const std::string dir = ckpt::IsFile(path) ? ckpt::DirName(path) : path;
+  const std::string beside = dir + "/t5_config.json";
+  const std::string transformers = dir + "/config.json";  // a transformers folder's
   if (config.has_value()) {
     c = *config;
     where = "--config";
   } else if (ckpt::IsFile(beside)) {
     c = T5Config::FromFile(beside);
     where = beside;
+  } else if (IsTransformersT5Config(transformers)) {
+    c = T5Config::FromFile(transformers);
+    where = transformers;
   } else {
     c = InferConfig(official);
     where = "tensor shapes";

@@ -8,7 +8,8 @@
 // every key that some tools add (`text_encoder.`, `model.`) is stripped.
 //
 // The config comes from LoadOptions::config, else a `t5_config.json` beside the
-// weights (the fixtures' form, models/umt5/config.h), else the tensor shapes
+// weights (the fixtures' form, models/umt5/config.h), else a transformers `config.json` beside
+// them (one with `d_model`: a diffusers `text_encoder/` folder), else the tensor shapes
 // (which give the official sizes for the official checkpoints). Every problem
 // is an sdpo::Error naming the file and the key.
 #pragma once
@@ -50,8 +51,9 @@ OfficialSource ToOfficialNames(std::unique_ptr<nn::TensorSource> source);
 // Sizes from the shapes of official-named tensors.
 T5Config InferConfig(const nn::TensorSource& official);
 
-// The config of a checkpoint: `config` when given, else a t5_config.json beside `path`, else
-// InferConfig. `source` receives which ("--config", the file's path, "tensor shapes").
+// The config of a checkpoint: `config` when given, else a t5_config.json beside `path`, else a
+// transformers config.json beside it, else InferConfig. `source` receives which ("--config", the
+// file's path, "tensor shapes").
 T5Config ResolveConfig(const std::string& path, const nn::TensorSource& official,
                        const std::optional<T5Config>& config, std::string* source = nullptr);
 
@@ -68,7 +70,8 @@ struct LoadReport {
   std::string path;
   NameFormat format = NameFormat::kOfficial;
   std::string prefix;
-  std::string config_source;  // "--config", a t5_config.json path, or "tensor shapes"
+  std::string
+      config_source;  // "--config", a t5_config.json or config.json path, or "tensor shapes"
   int64_t tensors = 0;
   int64_t values = 0;
 };

@@ -102,14 +102,62 @@ T5Config FromValue(const json::Value& root, const std::string& source) {
   return c;
 }
 
+// The transformers form (`T5Config` / `UMT5Config`, the config.json of a T5EncoderModel folder
+// such as CogVideoX's text_encoder/): only the gated-GELU encoders (T5 v1.1, umT5) exist here.
+T5Config FromTransformers(const json::Value& root, const std::string& source) {
+  const std::string type = root.contains("model_type")
+                               ? json::ExpectString(*root.find("model_type"), "model_type", source)
+                               : "";
+  SDPO_CHECK(type == "t5" || type == "umt5", source, ": model_type \"", type,
+             "\" is not a T5 encoder (expected \"t5\" for T5 v1.1 or \"umt5\")");
+  if (const json::Value* v = root.find("feed_forward_proj")) {
+    const std::string proj = json::ExpectString(*v, "feed_forward_proj", source);
+    SDPO_CHECK(proj == "gated-gelu", source, ": feed_forward_proj \"", proj,
+               "\" is not implemented (T5 v1.1 and umT5 use \"gated-gelu\"; the original T5's "
+               "\"relu\" is not)");
+  }
+  for (const char* key : {"vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_heads"}) {
+    SDPO_CHECK(root.contains(key), source, ": missing key \"", key, "\"");
+  }
+  auto read_int = [&](const char* key) { return json::ExpectInt(*root.find(key), key, source); };
+  T5Config c = type == "t5" ? T5Config::T5V11Xxl() : T5Config::UMT5Xxl();
+  c.tokenizer.clear();  // a transformers folder keeps its tokenizer elsewhere
+  c.vocab = read_int("vocab_size");
+  c.dim = read_int("d_model");
+  c.num_heads = read_int("num_heads");
+  const int64_t d_kv = read_int("d_kv");
+  SDPO_CHECK(d_kv > 0 && d_kv <= (int64_t{1} << 20) && c.num_heads <= (int64_t{1} << 20), source,
+             ": d_kv ", d_kv, " x num_heads ", c.num_heads, " is not a usable attention width");
+  c.dim_attn = c.num_heads * d_kv;
+  c.dim_ffn = read_int("d_ff");
+  c.num_layers = read_int("num_layers");
+  if (root.contains("relative_attention_num_buckets")) {
+    c.num_buckets = read_int("relative_attention_num_buckets");
+  }
+  if (root.contains("relative_attention_max_distance")) {
+    c.max_distance = read_int("relative_attention_max_distance");
+  }
+  if (const json::Value* v = root.find("layer_norm_epsilon")) {
+    c.eps = json::ExpectDouble(*v, "layer_norm_epsilon", source);
+  }
+  c.shared_pos = type == "t5";
+  c.Validate(source);
+  return c;
+}
+
+T5Config FromAnyValue(const json::Value& root, const std::string& source) {
+  if (root.is_object() && root.contains("d_model")) return FromTransformers(root, source);
+  return FromValue(root, source);
+}
+
 }  // namespace
 
 T5Config T5Config::FromJson(const std::string& text, const std::string& source) {
-  return FromValue(json::Parse(text, source), source);
+  return FromAnyValue(json::Parse(text, source), source);
 }
 
 T5Config T5Config::FromFile(const std::string& path) {
-  return FromValue(json::ParseFile(path), path);
+  return FromAnyValue(json::ParseFile(path), path);
 }
 
 }  // namespace sdpo::umt5

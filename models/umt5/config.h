@@ -7,7 +7,10 @@
 //                  "shared_pos": false, "dropout": 0.1}, "text_len": 512,
 //                  "tokenizer": "spiece.model"}
 //
-// (a bare kwargs object is accepted too).
+// (a bare kwargs object is accepted too), or the transformers form (the `config.json` of a
+// `T5EncoderModel` / `UMT5EncoderModel` folder: vocab_size, d_model, d_kv, d_ff, num_layers,
+// num_heads, relative_attention_*, layer_norm_epsilon; model_type "t5" is T5 v1.1 with
+// shared_pos and text_len 226, "umt5" text_len 512; feed_forward_proj must be "gated-gelu").
 #pragma once
 
 #include <cstdint>

@@ -104,6 +104,53 @@ TEST(LoadEncoderTest, ConfigBesideTheWeightsAndPrefixes) {
   EXPECT_EQ(report.tensors, 30);  // the tied embedding counted once
 }
 
+// The config.json of a diffusers text_encoder/ folder (transformers T5Config, CogVideoX's T5 v1.1)
+// gives the sizes; a Wan folder's config.json (the DiT's, no d_model) is not taken for one.
+TEST(LoadEncoderTest, TransformersConfigJsonOfATextEncoderFolder) {
+  const std::string path = FixturePath("t5/tiny_a.weights_hf.safetensors");
+  if (path.empty()) GTEST_SKIP() << testing::FixturesNotFoundMessage();
+  const std::string dir = testing::FreshTmpDir("umt5_transformers_config");
+  std::filesystem::copy_file(path, dir + "/model.safetensors");
+  auto write = [&](const std::string& text) { std::ofstream(dir + "/config.json") << text; };
+  // The fixture's T5Config_equivalent with d_kv 6 (not 12): the config wins over the shapes and
+  // the mismatch names the tensor.
+  const std::string hf =
+      R"({"architectures": ["T5EncoderModel"], "model_type": "t5", "vocab_size": 300,
+          "d_model": 48, "d_kv": 12, "d_ff": 96, "num_layers": 3, "num_heads": 4,
+          "relative_attention_num_buckets": 32, "relative_attention_max_distance": 128,
+          "layer_norm_epsilon": 1e-06, "feed_forward_proj": "gated-gelu",
+          "dense_act_fn": "gelu_new", "is_gated_act": true, "torch_dtype": "float32"})";
+  write(std::string(hf).replace(hf.find("\"d_kv\": 12"), 10, "\"d_kv\": 6"));
+  ExpectErrorContains([&] { LoadEncoder(dir); }, {"attn.q.weight", "24"});
+  write(hf);
+  LoadReport report;
+  auto encoder = LoadEncoder(dir, {}, &report);
+  EXPECT_EQ(report.config_source, dir + "/config.json");
+  const T5Config ref = T5Config::FromFile(FixturePath("t5/tiny_a.config.json"));
+  const T5Config& c = encoder->config();
+  EXPECT_EQ(c.ToJson(), T5Config::FromJson(hf).ToJson());
+  EXPECT_EQ(c.vocab, ref.vocab);
+  EXPECT_EQ(c.dim, ref.dim);
+  EXPECT_EQ(c.dim_attn, ref.dim_attn);
+  EXPECT_EQ(c.dim_ffn, ref.dim_ffn);
+  EXPECT_EQ(c.num_heads, ref.num_heads);
+  EXPECT_EQ(c.num_layers, ref.num_layers);
+  EXPECT_EQ(c.num_buckets, ref.num_buckets);
+  EXPECT_TRUE(c.shared_pos);
+  EXPECT_EQ(c.text_len, 226);  // the CogVideoX pipeline's
+  // Original T5 (relu FFN) and other models are refused naming the key.
+  ExpectErrorContains(
+      [&] { T5Config::FromJson(std::string(hf).replace(hf.find("gated-gelu"), 10, "relu")); },
+      {"feed_forward_proj", "relu"});
+  ExpectErrorContains(
+      [&] { T5Config::FromJson(std::string(hf).replace(hf.find("\"t5\""), 4, "\"bert\"")); },
+      {"model_type", "bert"});
+  // A config.json without d_model (a Wan folder's DiT config) is not read as the encoder's.
+  write(R"({"_class_name": "WanModel", "dim": 1536, "num_heads": 12})");
+  LoadEncoder(dir, {}, &report);
+  EXPECT_EQ(report.config_source, "tensor shapes");
+}
+
 // The official file format: torch.save(state_dict) (tools/make_weight_variants.py pth, from the
 // fixture weights; f32 and bf16), read by the pickle reader that executes nothing.
 TEST(LoadEncoderTest, PthFilesLoadLikeTheSafetensors) {

@@ -1,0 +1,52 @@
+// A CogVideoX checkpoint in the diffusers layout (THUDM/CogVideoX-2b, -5b), for
+// //trainers:prepare and //trainers:sample:
+//
+//   DIR/transformer/   config.json, diffusion_pytorch_model.safetensors (or shards + index)
+//   DIR/vae/           config.json, diffusion_pytorch_model.safetensors
+//   DIR/text_encoder/  config.json (transformers T5Config), model.safetensors (or shards + index)
+//   DIR/tokenizer/     spiece.model (the T5 v1.1 SentencePiece model)
+//
+// (scheduler/ and model_index.json may be there; they are not read: the schedules are built in.)
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "models/umt5/prompt_encoder.h"
+
+namespace sdpo::trainers {
+
+struct CogVideoXFolder {
+  std::string dir;
+  std::string transformer;   // DIR/transformer (always present)
+  std::string vae;           // DIR/vae, empty when absent
+  std::string text_encoder;  // DIR/text_encoder, empty when absent
+  std::string tokenizer;     // DIR/tokenizer/spiece.model, empty when absent
+};
+
+inline constexpr char kCogVideoXTokenizer[] = "tokenizer/spiece.model";
+
+// Finds the parts of a diffusers CogVideoX folder; a path that is not a directory or has no
+// transformer/ is an error naming what was looked for.
+CogVideoXFolder FindCogVideoXCheckpoint(const std::string& dir);
+
+struct CogVideoXTextOptions {
+  std::string weights;    // default: the folder's text_encoder/
+  std::string tokenizer;  // default: the folder's tokenizer/spiece.model
+  std::string cache_dir;  // the prompt-embedding cache ("" = none)
+  // The DiT's text width (text_embed_dim) and its text length (max_text_seq_length, 226 for the
+  // released models): the encoder must give embeddings of that width; prompts are tokenized to
+  // that length.
+  int64_t text_dim = 0;
+  int64_t text_len = 226;
+};
+
+// T5 v1.1 as the CogVideoX pipeline runs it: text_len tokens (pads included), no mask, all rows
+// ([text_len, dim] per prompt), through the prompt cache. Errors name the missing part
+// (text_encoder/, tokenizer/spiece.model) or an encoder whose width differs from the DiT's.
+// The encoder weights load only when a prompt misses the cache.
+std::unique_ptr<umt5::PromptEncoder> OpenCogVideoXTextEncoder(const CogVideoXFolder& folder,
+                                                              const CogVideoXTextOptions& options);
+
+}  // namespace sdpo::trainers
