@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "io/json.h"
+#include "trainers/measured_profile.h"
 #include "trainers/report/svg.h"
 
 namespace sdpo::trainers {
@@ -67,6 +68,24 @@ void StepPlot(const std::string& path, const std::string& title, const std::stri
   plot::WriteSvg(p, path);
 }
 
+// "## Measured importance weights": the weight per t bucket over the first and the last 10% of
+// the run's steps (metrics.jsonl, so a resumed run's earlier steps count), as a table and
+// weight_profile_run.svg. A run without per-bucket statistics gets a line saying so.
+void AppendMeasuredProfile(const std::string& out_dir, std::string* md) {
+  namespace fs = std::filesystem;
+  const std::string metrics = (fs::path(out_dir) / "metrics.jsonl").string();
+  if (!fs::exists(metrics)) return;
+  *md += "## Measured importance weights, first vs last steps\n\n";
+  try {
+    const MeasuredProfile profile = MeasureRunProfile(metrics, /*window=*/0.1);
+    plot::WriteSvg(MeasuredProfilePlot(profile, ""),
+                   (fs::path(out_dir) / "weight_profile_run.svg").string());
+    *md += MeasuredProfileTable(profile) + "![measured profile](weight_profile_run.svg)\n\n";
+  } catch (const Error& e) {
+    absl::StrAppend(md, "Not available: ", e.what(), "\n\n");
+  }
+}
+
 }  // namespace
 
 void WriteFileAtomic(const std::string& path, const std::string& text) {
@@ -110,8 +129,9 @@ void WriteRunOutputs(const std::string& out_dir, const RunSummary& s) {
   std::string summary = absl::StrCat(
       "{\n  \"config\": ", s.config_json.empty() ? "null" : s.config_json,
       ",\n  \"steps\": ", s.steps, ",\n  \"steps_this_run\": ", s.steps_this_run,
-      ",\n  \"skipped_steps\": ", s.skipped_steps, ",\n  \"wall_seconds\": ",
-      JsonNumber(s.wall_seconds), ",\n  \"final_loss\": ", JsonNumber(last_loss),
+      ",\n  \"skipped_steps\": ", s.skipped_steps,
+      ",\n  \"wall_seconds\": ", JsonNumber(s.wall_seconds),
+      ",\n  \"final_loss\": ", JsonNumber(last_loss),
       ",\n  \"final_reward_accuracy\": ", JsonNumber(last_acc), ",\n  \"eval_before\": ", before,
       ",\n  \"eval_after\": ", after, ",\n  \"evals\": ", evals, "\n}\n");
   WriteFileAtomic(path("summary.json"), summary);
@@ -152,30 +172,34 @@ void WriteRunOutputs(const std::string& out_dir, const RunSummary& s) {
 
   // report.md
   std::string md = "# sdpo training report\n\n";
-  absl::StrAppend(&md, absl::StrFormat("Steps: %d (%d in this run, %d skipped). Wall time: %.1f s.\n\n",
-                                       s.steps, s.steps_this_run, s.skipped_steps, s.wall_seconds));
+  absl::StrAppend(&md,
+                  absl::StrFormat("Steps: %d (%d in this run, %d skipped). Wall time: %.1f s.\n\n",
+                                  s.steps, s.steps_this_run, s.skipped_steps, s.wall_seconds));
   if (s.evals.size() >= 2) {
     md += "## Evaluation (held out)\n\n| metric | before | after | change |\n|---|---|---|---|\n";
     const EvalResult& b = s.evals.front().second;
     const EvalResult& a = s.evals.back().second;
     for (const auto& [name, v] : a.values) {
       double v0 = b.Get(name);
-      absl::StrAppend(&md, absl::StrFormat("| %s | %.4f | %.4f | %+.4f |\n", name, v0, v,
-                                           v - v0));
+      absl::StrAppend(&md, absl::StrFormat("| %s | %.4f | %.4f | %+.4f |\n", name, v0, v, v - v0));
     }
     md += "\n";
     if (s.evals.size() > 2) {
       md += "Evaluations during training:\n\n| step | values |\n|---|---|\n";
-      for (const auto& [step, e] : s.evals) absl::StrAppend(&md, "| ", step, " | ", EvalJson(e), " |\n");
+      for (const auto& [step, e] : s.evals)
+        absl::StrAppend(&md, "| ", step, " | ", EvalJson(e), " |\n");
       md += "\n";
     }
   }
   if (!h.empty()) {
-    md += "## Training curves\n\n![loss](loss.svg)\n\n![accuracy](accuracy.svg)\n\n"
-          "![margin](margin.svg)\n\n![grad norm](grad_norm.svg)\n\n![mask rate](mask_rate.svg)\n\n";
+    md +=
+        "## Training curves\n\n![loss](loss.svg)\n\n![accuracy](accuracy.svg)\n\n"
+        "![margin](margin.svg)\n\n![grad norm](grad_norm.svg)\n\n![mask rate](mask_rate.svg)\n\n";
   }
   if (!s.profile.empty()) md += "## Importance weights\n\n![profile](weight_profile.svg)\n\n";
-  md += "## Configuration\n\n```json\n" + (s.config_json.empty() ? "{}" : s.config_json) + "\n```\n";
+  AppendMeasuredProfile(out_dir, &md);
+  md +=
+      "## Configuration\n\n```json\n" + (s.config_json.empty() ? "{}" : s.config_json) + "\n```\n";
   WriteFileAtomic(path("report.md"), md);
 }
 

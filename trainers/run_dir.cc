@@ -66,8 +66,13 @@ int Lock(const std::string& dir) {
 }  // namespace
 
 bool IsRunFile(const std::string& name) {
-  static const char* const kFiles[] = {"metrics.jsonl", "checkpoint.safetensors",
-                                       "adapters.safetensors", "summary.json", "report.md"};
+  static const char* const kFiles[] = {"metrics.jsonl",
+                                       "checkpoint.safetensors",
+                                       "adapters.safetensors",
+                                       "summary.json",
+                                       "report.md",
+                                       "rounds.jsonl",
+                                       "rounds"};
   for (const char* f : kFiles) {
     if (name == f) return true;
   }
@@ -102,7 +107,7 @@ std::unique_ptr<RunDir> RunDir::Open(const std::string& dir, RunDirMode mode) {
                "--out");
   } else if (mode == RunDirMode::kOverwrite) {
     for (const std::string& name : run_files) {
-      fs::remove(fs::path(dir) / name);
+      fs::remove_all(fs::path(dir) / name);  // rounds/ is a folder
       run->removed_.push_back(absl::StrCat((fs::path(dir) / name).string(), " (--overwrite)"));
     }
   }

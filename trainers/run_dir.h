@@ -46,7 +46,7 @@ class RunDir {
 };
 
 // The files a training run writes into its folder (metrics, checkpoint, adapters, summary, report;
-// the plots are every *.svg).
+// the plots are every *.svg; with --rounds, rounds.jsonl and the folder rounds/).
 bool IsRunFile(const std::string& name);
 
 // The step and run description recorded in a training-state checkpoint, from its header only

@@ -31,6 +31,7 @@
 #include "sdpo/importance.h"
 #include "sdpo/metrics.h"
 #include "tensor/error.h"
+#include "trainers/measured_profile.h"
 #include "trainers/report/svg.h"
 
 ABSL_FLAG(std::string, family, "", "schedule family: flow | ddpm (required)");
@@ -57,6 +58,8 @@ ABSL_FLAG(double, window, 0.1, "--run: fraction of the steps at the start and at
 
 namespace sdpo {
 namespace {
+
+using trainers::MeasuredProfile;
 
 constexpr char kUsage[] = R"(importance-weight profile over the diffusion schedule.
 
@@ -139,96 +142,18 @@ void WriteText(const std::string& path, const std::string& text) {
   SDPO_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename ", tmp, " to ", path);
 }
 
-// --run: per bucket, the pairs-weighted mean of the steps' mean weights over a window of steps.
-struct RunProfile {
-  std::vector<double> t_lo, pairs, w_winner, w_loser;
-};
-
-RunProfile Accumulate(const std::vector<json::Value>& steps, size_t begin, size_t end) {
-  RunProfile p;
-  for (size_t s = begin; s < end; ++s) {
-    const json::Value& m = steps[s].at("metrics");
-    for (int b = 0; b < 1000; ++b) {
-      const json::Value* pairs = m.find(absl::StrCat("bucket_pairs/b", b));
-      if (pairs == nullptr) break;
-      if (static_cast<size_t>(b) >= p.pairs.size()) {
-        p.t_lo.push_back(m.at(absl::StrCat("bucket_t_lo/b", b)).as_double());
-        p.pairs.push_back(0.0);
-        p.w_winner.push_back(0.0);
-        p.w_loser.push_back(0.0);
-      }
-      const json::Value* ww = m.find(absl::StrCat("logw_w_weight_mean/b", b));
-      const json::Value* wl = m.find(absl::StrCat("logw_l_weight_mean/b", b));
-      const double n = pairs->as_double();
-      if (n <= 0 || ww == nullptr || wl == nullptr || !ww->is_number() || !wl->is_number()) {
-        continue;
-      }
-      p.pairs[b] += n;
-      p.w_winner[b] += n * ww->as_double();
-      p.w_loser[b] += n * wl->as_double();
-    }
-  }
-  for (size_t b = 0; b < p.pairs.size(); ++b) {
-    const double nan = std::nan("");
-    p.w_winner[b] = p.pairs[b] > 0 ? p.w_winner[b] / p.pairs[b] : nan;
-    p.w_loser[b] = p.pairs[b] > 0 ? p.w_loser[b] / p.pairs[b] : nan;
-  }
-  return p;
-}
-
 int ProfileOfRun(const Flags& f) {
-  const std::filesystem::path metrics = std::filesystem::path(f.run) / "metrics.jsonl";
-  std::ifstream in(metrics);
-  SDPO_CHECK(in.good(), "--run=", f.run, ": cannot read ", metrics.string(),
-             " (a //trainers:sdpo output folder has one)");
-  std::vector<json::Value> steps;
-  std::string line;
-  for (int n = 1; std::getline(in, line); ++n) {
-    if (line.empty()) continue;
-    json::Value v = json::Parse(line, absl::StrCat(metrics.string(), " line ", n));
-    const json::Value* skipped = v.find("skipped");
-    if (skipped != nullptr && skipped->is_bool() && skipped->as_bool()) continue;
-    SDPO_CHECK(v.contains("metrics") && v.at("metrics").is_object(), metrics.string(), " line ", n,
-               ": no \"metrics\" object");
-    steps.push_back(std::move(v));
-  }
-  SDPO_CHECK(!steps.empty(), metrics.string(), ": no training steps");
-  const size_t k = std::max<size_t>(1, static_cast<size_t>(f.window * steps.size()));
-  const RunProfile start = Accumulate(steps, 0, k);
-  const RunProfile end = Accumulate(steps, steps.size() - k, steps.size());
-  SDPO_CHECK(!start.pairs.empty(), metrics.string(), ": no per-bucket weight statistics");
+  const MeasuredProfile profile = trainers::MeasureRunProfile(
+      (std::filesystem::path(f.run) / "metrics.jsonl").string(), f.window);
   const std::filesystem::path out_dir(f.out);
   std::filesystem::create_directories(out_dir);
-  std::string csv =
-      "bucket,t_lo,pairs_start,w_winner_start,w_loser_start,pairs_end,"
-      "w_winner_end,w_loser_end\n";
-  plot::Series sw{"winners, first steps"}, sl{"losers, first steps"};
-  plot::Series ew{"winners, last steps"}, el{"losers, last steps"};
-  for (size_t b = 0; b < start.pairs.size(); ++b) {
-    absl::StrAppend(&csv, b, ",", Fmt(start.t_lo[b]), ",", Fmt(start.pairs[b]), ",",
-                    Fmt(start.w_winner[b]), ",", Fmt(start.w_loser[b]), ",", Fmt(end.pairs[b]), ",",
-                    Fmt(end.w_winner[b]), ",", Fmt(end.w_loser[b]), "\n");
-    const double x = start.t_lo[b];
-    for (auto [series, v] : {std::pair{&sw, start.w_winner[b]}, std::pair{&sl, start.w_loser[b]},
-                             std::pair{&ew, end.w_winner[b]}, std::pair{&el, end.w_loser[b]}}) {
-      if (!std::isfinite(v)) continue;
-      series->x.push_back(x);
-      series->y.push_back(v);
-    }
-  }
-  plot::LinePlot plot;
-  plot.title = "importance weight per t-bucket, measured in training";
-  plot.subtitle = absl::StrCat(f.run, ": first and last ", k, " of ", steps.size(), " steps");
-  plot.x_label = "timestep bucket start";
-  plot.y_label = "mean w (pairs-weighted)";
-  plot.width = 960;
-  plot.series = {sw, sl, ew, el};
-  WriteText((out_dir / "weight_profile_run.csv").string(), csv);
-  plot::WriteSvg(plot, (out_dir / "weight_profile_run.svg").string());
+  WriteText((out_dir / "weight_profile_run.csv").string(), trainers::MeasuredProfileCsv(profile));
+  plot::WriteSvg(trainers::MeasuredProfilePlot(profile, f.run),
+                 (out_dir / "weight_profile_run.svg").string());
   std::printf(
       "weight_profile (run %s): %zu steps, window %zu; wrote %s/{weight_profile_run.csv, "
       "weight_profile_run.svg}\n",
-      f.run.c_str(), steps.size(), k, out_dir.string().c_str());
+      f.run.c_str(), profile.steps, profile.window_steps, out_dir.string().c_str());
   return 0;
 }
 

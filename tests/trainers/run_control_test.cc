@@ -47,6 +47,12 @@ TEST(RunDirTest, AFreshRunRefusesAFolderHoldingARun) {
   ExpectErrorContains([&] { RunDir::Open(dir, RunDirMode::kFresh); },
                       {"already holds a run (checkpoint.safetensors)", "--resume", "--overwrite"});
   EXPECT_EQ(Read(dir + "/checkpoint.safetensors"), "x");  // untouched
+  // A run stopped in its first round (--until_round) has only its rounds so far.
+  const std::string rounds_only = FreshTmpDir("rounds_only");
+  Write(rounds_only + "/rounds.jsonl", "{}");
+  fs::create_directories(rounds_only + "/rounds");
+  ExpectErrorContains([&] { RunDir::Open(rounds_only, RunDirMode::kFresh); },
+                      {"already holds a run (rounds, rounds.jsonl)"});
   // A folder with only files the trainer does not write is fine.
   const std::string other = FreshTmpDir("unrelated");
   Write(other + "/notes.txt", "mine");
@@ -56,13 +62,17 @@ TEST(RunDirTest, AFreshRunRefusesAFolderHoldingARun) {
 TEST(RunDirTest, OverwriteRemovesOnlyTheRunsFiles) {
   const std::string dir = FreshTmpDir("overwrite");
   for (const char* f : {"metrics.jsonl", "checkpoint.safetensors", "adapters.safetensors",
-                        "summary.json", "report.md", "loss.svg", "notes.txt"}) {
+                        "summary.json", "report.md", "loss.svg", "rounds.jsonl", "notes.txt"}) {
     Write(dir + "/" + f, "old");
   }
+  fs::create_directories(dir + "/rounds");  // --rounds: the rounds' pairs, generators, videos
+  Write(dir + "/rounds/round0_pairs.safetensors", "old");
   auto run = RunDir::Open(dir, RunDirMode::kOverwrite);
-  EXPECT_EQ(run->removed().size(), 6u);
+  EXPECT_EQ(run->removed().size(), 8u);
   EXPECT_FALSE(fs::exists(dir + "/checkpoint.safetensors"));
   EXPECT_FALSE(fs::exists(dir + "/loss.svg"));
+  EXPECT_FALSE(fs::exists(dir + "/rounds.jsonl"));
+  EXPECT_FALSE(fs::exists(dir + "/rounds"));
   EXPECT_EQ(Read(dir + "/notes.txt"), "old");
 }
 

@@ -20,6 +20,11 @@ grep -q "resumed at step 6" "$TEST_TMPDIR/resume.txt"
 grep -q "adapters for other tools (comfyui)" "$TEST_TMPDIR/resume.txt"
 [[ -s "$out/adapters_comfyui.safetensors" ]]
 [[ $(wc -l < "$out/metrics.jsonl") -eq 8 ]]
+# report.md: the weight profile measured over the whole run (the first run's steps included).
+grep -q "^## Measured importance weights, first vs last steps" "$out/report.md"
+grep -q "over the first and the last 1 of 8 steps" "$out/report.md"
+grep -Eq '^\| \[0, 100\) \| [0-9]+ \| ' "$out/report.md"
+grep -q "<polyline" "$out/weight_profile_run.svg"
 # Bad flags fail with a clear message, not a crash.
 if trainers/sdpo --model=cogvideox-9b --out="$TEST_TMPDIR/x" 2> "$TEST_TMPDIR/err.txt"; then exit 1; fi
 grep -q "expected wan21, cogvideox-2b or cogvideox-5b" "$TEST_TMPDIR/err.txt"
