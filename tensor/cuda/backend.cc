@@ -8,7 +8,9 @@
 // merged) to at most kMaxDims dims; more than that are split over the outermost dim.
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <vector>
@@ -18,6 +20,7 @@
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/cuda/cuda_runtime.h"
 #include "tensor/cuda/cudnn_attention.h"
+#include "tensor/cuda/cudnn_conv.h"
 #include "tensor/cuda/launchers.h"
 #include "tensor/kernels.h"
 #include "tensor/storage.h"
@@ -302,6 +305,61 @@ ops::AttentionGrads AttentionBackwardImpl(const Tensor& dout, const Tensor& q_in
   a.workspace = ws.raw_data();
   LaunchAttentionBackward(a, StreamOf(q));
   return g;
+}
+
+// --------------------------------------------------------------------------- convolution
+
+std::atomic<int> g_conv_path{-1};  // -1: not set yet (read SDPO_CUDNN_CONV once)
+
+int ConvPath() {
+  int path = g_conv_path.load();
+  if (path < 0) {
+    const char* env = std::getenv("SDPO_CUDNN_CONV");
+    path = env != nullptr && env[0] == '0' ? 1 : 0;
+    int unset = -1;
+    g_conv_path.compare_exchange_strong(unset, path);
+    path = g_conv_path.load();
+  }
+  return path;
+}
+
+void Conv3dImpl(const Tensor& out, const Tensor& x, const Tensor& history, const Tensor& weight,
+                const Tensor& bias, const ops::Conv3dOptions& o) {
+  CheckCuda(x, "conv3d");
+  DeviceGuard guard(Dev(x));
+  const int path = ConvPath();
+  if (path == 2) {  // cuDNN, forced (throws when unavailable)
+    CudnnConv3d(out, x, history, weight, bias, o);
+    return;
+  }
+  if (path == 0 && TryCudnnConv3d(out, x, history, weight, bias, o)) return;
+  Conv3dArgs a;
+  a.x = x.raw_data();
+  a.history = history.defined() ? history.raw_data() : nullptr;
+  a.weight = weight.raw_data();
+  a.bias = bias.defined() ? bias.raw_data() : nullptr;
+  a.out = out.raw_data();
+  a.dtype = Code(x.dtype());
+  a.batch = x.size(0);
+  a.cin = x.size(1);
+  a.frames = x.size(2);
+  a.history_frames = history.defined() ? history.size(2) : 0;
+  a.h = x.size(3);
+  a.w = x.size(4);
+  a.cout = weight.size(0);
+  a.kt = weight.size(2);
+  a.kh = weight.size(3);
+  a.kw = weight.size(4);
+  a.to = out.size(2);
+  a.ho = out.size(3);
+  a.wo = out.size(4);
+  a.stride_t = o.stride[0];
+  a.stride_h = o.stride[1];
+  a.stride_w = o.stride[2];
+  a.pad_t = o.padding[0];
+  a.pad_h = o.padding[2];
+  a.pad_w = o.padding[4];
+  LaunchConv3d(a, StreamOf(x));
 }
 
 // ---------------------------------------------------------------------------- backends
@@ -596,6 +654,19 @@ class CudaKernels final : public Kernels {
                      out.size(1), sc.size(2), Code(src.dtype()), StreamOf(out));
   }
 
+  void Conv3d(const Tensor& out, const Tensor& x, const Tensor& history, const Tensor& weight,
+              const Tensor& bias, const ops::Conv3dOptions& options) override {
+    Conv3dImpl(out, x, history, weight, bias, options);
+  }
+
+  void ChannelRmsNorm(const Tensor& out, const Tensor& x, const Tensor& gamma, double eps,
+                      bool silu) override {
+    CheckCuda(x, "channel_rms_norm");
+    DeviceGuard guard(Dev(x));
+    LaunchChannelRmsNorm(out.raw_data(), x.raw_data(), gamma.raw_data(), Code(x.dtype()),
+                         x.size(0), x.size(1), x.size(2), eps, silu, StreamOf(x));
+  }
+
   bool FusedAdamW(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
                   const Tensor& exp_avg_sq, const AdamWStep& h) override {
     AdamWOptions o;
@@ -651,6 +722,13 @@ ops::AttentionGrads AttentionBackwardWithPath(const Tensor& dout, const Tensor& 
   }
   return AttentionBackwardImpl(dout, q, k, v, m, scale, out, lse, path);
 }
+
+void SetConv3dPath(int path) {
+  SDPO_CHECK(path >= 0 && path <= 2,
+             "conv3d: path must be 0 (auto), 1 (own kernel) or 2 (cuDNN), got ", path);
+  g_conv_path.store(path);
+}
+int Conv3dPath() { return ConvPath(); }
 
 void FusedAdamW(const std::vector<AdamWParam>& params, const AdamWOptions& o, int64_t step) {
   if (params.empty()) return;

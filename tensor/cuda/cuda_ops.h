@@ -34,6 +34,13 @@ ops::AttentionGrads AttentionBackwardWithPath(const Tensor& dout, const Tensor& 
                                               const Tensor& mask, double scale, const Tensor& out,
                                               const Tensor& lse, int path);
 
+// Which Conv3d path the backend takes (ops::Conv3d, ops::Conv2d on CUDA tensors): 0 auto (cuDNN
+// when available and the operands suit it, else our implicit-GEMM kernel), 1 our kernel always,
+// 2 cuDNN always (throws when unavailable). The default is 0, or 1 when the environment has
+// SDPO_CUDNN_CONV=0. Process-wide.
+void SetConv3dPath(int path);
+int Conv3dPath();
+
 // One fused AdamW step (torch.optim.AdamW semantics) over many tensors. param, exp_avg and
 // exp_avg_sq are f32 CUDA tensors (contiguous, updated in place); grad is f32/bf16/f16 of the
 // same shape; param_copy (optional) receives the new parameter in its own dtype (e.g. bf16

@@ -128,6 +128,29 @@ struct NormBwdArgs {
 size_t NormBackwardWorkspaceBytes(int64_t rows, int64_t d, int64_t rows_per_batch, int dtype);
 void LaunchNormBackward(const NormBwdArgs& a, cudaStream_t s);
 
+// --- conv.cu ----------------------------------------------------------------------------------
+// out [batch, cout, to, ho, wo] = Conv3d(concat(history, x)) as Kernels::Conv3d: x [batch, cin,
+// frames, h, w], history [batch, cin, history_frames, h, w] (null when history_frames == 0),
+// weight [cout, cin, kt, kh, kw], bias [cout] or null; all contiguous of one dtype. pad_* are the
+// "before" paddings (the output sizes imply the "after" ones).
+struct Conv3dArgs {
+  const void* x = nullptr;
+  const void* history = nullptr;
+  const void* weight = nullptr;
+  const void* bias = nullptr;
+  void* out = nullptr;
+  int dtype = kCodeF32;
+  int64_t batch = 0, cin = 0, frames = 0, history_frames = 0, h = 0, w = 0;
+  int64_t cout = 0, kt = 0, kh = 0, kw = 0;
+  int64_t to = 0, ho = 0, wo = 0;
+  int64_t stride_t = 1, stride_h = 1, stride_w = 1;
+  int64_t pad_t = 0, pad_h = 0, pad_w = 0;
+};
+void LaunchConv3d(const Conv3dArgs& a, cudaStream_t s);
+// x, out contiguous [outer, c, inner]; gamma [c] f32 (f64 for f64 x); see ops::ChannelRmsNorm.
+void LaunchChannelRmsNorm(void* out, const void* x, const void* gamma, int dtype, int64_t outer,
+                          int64_t c, int64_t inner, double eps, bool silu, cudaStream_t s);
+
 // --- rope.cu (also index ops) -----------------------------------------------------------------
 // x, out contiguous [n, l, h, d]; cos/sin contiguous [l, d/2] of x's dtype.
 void LaunchRope(void* out, const void* x, const void* cos, const void* sin, int dtype, int64_t n,

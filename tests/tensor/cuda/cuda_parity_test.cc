@@ -8,6 +8,7 @@
 // when no GPU is present) and cuda_emulation_test (the kernels compiled for the CPU emulation
 // in tensor/cuda/emu; runs everywhere).
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -31,6 +32,7 @@ TEST(CudaParity, SkippedWithoutCuda) {
 #include "tensor/cuda/allocator.h"
 #include "tensor/cuda/cuda_ops.h"
 #include "tensor/cuda/cudnn_attention.h"
+#include "tensor/cuda/cudnn_conv.h"
 
 namespace sdpo {
 namespace {
@@ -514,6 +516,114 @@ std::vector<Case>& Table() {
                GTEST_SKIP() << "cuDNN fused attention unavailable: " << why;
              }
            }});
+    }
+
+    // ---- video VAE ops: convolution, channel RMS norm, upsampling, padding ----------------
+    // Conv3d through ops::Conv3d / ops::Conv2d. Path "auto" is what the backend picks (cuDNN for
+    // f32/bf16/f16 when it is there, else the implicit-GEMM kernel; the emulation has no cuDNN),
+    // "own" forces the kernel and "cudnn" forces cuDNN (skipped without it).
+    struct ConvCfg {
+      const char* name;
+      Shape x, weight;
+      int64_t history_frames;  // 0: none
+      std::array<int64_t, 3> stride;
+      std::array<int64_t, 6> padding;
+      bool bias;
+    };
+    const ConvCfg kConv[] = {
+        // the causal 3x3x3 with two cached frames in place of the time padding
+        {"conv_causal_history", {2, 5, 3, 7, 9}, {6, 5, 3, 3, 3}, 2, {1, 1, 1}, {0, 0, 1, 1, 1, 1}, true},
+        // the causal 3x3x3 at the clip start: two zero frames before, none after
+        {"conv_causal_pad", {1, 4, 4, 6, 5}, {7, 4, 3, 3, 3}, 0, {1, 1, 1}, {2, 0, 1, 1, 1, 1}, true},
+        {"conv_one_frame", {1, 3, 1, 5, 6}, {4, 3, 3, 3, 3}, 0, {1, 1, 1}, {2, 0, 1, 1, 1, 1}, false},
+        // the (3,1,1) stride-2 time conv of the downsampling blocks, with one cached frame
+        {"conv_time_stride2", {1, 6, 4, 4, 3}, {5, 6, 3, 1, 1}, 1, {2, 1, 1}, {0, 0, 0, 0, 0, 0}, true},
+        {"conv_1x1x1", {2, 7, 2, 5, 6}, {9, 7, 1, 1, 1}, 0, {1, 1, 1}, {0, 0, 0, 0, 0, 0}, true},
+        // more than one tile in every GEMM dim (Cout 70 > 64, K = 20 * 27 = 540 > 16, N > 64)
+        {"conv_tiles", {1, 20, 2, 6, 7}, {70, 20, 3, 3, 3}, 1, {1, 1, 1}, {1, 0, 1, 1, 1, 1}, true},
+        // odd sizes, strides in every dim, "after" paddings larger and smaller than "before"
+        {"conv_asym_stride", {2, 3, 5, 9, 8}, {4, 3, 2, 3, 3}, 0, {2, 2, 1}, {1, 2, 0, 1, 2, 0}, true},
+    };
+    // Relative L2 bound: both sides accumulate k products (f32; f64 for f64) in different
+    // orders, rounding errors growing like sqrt(k) unit roundoffs u (4x margin); then the sums,
+    // nearly equal, round to t: one ulp (2u) apart at most, plus u for cuDNN's second rounding
+    // (the bias added after the convolution).
+    auto conv_tol = [](DType t, int64_t k) {
+      const double acc_u = t == kF64 ? 0x1p-53 : 0x1p-24;
+      const double out_u = t == kF64 ? 0x1p-53 : t == kF32 ? 0x1p-24 : t == kF16 ? 0x1p-11 : 0x1p-8;
+      return 4 * std::sqrt(static_cast<double>(k)) * acc_u + 3 * out_u;
+    };
+    for (const ConvCfg& c : kConv) {
+      int64_t k = 1;
+      for (size_t d = 1; d < c.weight.size(); ++d) k *= c.weight[d];
+      for (DType t : kFloats) {
+        const double tol = conv_tol(t, k);
+        for (int path : {0, 1, 2}) {
+          if (path == 2 && t == kF64) continue;  // cuDNN takes f32/bf16/f16
+          const char* suffix = path == 0 ? "" : path == 1 ? "_own" : "_cudnn";
+          add({Name(std::string(c.name) + suffix, t),
+               [c, t] {
+                 Tensors in = {Randn(c.x, t), Randn(c.weight, t, 0.3), Randn({c.weight[0]}, t)};
+                 Shape h = c.x;
+                 h[2] = c.history_frames;
+                 if (c.history_frames > 0) in.push_back(Randn(h, t));
+                 return in;
+               },
+               [c](const Tensors& in) {
+                 ops::Conv3dOptions o;
+                 o.stride = c.stride;
+                 o.padding = c.padding;
+                 if (c.history_frames > 0) o.history = in[3];
+                 return Tensors{ops::Conv3d(in[0], in[1], c.bias ? in[2] : Tensor(), o)};
+               },
+               {}, tol,
+               [path] {
+                 std::string why;
+                 if (path == 2 && !cuda::CudnnConvAvailable(&why)) {
+                   GTEST_SKIP() << "cuDNN convolution unavailable: " << why;
+                 }
+                 cuda::SetConv3dPath(path);
+               },
+               [] { cuda::SetConv3dPath(0); }});
+        }
+      }
+    }
+    // Conv2d = Conv3d with one frame: 3x3 stride 2 with the (0, 1, 0, 1) padding of the VAE's
+    // downsampling, and 3x3 stride 1 padding 1.
+    for (DType t : kFloats) {
+      add({Name("conv2d", t),
+           [t] {
+             return Tensors{Randn({2, 5, 9, 8}, t), Randn({4, 5, 3, 3}, t, 0.3), Randn({4}, t),
+                            Randn({1, 3, 10, 11}, t), Randn({6, 3, 3, 3}, t, 0.3)};
+           },
+           [](const Tensors& in) {
+             return Tensors{ops::Conv2d(in[0], in[1], in[2], {2, 2}, {0, 1, 0, 1}),
+                            ops::Conv2d(in[3], in[4], Tensor(), {1, 1}, {1, 1, 1, 1})};
+           },
+           {}, conv_tol(t, 5 * 3 * 3)});
+      // Channel RMS norm (+ SiLU) over C of [B, C, T, H, W] and [B, C, H, W]; gamma [C, 1, 1, 1].
+      add({Name("channel_rms_norm", t),
+           [t] {
+             return Tensors{Randn({2, 5, 3, 7, 9}, t, 2.0, 0.3), Randn({5, 1, 1, 1}, t, 0.5, 1.0),
+                            Randn({3, 96, 7, 11}, t), Randn({96}, t, 0.5, 1.0)};
+           },
+           [](const Tensors& in) {
+             return Tensors{ops::ChannelRmsNorm(in[0], in[1], 1e-12, false),
+                            ops::ChannelRmsNorm(in[0], in[1], 1e-12, true),
+                            ops::ChannelRmsNorm(in[2], in[3], 1e-12, true),
+                            // all-zero positions: the norm is bounded below by eps
+                            ops::ChannelRmsNorm(ops::MulScalar(in[2], 0.0), in[3], 1e-6, false)};
+           },
+           {}, Tol(t)});
+      // Composed of copies and fills that run on CUDA already: parity only.
+      add({Name("upsample_pad", t), [t] { return Tensors{Randn({2, 3, 5, 7}, t)}; },
+           [](const Tensors& in) {
+             return Tensors{ops::UpsampleNearest2x(in[0]),
+                            ops::UpsampleNearest2x(ops::Transpose(in[0], 2, 3)),
+                            ops::Pad(in[0], {{1, 2}, {0, 3}}),
+                            ops::Pad(in[0], {{0, 0}, {2, 1}, {0, 1}}, 1.5)};
+           },
+           {}, Tol(t)});
     }
 
     // ---- fused AdamW ------------------------------------------------------------------------
