@@ -20,4 +20,8 @@ Tensor ReadCaseTensor(const SafetensorsFile& file, const std::string& name, DTyp
 // overflowed, or the inputs were not finite): a parity tool must not write it with exit code 0.
 void CheckFiniteOutput(const Tensor& out, const std::string& name);
 
+// A tool's --device: cpu, cuda (GPU 0) or cuda:N. Throws with a clear message for anything else,
+// and when CUDA is asked for but unavailable (no CUDA build, no GPU).
+Device ParseDevice(const std::string& flag);
+
 }  // namespace sdpo::forward_tool

@@ -15,6 +15,9 @@ Verify against the fixtures (every case, f32 within 1e-5 relative L2):
     /usr/bin/python3 bench/peers/wan_vae_peer.py --verify ../shared/fixtures/wan_vae
 Benchmark (one JSON line; random weights with the released shapes, as bench/wan_vae_bench.cc):
     /usr/bin/python3 bench/peers/wan_vae_peer.py --bench --mode decode --frames 33 --threads 2
+On a GPU (tools/gpu/check.sh, part vae; bf16 weights and activations, as `cuda_check vae`; the
+peak is torch.cuda.max_memory_allocated / max_memory_reserved):
+    python3 bench/peers/wan_vae_peer.py --bench --device cuda --dtype bf16 --frames 81
 """
 
 import argparse
@@ -317,32 +320,59 @@ def peak_rss_mib():
 
 def bench(args):
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = False  # heuristics, as ours (no timed search)
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize(device)
+
     t0 = time.perf_counter()
     model = WanVAE_().eval().requires_grad_(False)
     randomize(model, args.seed)
+    model = model.to(device=device, dtype=dtype)
+    sync()
     load_s = time.perf_counter() - t0
-    mean = torch.tensor(MEAN)
-    inv_std = 1.0 / torch.tensor(STD)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    mean = torch.tensor(MEAN, device=device, dtype=dtype)
+    inv_std = 1.0 / torch.tensor(STD, device=device, dtype=dtype)
     frames, h, w = args.frames, args.height, args.width
     encode_s = decode_s = 0.0
     with torch.no_grad():
         if args.mode != "decode":
-            video = torch.rand(1, 3, frames, h, w) * 2 - 1
+            video = (torch.rand(1, 3, frames, h, w) * 2 - 1).to(device=device, dtype=dtype)
+            sync()
             t = time.perf_counter()
             latent = model.encode(video, mean, inv_std)[0]
+            sync()
             encode_s = time.perf_counter() - t
             del video
         else:
-            latent = torch.randn(1, 16, 1 + (frames - 1) // 4, h // 8, w // 8)
+            latent = torch.randn(1, 16, 1 + (frames - 1) // 4, h // 8, w // 8).to(device=device,
+                                                                                 dtype=dtype)
+            sync()
         if args.mode != "encode":
             t = time.perf_counter()
             out = model.decode(latent, mean, inv_std).float().clamp_(-1, 1)
+            sync()
             decode_s = time.perf_counter() - t
             assert torch.isfinite(out.view(-1)[0])
-    print(json.dumps({"bench": "wan_vae_peer", "mode": args.mode, "frames": frames, "height": h,
-                      "width": w, "threads": args.threads, "torch": torch.__version__,
-                      "load_s": round(load_s, 2), "encode_s": round(encode_s, 2),
-                      "decode_s": round(decode_s, 2), "peak_rss_mib": round(peak_rss_mib())}))
+    line = {"bench": "wan_vae_peer", "mode": args.mode, "dtype": args.dtype,
+            "device": str(device), "frames": frames, "height": h, "width": w,
+            "threads": args.threads, "torch": torch.__version__, "load_s": round(load_s, 2),
+            "encode_s": round(encode_s, 2), "decode_s": round(decode_s, 2),
+            "peak_rss_mib": round(peak_rss_mib())}
+    if cuda:
+        line["peak_allocated_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
+        line["peak_reserved_mib"] = round(torch.cuda.max_memory_reserved(device) / 2**20)
+    print(json.dumps(line))
+    if args.json:
+        with open(args.json, "a") as f:
+            f.write(json.dumps(line) + "\n")
     return 0
 
 
@@ -356,6 +386,9 @@ def main():
     p.add_argument("--width", type=int, default=832)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
+    p.add_argument("--json", metavar="FILE", help="also append the JSON line to FILE")
     args = p.parse_args()
     if args.verify:
         return verify(args.verify)

@@ -2,6 +2,7 @@
 //
 //   bazel run //models/wan21:vae -- --weights W.safetensors --inputs CASE.safetensors \
 //       --out OUT.safetensors [--config CONFIG.json] [--dtype f32|f64] [--threads N] [--nochunked]
+//       [--device cpu|cuda|cuda:N]
 //
 // A case holding `x` ([B, 3, T, H, W]) is encoded: the output holds `mu` (normalised), `mu_raw`
 // and `log_var`. A case holding `z` ([B, z_dim, T, h, w], normalised) is decoded: `video_raw`
@@ -10,7 +11,8 @@
 // official constants. Outputs are F32 (F64 with --dtype f64). The config comes from --config,
 // else a vae_config.json next to the weights, else the released model's. --nochunked runs one
 // pass over the clip instead of the official chunks. Relative paths are taken from the directory
-// `bazel run` was started in.
+// `bazel run` was started in. --device=cuda runs the VAE on a GPU (the outputs come back to the
+// host and are written the same way).
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -29,6 +31,7 @@
 ABSL_FLAG(bool, chunked, true,
           "the official chunking with the causal cache; --nochunked: one pass "
           "over the clip");
+ABSL_FLAG(std::string, device, "cpu", "cpu, cuda or cuda:N");
 
 namespace {
 
@@ -38,6 +41,7 @@ using forward_tool::ReadCaseTensor;
 constexpr char kUsage[] =
     "usage: vae --weights W.safetensors --inputs CASE.safetensors --out OUT.safetensors\n"
     "           [--config CONFIG.json] [--dtype f32|f64] [--threads N] [--nochunked]\n"
+    "           [--device cpu|cuda|cuda:N]\n"
     "Wan2.1 VAE on a case file: a case with x is encoded (mu, mu_raw, log_var), a case with z\n"
     "is decoded (video_raw, video); scale_mean / scale_inv_std in the case replace the official\n"
     "latent statistics.\n";
@@ -52,6 +56,8 @@ int Run(int argc, char** argv) {
   wan21::VaeLoadReport report;
   std::unique_ptr<wan21::WanVae> vae = wan21::LoadVae(flags.weights, config, &report);
   if (dtype == kF64) vae->CastParameters(kF64);
+  const Device device = forward_tool::ParseDevice(absl::GetFlag(FLAGS_device));
+  vae->ToDevice(device);
   std::fprintf(stderr, "weights: %s (%lld tensors, %lld values), config %s (%s)\n",
                report.path.c_str(), static_cast<long long>(report.tensors),
                static_cast<long long>(report.values), vae->config().ToJson().c_str(),
@@ -88,7 +94,7 @@ int Run(int argc, char** argv) {
   const SafetensorsDType file_dtype =
       dtype == kF64 ? SafetensorsDType::kF64 : SafetensorsDType::kF32;
   for (const auto& [name, t] : outputs) {
-    Tensor o = ops::Contiguous(ops::Cast(t, dtype));
+    Tensor o = ops::Contiguous(ops::To(ops::Cast(t, dtype), Device::CPU()));
     keep.push_back(o);
     write.push_back({name, file_dtype, o.shape(), o.raw_data(), o.nbytes()});
   }

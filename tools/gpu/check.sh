@@ -5,10 +5,15 @@
 #   bash tools/gpu/check.sh --dry-run        (or SDPO_CHECK_DRY_RUN=1)
 #
 # Parts (SDPO_CHECK_PARTS, comma-separated; default "parity,nccl,bench,wan_step,trainer,compile,
-# sample" plus "32k" when time is left):
+# sample" plus "32k" when time is left; vae only when named):
 #   parity    the CUDA parity tests of gpu_bundle/cuda/cuda_check (two runs)
 #   nccl      the NCCL communicator with world size 1 (cuda_check nccl)
 #   bench     the micro-benchmarks, ours and PyTorch's (bench/peers/gpu_ops.py)
+#   vae       the video VAE ops' parity cases (Conv3d/Conv2d on both paths, channel RMS norm,
+#             upsampling, padding), then a bf16 Wan2.1 VAE decode of 21 latent frames to
+#             81x480x832 (random weights of the released shapes, `cuda_check vae`): ours with
+#             cuDNN convolutions, ours with our own conv kernel (SDPO_CUDNN_CONV=0) and the
+#             PyTorch peer (bench/peers/wan_vae_peer.py): time and peak device memory
 #   wan_step  one Wan2.1-1.3B SDPO step (tools/gpu/wan_step.sh) and the PyTorch peer's eager step,
 #             without and with per-block checkpointing, 9,360 tokens per sample
 #   trainer   the trainer binary (sdpo --device=cuda --precision=bf16) on a generated 1.3B-shaped
@@ -218,7 +223,7 @@ if [[ $DRY_RUN == 1 ]]; then
   script_paths() {
     local f
     for f in tools/gpu/wan_step.sh tools/gpu/trainer_steps.sh tools/gpu/summarize.py bench/peers/wan_bench.py \
-      bench/peers/wan_peer.py bench/peers/common.py bench/peers/gpu_ops.py; do
+      bench/peers/wan_peer.py bench/peers/common.py bench/peers/gpu_ops.py bench/peers/wan_vae_peer.py; do
       [[ -f "$f" ]] || { echo "missing $f"; return 1; }
     done
     bash -n tools/gpu/check.sh && bash -n tools/gpu/wan_step.sh && bash -n tools/gpu/trainer_steps.sh &&
@@ -268,7 +273,7 @@ if [[ $DRY_RUN == 1 ]]; then
   dry bundle_contents bundle_contents
   dry script_paths script_paths
   dry py_compile "${TORCH_PY:-$PY}" -m py_compile bench/peers/wan_peer.py bench/peers/wan_bench.py \
-    bench/peers/common.py bench/peers/gpu_ops.py tools/gpu/summarize.py
+    bench/peers/common.py bench/peers/gpu_ops.py bench/peers/wan_vae_peer.py tools/gpu/summarize.py
   dry peer_cpu_paths peer_cpu
   dry generator_tiny tiny_generator
   dry trainer_tiny tiny_trainer
@@ -292,6 +297,19 @@ has_part nccl && step nccl 60 "$OUTDIR/nccl.log" "$BUNDLE/cuda_check" nccl
 if has_part bench; then
   step bench_sdpo 120 "$OUTDIR/bench_sdpo.log" "$BUNDLE/cuda_check" bench --json "$OUTDIR/bench_sdpo.jsonl"
   step bench_torch 120 "$OUTDIR/bench_torch.log" "$PY" bench/peers/gpu_ops.py --json "$OUTDIR/bench_torch.jsonl"
+fi
+if has_part vae; then
+  # SDPO_CUDA_SYNC=1 for the parity cases (a fault names its kernel), not for the timed decodes.
+  SDPO_CUDA_SYNC=1 step parity_vae 60 "$OUTDIR/parity_vae.log" "$BUNDLE/cuda_check" \
+    --gtest_color=no --gtest_filter='*conv*:*channel_rms*:*upsample_pad*' \
+    --gtest_output="json:$OUTDIR/parity_vae.json"
+  VAE=(vae --mode=decode --frames=81 --height=480 --width=832 --dtype=bf16)
+  step vae_sdpo 120 "$OUTDIR/vae_sdpo.log" "$BUNDLE/cuda_check" "${VAE[@]}" \
+    --json "$OUTDIR/vae_sdpo.jsonl"
+  step vae_torch 150 "$OUTDIR/vae_torch.log" "$PY" bench/peers/wan_vae_peer.py --bench \
+    --device cuda --dtype bf16 --frames 81 --height 480 --width 832 --json "$OUTDIR/vae_torch.jsonl"
+  SDPO_CUDNN_CONV=0 step vae_sdpo_own 150 "$OUTDIR/vae_sdpo_own.log" "$BUNDLE/cuda_check" \
+    "${VAE[@]}" --json "$OUTDIR/vae_sdpo_own.jsonl"
 fi
 if has_part wan_step; then
   # One SDPO step of Wan2.1-1.3B (bench/cuda/wan_step.h), tried in decreasing sizes (see

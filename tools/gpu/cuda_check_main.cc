@@ -3,13 +3,18 @@
 // cuda_check wan_step [...]          one SDPO step of Wan2.1-1.3B (bench/cuda/wan_step_cli.cc)
 // cuda_check nccl                    the NCCL communicator on one GPU (tools/gpu/nccl_check.h)
 // cuda_check make_data [...]         full-scale random checkpoint and data (tools/data/full_scale.h)
-// The flags of bench, wan_step and nccl are defined here (one flag namespace per binary) and
+// cuda_check vae [--mode=decode --frames=81 --height=480 --width=832 --dtype=bf16 --json FILE]
+//                                    the Wan2.1 VAE on GPU 0 (bench/wan_vae_bench_lib.h)
+// The flags of bench, wan_step, vae and nccl are defined here (one flag namespace per binary) and
 // parsed with io/command_line.h after the command word; make_data parses its own arguments.
 #include <cstdint>
+#include <cstdio>
+#include <fstream>
 #include <string>
 
 #include "absl/flags/flag.h"
 #include "bench/cuda/cuda_bench.h"
+#include "bench/wan_vae_bench_lib.h"
 #include "gtest/gtest.h"
 #include "io/command_line.h"
 #include "tools/data/full_scale.h"
@@ -34,12 +39,19 @@ ABSL_FLAG(bool, recompute, false, "wan_step: per-block activation recompute");
 ABSL_FLAG(bool, lora, false, "wan_step: LoRA on attention and FFN (default: full fine-tuning)");
 ABSL_FLAG(bool, rope_f64, false, "wan_step: RoPE tables in f64");
 ABSL_FLAG(bool, profile, false, "wan_step: one extra step under the kernel profiler");
+// vae (random weights with the released shapes)
+ABSL_FLAG(std::string, mode, "decode", "vae: decode, encode or both");
+ABSL_FLAG(int64_t, frames, 81, "vae: video frames (1 + 4k)");
+ABSL_FLAG(int64_t, height, 480, "vae: video height");
+ABSL_FLAG(int64_t, width, 832, "vae: video width");
+ABSL_FLAG(std::string, dtype, "bf16", "vae: f32 or bf16");
 
 namespace {
 
 constexpr char kUsage[] =
-    "[gtest flags] | bench [--json FILE] [--only S] | wan_step [flags] | nccl | make_data\n"
-    "The CUDA parity tests, micro-benchmarks, Wan2.1 step benchmark and NCCL check.";
+    "[gtest flags] | bench [--json FILE] [--only S] | wan_step [flags] | vae [flags] | nccl |\n"
+    "make_data\n"
+    "The CUDA parity tests, micro-benchmarks, Wan2.1 step and VAE benchmarks and NCCL check.";
 
 WanStepCliOptions WanStepFromFlags() {
   WanStepCliOptions o;
@@ -61,18 +73,40 @@ WanStepCliOptions WanStepFromFlags() {
   return o;
 }
 
+// The VAE benchmark's JSON line on stdout, appended to --json when given.
+int RunVae() {
+  const std::string dtype = absl::GetFlag(FLAGS_dtype);
+  SDPO_CHECK(dtype == "f32" || dtype == "bf16", "--dtype must be f32 or bf16, got ", dtype);
+  sdpo::bench::WanVaeBenchOptions o;
+  o.mode = absl::GetFlag(FLAGS_mode);
+  o.frames = absl::GetFlag(FLAGS_frames);
+  o.height = absl::GetFlag(FLAGS_height);
+  o.width = absl::GetFlag(FLAGS_width);
+  o.dtype = dtype == "bf16" ? sdpo::kBF16 : sdpo::kF32;
+  o.device = sdpo::Device::CUDA(0);
+  const std::string line = sdpo::bench::RunWanVaeBench(o);
+  std::printf("%s\n", line.c_str());
+  if (!absl::GetFlag(FLAGS_json).empty()) {
+    std::ofstream(absl::GetFlag(FLAGS_json), std::ios::app) << line << "\n";
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const std::string command = argc > 1 ? argv[1] : "";
   if (command == "make_data") return sdpo::tools::MakeFullScaleMain(argc - 1, argv + 1);
-  if (command == "bench" || command == "wan_step" || command == "nccl") {
+  if (command == "bench" || command == "wan_step" || command == "vae" || command == "nccl") {
     // The command word stands for the program name.
     sdpo::ParseCommandLine(argc - 1, argv + 1, kUsage);
     if (command == "bench") {
       return RunCudaBench({absl::GetFlag(FLAGS_json), absl::GetFlag(FLAGS_only)});
     }
     if (command == "wan_step") return RunWanStepBench(WanStepFromFlags());
+    if (command == "vae") {
+      return sdpo::RunReportingErrors("cuda_check vae", [] { return RunVae(); });
+    }
     return RunNcclCheck();
   }
   ::testing::InitGoogleTest(&argc, argv);

@@ -42,7 +42,7 @@ ORDER = [
 
 def tests(outdir):
     rows = []
-    for name in ("parity_ops", "parity_attention"):
+    for name in ("parity_ops", "parity_attention", "parity_vae"):
         jpath = os.path.join(outdir, name + ".json")
         lpath = os.path.join(outdir, name + ".log")
         passed = failed = skipped = 0
@@ -331,6 +331,33 @@ def sampling(outdir, status):
     return res
 
 
+def vae(outdir, status):
+    """The bf16 Wan2.1 VAE decode (part vae): ours (cuDNN convolutions, then our own kernel) and
+    the PyTorch peer, from vae_{sdpo,sdpo_own,torch}.jsonl."""
+    rows = [("sdpo (cuDNN conv)", "vae_sdpo"), ("sdpo (own conv kernel)", "vae_sdpo_own"),
+            ("torch", "vae_torch")]
+    recs = {step: (json_lines(os.path.join(outdir, step + ".jsonl")) or [None])[-1]
+            for _, step in rows}
+    if not any(recs.values()) and not any(step in status for _, step in rows):
+        return
+    print()
+    first = next((r for r in recs.values() if r), {})
+    print(f"Wan2.1 VAE decode, bf16, random weights of the released shapes, "
+          f"{first.get('frames', 81)}x{first.get('height', 480)}x{first.get('width', 832)}")
+    print(f"  {'run':<28} {'decode s':>9} {'peak alloc MiB':>15} {'peak reserved MiB':>18}")
+    for label, step in rows:
+        r = recs[step]
+        if r is None:
+            print(f"  {label:<28} {'-':>9}  {why_not(status, step)}")
+            continue
+        print(f"  {label:<28} {r['decode_s']:>9.2f} {r.get('peak_allocated_mib', -1):>15.0f} "
+              f"{r.get('peak_reserved_mib', -1):>18.0f}")
+    ours, peer = recs["vae_sdpo"], recs["vae_torch"]
+    if ours and peer and peer["decode_s"] > 0 and peer.get("peak_allocated_mib"):
+        print(f"  sdpo/torch: time {ours['decode_s'] / peer['decode_s']:.2f}x, peak memory "
+              f"{ours['peak_allocated_mib'] / peer['peak_allocated_mib']:.2f}x")
+
+
 def targets(outdir):
     """Issue 20's targets, one row each: ours, PyTorch's best, the ratio and the verdict."""
     status = step_status(outdir)
@@ -468,6 +495,10 @@ def main():
         trainer_gpu(outdir)
     except Exception as e:
         print(f"trainer summary failed: {e}")
+    try:
+        vae(outdir, step_status(outdir))
+    except Exception as e:
+        print(f"vae summary failed: {type(e).__name__}: {e}")
     try:
         targets(outdir)
     except Exception as e:  # the rest of the output is already printed
