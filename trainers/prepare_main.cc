@@ -82,20 +82,11 @@ PairTableLayout LayoutFromFlags() {
 
 std::unique_ptr<umt5::PromptEncoder> OpenTextEncoder(const fs::path& checkpoint,
                                                      const std::string& out) {
-  umt5::PromptEncoderOptions o;
-  o.weights = absl::GetFlag(FLAGS_text_encoder);
-  for (const char* name : {umt5::kWanT5Safetensors, umt5::kWanT5Pth}) {
-    if (o.weights.empty() && fs::exists(checkpoint / name))
-      o.weights = (checkpoint / name).string();
-  }
-  SDPO_CHECK(!o.weights.empty(), "--checkpoint=", checkpoint.string(), ": no text encoder (",
-             umt5::kWanT5Safetensors, " or ", umt5::kWanT5Pth, "; or give --text_encoder)");
-  o.tokenizer = absl::GetFlag(FLAGS_tokenizer);
-  o.cache_dir = absl::GetFlag(FLAGS_text_cache);
-  if (o.cache_dir.empty()) {
-    o.cache_dir = (fs::absolute(out).parent_path() / "text_cache").string();
-  }
-  return umt5::PromptEncoder::Open(o);
+  std::string cache_dir = absl::GetFlag(FLAGS_text_cache);
+  if (cache_dir.empty()) cache_dir = (fs::absolute(out).parent_path() / "text_cache").string();
+  return umt5::PromptEncoder::Open(FolderPromptEncoderOptions(
+      checkpoint.string(), absl::GetFlag(FLAGS_text_encoder), absl::GetFlag(FLAGS_tokenizer),
+      cache_dir, "--checkpoint=" + checkpoint.string()));
 }
 
 int Main() {

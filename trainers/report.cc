@@ -12,6 +12,7 @@
 #include "io/json.h"
 #include "trainers/measured_profile.h"
 #include "trainers/report/svg.h"
+#include "trainers/validation_report.h"
 
 namespace sdpo::trainers {
 namespace {
@@ -191,6 +192,7 @@ void WriteRunOutputs(const std::string& out_dir, const RunSummary& s) {
       md += "\n";
     }
   }
+  md += ValidationReportSections(out_dir, s.evals);
   if (!h.empty()) {
     md +=
         "## Training curves\n\n![loss](loss.svg)\n\n![accuracy](accuracy.svg)\n\n"

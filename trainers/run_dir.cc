@@ -72,7 +72,10 @@ bool IsRunFile(const std::string& name) {
                                        "summary.json",
                                        "report.md",
                                        "rounds.jsonl",
-                                       "rounds"};
+                                       "rounds",
+                                       "evals.jsonl",
+                                       "val_split.json",
+                                       "validation"};
   for (const char* f : kFiles) {
     if (name == f) return true;
   }
@@ -107,7 +110,7 @@ std::unique_ptr<RunDir> RunDir::Open(const std::string& dir, RunDirMode mode) {
                "--out");
   } else if (mode == RunDirMode::kOverwrite) {
     for (const std::string& name : run_files) {
-      fs::remove_all(fs::path(dir) / name);  // rounds/ is a folder
+      fs::remove_all(fs::path(dir) / name);  // rounds/ and validation/ are folders
       run->removed_.push_back(absl::StrCat((fs::path(dir) / name).string(), " (--overwrite)"));
     }
   }

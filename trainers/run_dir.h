@@ -46,7 +46,8 @@ class RunDir {
 };
 
 // The files a training run writes into its folder (metrics, checkpoint, adapters, summary, report;
-// the plots are every *.svg; with --rounds, rounds.jsonl and the folder rounds/).
+// the plots are every *.svg; with --rounds, rounds.jsonl and the folder rounds/; evaluations
+// evals.jsonl, the held-out split val_split.json and the folder validation/).
 bool IsRunFile(const std::string& name);
 
 // The step and run description recorded in a training-state checkpoint, from its header only

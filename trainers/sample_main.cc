@@ -156,18 +156,12 @@ SamplingContexts PromptContexts(const WanCheckpointFolder& folder, const std::st
   const std::filesystem::path dir = folder.dir.empty()
                                         ? std::filesystem::path(folder.dit).parent_path()
                                         : std::filesystem::path(folder.dir);
-  umt5::PromptEncoderOptions o;
-  o.weights = absl::GetFlag(FLAGS_text_encoder);
-  for (const char* name : {umt5::kWanT5Safetensors, umt5::kWanT5Pth}) {
-    if (o.weights.empty() && std::filesystem::exists(dir / name)) o.weights = (dir / name).string();
-  }
-  SDPO_CHECK(!o.weights.empty(), "--prompt: no text encoder in ", dir.string(), " (expected ",
-             umt5::kWanT5Safetensors, " or ", umt5::kWanT5Pth, "; or give --text_encoder)");
-  o.tokenizer = absl::GetFlag(FLAGS_tokenizer);
-  o.cache_dir = absl::GetFlag(FLAGS_text_cache);
-  if (o.cache_dir.empty()) {
-    o.cache_dir = (std::filesystem::path(out).parent_path() / "text_cache").string();
-  }
+  std::string cache_dir = absl::GetFlag(FLAGS_text_cache);
+  if (cache_dir.empty())
+    cache_dir = (std::filesystem::path(out).parent_path() / "text_cache").string();
+  const umt5::PromptEncoderOptions o =
+      FolderPromptEncoderOptions(dir.string(), absl::GetFlag(FLAGS_text_encoder),
+                                 absl::GetFlag(FLAGS_tokenizer), cache_dir, "--prompt");
   auto encoder = umt5::PromptEncoder::Open(o);
   texts.push_back(absl::GetFlag(FLAGS_negative_prompt));
   std::vector<Tensor> encoded = encoder->EncodePrompts(texts);

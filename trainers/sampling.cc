@@ -41,6 +41,25 @@ WanCheckpointFolder FindWanCheckpoint(const std::string& dir) {
   return folder;
 }
 
+umt5::PromptEncoderOptions FolderPromptEncoderOptions(const std::string& dir,
+                                                      const std::string& text_encoder,
+                                                      const std::string& tokenizer,
+                                                      const std::string& cache_dir,
+                                                      const std::string& flag) {
+  umt5::PromptEncoderOptions o;
+  o.weights = text_encoder;
+  for (const char* name : {umt5::kWanT5Safetensors, umt5::kWanT5Pth}) {
+    if (o.weights.empty() && fs::exists(fs::path(dir) / name)) {
+      o.weights = (fs::path(dir) / name).string();
+    }
+  }
+  SDPO_CHECK(!o.weights.empty(), flag, ": no text encoder in ", dir, " (expected ",
+             umt5::kWanT5Safetensors, " or ", umt5::kWanT5Pth, "; or give --text_encoder)");
+  o.tokenizer = tokenizer;
+  o.cache_dir = cache_dir;
+  return o;
+}
+
 Shape WanLatentShape(int64_t z_dim, int64_t frames, int64_t height, int64_t width, int64_t patch) {
   SDPO_CHECK(frames >= 1 && (frames - 1) % kWanVaeTimeFactor == 0, "--frames=", frames,
              ": the Wan2.1 VAE needs 1 + 4k frames (e.g. 81, 49, 17, 1)");

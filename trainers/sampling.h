@@ -9,6 +9,7 @@
 
 #include "models/diffusion_model.h"
 #include "models/samplers/flow_samplers.h"
+#include "models/umt5/prompt_encoder.h"
 #include "tensor/tensor.h"
 
 namespace sdpo::trainers {
@@ -32,6 +33,15 @@ inline constexpr char kWanVaePth[] = "Wan2.1_VAE.pth";
 // Finds the files in `dir`; a folder without DiT weights is an error listing the names looked
 // for.
 WanCheckpointFolder FindWanCheckpoint(const std::string& dir);
+
+// The umT5 prompt encoder of a checkpoint folder `dir`: text_encoder, or else the folder's
+// models_t5_umt5-xxl-enc-bf16.safetensors or .pth (an error naming `flag` and the names looked
+// for when it has neither); tokenizer ("" = beside the weights) and the embedding cache as given.
+umt5::PromptEncoderOptions FolderPromptEncoderOptions(const std::string& dir,
+                                                      const std::string& text_encoder,
+                                                      const std::string& tokenizer,
+                                                      const std::string& cache_dir,
+                                                      const std::string& flag);
 
 // The Wan2.1 VAE's factors: 1 + 4 k frames -> 1 + k latent frames, 8 pixels -> 1 latent cell.
 inline constexpr int64_t kWanVaeTimeFactor = 4;

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
@@ -22,6 +23,7 @@
 #include "absl/strings/str_split.h"
 #include "io/command_line.h"
 #include "io/json.h"
+#include "models/umt5/prompt_encoder.h"
 #include "models/wan21/checkpoint.h"
 #include "nn/checkpoint_io.h"
 #include "nn/init.h"
@@ -38,8 +40,10 @@
 #include "trainers/distributed/mpi_communicator.h"
 #include "trainers/model_factory.h"
 #include "trainers/run_dir.h"
+#include "trainers/sampling.h"
 #include "trainers/signals.h"
 #include "trainers/trainer.h"
+#include "trainers/validation.h"
 
 ABSL_FLAG(std::string, model, "wan21", "wan21 | cogvideox-2b | cogvideox-5b (CogVideoX needs --checkpoint and --data)");
 ABSL_FLAG(std::string, checkpoint, "",
@@ -104,6 +108,35 @@ ABSL_FLAG(std::string, demo_pairs, "",
 ABSL_FLAG(int, until_round, 0,
           "demo with --rounds: stop after this many rounds (0: all); continue with --resume");
 ABSL_FLAG(bool, progress, true, "progress bar on stderr");
+ABSL_FLAG(double, val_fraction, 0,
+          "hold out this fraction of --data's pairs (chosen by --seed, never trained on; "
+          "recorded in val_split.json) and report their loss and implicit reward accuracy at "
+          "each evaluation; 0: none");
+ABSL_FLAG(std::string, val_data, "",
+          "a preference dataset of held-out pairs, reported like --val_fraction's (exclusive "
+          "with it)");
+ABSL_FLAG(std::string, validation_prompts, "",
+          "a checkpoint folder: render these prompts (one per line, or JSONL with prompt, seed, "
+          "negative_prompt) at every evaluation with fixed noise into "
+          "validation/step_NNNNNN/pK.{mp4,gif} and report.md");
+ABSL_FLAG(int, validation_frames, 81, "validation videos: frames (1 + 4k)");
+ABSL_FLAG(int, validation_height, 480, "validation videos: height (a multiple of 16)");
+ABSL_FLAG(int, validation_width, 832, "validation videos: width (a multiple of 16)");
+ABSL_FLAG(int, validation_steps, 50, "validation videos: sampling steps");
+ABSL_FLAG(std::string, validation_sampler, "unipc", "validation videos: euler | unipc");
+ABSL_FLAG(double, validation_shift, 5.0, "validation videos: flow shift of the sigma grid");
+ABSL_FLAG(double, validation_guidance, 5.0,
+          "validation videos: classifier-free guidance scale (1: conditional only)");
+ABSL_FLAG(std::string, validation_negative_prompt, "",
+          "validation videos: the negative prompt of prompts that give none");
+ABSL_FLAG(double, validation_fps, 16, "validation videos: frame rate of the mp4 and GIF");
+ABSL_FLAG(std::string, text_encoder, "",
+          "validation prompts: umT5 weights (default: the checkpoint folder's "
+          "models_t5_umt5-xxl-enc-bf16.safetensors or .pth)");
+ABSL_FLAG(std::string, tokenizer, "",
+          "validation prompts: SentencePiece model (default: beside the text encoder)");
+ABSL_FLAG(std::string, text_cache, "",
+          "validation prompts: embedding cache directory (default: text_cache in --out)");
 ABSL_FLAG(int, zero, 0,
           "0: every rank holds the whole optimizer state (gradients all-reduced); 1: ZeRO-1, f32 "
           "master weights and AdamW moments sharded over the ranks (docs/distributed.md)");
@@ -202,6 +235,102 @@ void CheckOtherFlags() {
              "--overwrite replaces it");
 }
 
+// The held-out and validation flags: they need real data and, for videos, a Wan2.1 checkpoint
+// folder with its VAE and text encoder.
+void CheckValidationFlags(bool demo, const std::string& model_name) {
+  const double fraction = absl::GetFlag(FLAGS_val_fraction);
+  const std::string val_data = absl::GetFlag(FLAGS_val_data);
+  const std::string prompts = absl::GetFlag(FLAGS_validation_prompts);
+  SDPO_CHECK(fraction == 0 || val_data.empty(), "--val_fraction=", fraction,
+             " and --val_data=", val_data,
+             " exclude each other: hold out a fraction of --data, or give the held-out "
+             "pairs");
+  SDPO_CHECK(fraction == 0 || (std::isfinite(fraction) && fraction > 0 && fraction < 1),
+             "--val_fraction=", fraction, ": expected a fraction of the pairs, 0 < F < 1");
+  SDPO_CHECK(!demo || (fraction == 0 && val_data.empty() && prompts.empty()),
+             "--val_fraction, --val_data and --validation_prompts need --data and --checkpoint; "
+             "the demo evaluates on its own held-out prompts");
+  if (prompts.empty()) return;
+  SDPO_CHECK(model_name == "wan21",
+             "--validation_prompts: videos are rendered for wan21 only "
+             "(the CogVideoX VAE is not implemented), found --model=",
+             model_name);
+  SDPO_CHECK(absl::GetFlag(FLAGS_validation_steps) >= 1,
+             "--validation_steps=", absl::GetFlag(FLAGS_validation_steps), ": must be >= 1");
+  SDPO_CHECK(std::isfinite(absl::GetFlag(FLAGS_validation_guidance)) &&
+                 absl::GetFlag(FLAGS_validation_guidance) >= 0,
+             "--validation_guidance=", absl::GetFlag(FLAGS_validation_guidance),
+             ": must be a finite number >= 0");
+  SDPO_CHECK(
+      std::isfinite(absl::GetFlag(FLAGS_validation_fps)) && absl::GetFlag(FLAGS_validation_fps) > 0,
+      "--validation_fps=", absl::GetFlag(FLAGS_validation_fps), ": must be > 0");
+  samplers::ParseFlowSolver(absl::GetFlag(FLAGS_validation_sampler));
+  const int frames = absl::GetFlag(FLAGS_validation_frames);
+  const int height = absl::GetFlag(FLAGS_validation_height);
+  const int width = absl::GetFlag(FLAGS_validation_width);
+  SDPO_CHECK(frames >= 1 && (frames - 1) % kWanVaeTimeFactor == 0, "--validation_frames=", frames,
+             ": the Wan2.1 VAE needs 1 + 4k frames (e.g. 81, 49, 17, 1)");
+  SDPO_CHECK(height > 0 && width > 0 && height % 16 == 0 && width % 16 == 0,
+             "--validation_height=", height, " --validation_width=", width,
+             ": both must be positive multiples of 16 (VAE factor 8 x patch 2)");
+}
+
+// What the validation videos need, made before the DiT loads: the prompts encoded once (through
+// the embedding cache; the text encoder is freed again) and the checkpoint folder's VAE decoder.
+struct ValidationVideos {
+  std::vector<ValidationPrompt> prompts;
+  std::vector<Tensor> contexts, negatives;
+  std::unique_ptr<WanVideoDecoder> decoder;
+  ValidationVideoOptions options;
+};
+
+std::optional<ValidationVideos> PrepareValidationVideos(const std::string& checkpoint,
+                                                        const std::string& out) {
+  const std::string file = absl::GetFlag(FLAGS_validation_prompts);
+  if (file.empty()) return std::nullopt;
+  SDPO_CHECK(std::filesystem::is_directory(checkpoint),
+             "--validation_prompts needs --checkpoint "
+             "to be the Wan2.1 checkpoint folder (with ",
+             kWanVaePth, " or ", kWanVaeSafetensors,
+             " and the umT5 text encoder), found --checkpoint=", checkpoint);
+  const WanCheckpointFolder folder = FindWanCheckpoint(checkpoint);
+  SDPO_CHECK(!folder.vae.empty(), "--validation_prompts: ", checkpoint,
+             " has no VAE to decode "
+             "the videos (expected ",
+             kWanVaePth, " or ", kWanVaeSafetensors, ")");
+  ValidationVideos v;
+  v.prompts = ReadValidationPrompts(file, absl::GetFlag(FLAGS_validation_negative_prompt));
+  std::string cache = absl::GetFlag(FLAGS_text_cache);
+  if (cache.empty()) cache = (std::filesystem::path(out) / "text_cache").string();
+  {
+    auto encoder = umt5::PromptEncoder::Open(
+        FolderPromptEncoderOptions(checkpoint, absl::GetFlag(FLAGS_text_encoder),
+                                   absl::GetFlag(FLAGS_tokenizer), cache, "--validation_prompts"));
+    std::vector<std::string> texts;
+    for (const ValidationPrompt& p : v.prompts) texts.push_back(p.text);
+    for (const ValidationPrompt& p : v.prompts) texts.push_back(p.negative);
+    std::vector<Tensor> encoded = encoder->EncodePrompts(texts);
+    const size_t n = v.prompts.size();
+    v.contexts.assign(encoded.begin(), encoded.begin() + n);
+    v.negatives.assign(encoded.begin() + n, encoded.end());
+    std::printf("validation: %zu prompt(s) from %s (%lld encoded, %lld cached in %s)\n", n,
+                file.c_str(), static_cast<long long>(encoder->encoded()),
+                static_cast<long long>(encoder->cache_hits()), cache.c_str());
+  }
+  std::string why_not;
+  v.decoder = WanVideoDecoder::Open(folder, Device::CPU(), kF32, &why_not);  // VAE: CPU only
+  SDPO_CHECK(v.decoder != nullptr, "--validation_prompts: ", why_not);
+  samplers::FlowSampleOptions& o = v.options.sampling;
+  o.solver = samplers::ParseFlowSolver(absl::GetFlag(FLAGS_validation_sampler));
+  o.steps = absl::GetFlag(FLAGS_validation_steps);
+  o.shift = absl::GetFlag(FLAGS_validation_shift);
+  o.guide_scale = absl::GetFlag(FLAGS_validation_guidance);
+  v.options.out_dir = out;
+  v.options.fps = absl::GetFlag(FLAGS_validation_fps);
+  v.options.progress = absl::GetFlag(FLAGS_progress);
+  return v;
+}
+
 // The command line that continues this run: the same flags plus --resume (and without
 // --overwrite, which would discard what the run saved).
 std::string ResumeCommand(const std::vector<std::string>& argv) {
@@ -228,6 +357,7 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
              ": ZeRO-1 keeps its shards on the CPU; use --zero=0 on GPUs (gradients are "
              "all-reduced with NCCL, docs/distributed.md)");
   CheckOtherFlags();
+  CheckValidationFlags(absl::GetFlag(FLAGS_data).empty(), model_name);
   if (absl::GetFlag(FLAGS_threads) > 0) SetNumThreads(absl::GetFlag(FLAGS_threads));
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
   const bool demo = absl::GetFlag(FLAGS_data).empty();
@@ -292,7 +422,9 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
       Quoted(full ? "full" : absl::StrCat("lora r", absl::GetFlag(FLAGS_lora_rank))),
       ", \"lora_alpha\": ", full ? 0.0 : absl::GetFlag(FLAGS_lora_alpha), ", \"seed\": ", seed,
       ", \"rounds\": ", absl::GetFlag(FLAGS_rounds),
-      ", \"threads\": ", NumThreads(), ", \"device\": ", Quoted(device.is_cpu() ? "cpu" : "cuda"),
+      ", \"val_fraction\": ", absl::GetFlag(FLAGS_val_fraction),
+      ", \"val_data\": ", Quoted(absl::GetFlag(FLAGS_val_data)), ", \"threads\": ", NumThreads(),
+      ", \"device\": ", Quoted(device.is_cpu() ? "cpu" : "cuda"),
       ", \"precision\": ", Quoted(DTypeName(compute_dtype)), "}");
 
   // --- run folder: locked; a rerun never replaces a run unless asked to ----------------------
@@ -333,6 +465,10 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
     }
   }
 
+  // --- validation videos: prompts encoded and the VAE loaded before the DiT ------------------
+  std::optional<ValidationVideos> validation;
+  if (comm.is_root()) validation = PrepareValidationVideos(weights, out);
+
   // --- model ------------------------------------------------------------------------------
   TrainModel loaded = LoadTrainModel(model_name, weights);
   models::DiffusionModel* policy = loaded.model.get();
@@ -365,7 +501,9 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
   // --- data ---------------------------------------------------------------------------------
   demo::DemoWorld world;
   std::unique_ptr<data::PairDataset> dataset;
-  std::unique_ptr<DemoEvaluator> evaluator;
+  std::unique_ptr<Evaluator> evaluator;
+  std::unique_ptr<data::PreferenceDataset> all_pairs;  // --val_fraction: before the split
+  std::unique_ptr<data::PairDataset> heldout;
   demo::PairBuffer buffer;  // --rounds > 1: every round's pairs
   if (demo) {
     DemoPairStats stats;
@@ -416,6 +554,54 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
     dataset = data::PreferenceDataset::Open(absl::GetFlag(FLAGS_data), spec);
     std::printf("data: %lld pairs from %s\n", static_cast<long long>(dataset->size()),
                 absl::GetFlag(FLAGS_data).c_str());
+    const double val_fraction = absl::GetFlag(FLAGS_val_fraction);
+    if (val_fraction > 0) {
+      all_pairs.reset(static_cast<data::PreferenceDataset*>(dataset.release()));
+      const PairSplit split = SplitPairs(all_pairs->size(), val_fraction, seed);
+      if (comm.is_root()) {
+        std::vector<std::string> ids;
+        for (int64_t i = 0; i < all_pairs->size(); ++i) ids.push_back(all_pairs->id(i));
+        RecordOrCheckSplit((std::filesystem::path(out) / "val_split.json").string(), split,
+                           val_fraction, seed, ids, resume);
+      }
+      dataset = std::make_unique<PairSubset>(*all_pairs, split.train);
+      heldout = std::make_unique<PairSubset>(*all_pairs, split.heldout);
+      std::printf(
+          "held out: %zu of the pairs (--val_fraction=%g, --seed=%llu; val_split.json), "
+          "training on %zu\n",
+          split.heldout.size(), val_fraction, static_cast<unsigned long long>(seed),
+          split.train.size());
+    } else if (!absl::GetFlag(FLAGS_val_data).empty()) {
+      heldout = data::PreferenceDataset::Open(absl::GetFlag(FLAGS_val_data), spec);
+      std::printf("held out: %lld pairs from %s\n", static_cast<long long>(heldout->size()),
+                  absl::GetFlag(FLAGS_val_data).c_str());
+    }
+    std::vector<std::unique_ptr<Evaluator>> evaluators;
+    if (heldout != nullptr) {
+      evaluators.push_back(std::make_unique<HeldOutEvaluator>(*heldout, *loaded.schedule, reference,
+                                                              tc.objective, tc.timesteps, tc.target,
+                                                              tc.batch, seed));
+    }
+    if (validation.has_value() && comm.is_root()) {
+      validation->options.latent_shape =
+          WanLatentShape(loaded.latent_channels, absl::GetFlag(FLAGS_validation_frames),
+                         absl::GetFlag(FLAGS_validation_height),
+                         absl::GetFlag(FLAGS_validation_width), loaded.latent_patch[1]);
+      for (size_t k = 0; k < validation->prompts.size(); ++k) {
+        for (const Tensor* t : {&validation->contexts[k], &validation->negatives[k]}) {
+          SDPO_CHECK(t->size(0) <= loaded.max_text_len, "--validation_prompts: prompt ", k, " (\"",
+                     t == &validation->contexts[k] ? validation->prompts[k].text
+                                                   : validation->prompts[k].negative,
+                     "\") encodes to ", t->size(0), " tokens; the model takes at most ",
+                     loaded.max_text_len);
+        }
+      }
+      evaluators.push_back(std::make_unique<ValidationVideoEvaluator>(
+          std::move(validation->prompts), std::move(validation->contexts),
+          std::move(validation->negatives), std::move(validation->decoder),
+          std::move(validation->options)));
+    }
+    if (!evaluators.empty()) evaluator = std::make_unique<EvaluatorList>(std::move(evaluators));
   }
 
   const int64_t trainable = policy->module().NumParameters(/*trainable_only=*/true);

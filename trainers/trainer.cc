@@ -481,21 +481,55 @@ void Trainer::Resume(const std::string& path, bool new_data) {
   bad_total_ = std::stoll(get("bad_total"));
 }
 
+std::vector<std::pair<int64_t, EvalResult>> Trainer::OpenEvalLog() {
+  std::vector<std::pair<int64_t, EvalResult>> evals;
+  if (config_.out_dir.empty()) return evals;
+  const std::string path = (std::filesystem::path(config_.out_dir) / "evals.jsonl").string();
+  // Lines of steps after the training state (a resumed run redoes them) are dropped.
+  eval_log_ = std::make_unique<MetricsLog>(path, step_);
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    const json::Value v = json::Parse(line, path);
+    EvalResult e;
+    for (const auto& [name, value] : v.at("values").as_object()) {
+      e.values.push_back(
+          {name, value.is_null() ? std::numeric_limits<double>::quiet_NaN() : value.as_double()});
+    }
+    evals.push_back({v.at("step").as_int(), e});
+  }
+  return evals;
+}
+
+void Trainer::EvaluateOnce(Evaluator& evaluator,
+                           std::vector<std::pair<int64_t, EvalResult>>& evals) {
+  if (!evals.empty() && evals.back().first == step_) return;  // done before a resume
+  EvalResult e = evaluator.EvaluateAt(policy_, step_);
+  if (eval_log_ != nullptr) {
+    std::string values;
+    for (const auto& [name, v] : e.values) {
+      absl::StrAppend(&values, values.empty() ? "" : ", ", json::Quote(name), ": ",
+                      std::isfinite(v) ? absl::StrFormat("%.9g", v) : std::string("null"));
+    }
+    eval_log_->Append(absl::StrCat("{\"step\": ", step_, ", \"values\": {", values, "}}"));
+  }
+  evals.push_back({step_, std::move(e)});
+}
+
 EvalResult Trainer::Run() {
   auto t0 = std::chrono::steady_clock::now();
   const int64_t first_step = step_;
   interrupted_ = false;
   // A finished run (resumed at or past its last step) keeps its checkpoint and reports.
   if (step_ >= config_.steps) return {};
-  EvalResult before;
   // Evaluation and outputs are rank 0's (the ranks hold identical weights).
   Evaluator* evaluator = is_root() ? evaluator_ : nullptr;
-  if (evaluator != nullptr && step_ == 0) {
-    before = evaluator->Evaluate(policy_);
-  }
-  WaitForRoot();
+  // Every evaluation of the run, a resumed run's earlier ones included (evals.jsonl).
   std::vector<std::pair<int64_t, EvalResult>> evals;
-  if (!before.values.empty()) evals.push_back({0, before});
+  if (evaluator != nullptr) evals = OpenEvalLog();
+  const auto due = [&] { return config_.eval_every > 0 && step_ % config_.eval_every == 0; };
+  // Before training, and at a resumed run's evaluation point that a kill left unevaluated.
+  if (evaluator != nullptr && (step_ == 0 || due())) EvaluateOnce(*evaluator, evals);
+  WaitForRoot();
   ProgressBar bar("train", config_.steps, config_.progress && is_root());
   while (step_ < config_.steps) {
     if (StopAgreed()) {
@@ -510,11 +544,8 @@ EvalResult Trainer::Run() {
         !config_.out_dir.empty()) {
       SaveCheckpoint(CheckpointPath(config_.out_dir));
     }
-    if (evaluator != nullptr && config_.eval_every > 0 && step_ % config_.eval_every == 0 &&
-        step_ < config_.steps) {
-      evals.push_back({step_, evaluator->Evaluate(policy_)});
-    }
-    if (config_.eval_every > 0 && step_ % config_.eval_every == 0 && step_ < config_.steps) {
+    if (due() && step_ < config_.steps) {
+      if (evaluator != nullptr) EvaluateOnce(*evaluator, evals);
       WaitForRoot();
     }
   }
@@ -526,8 +557,8 @@ EvalResult Trainer::Run() {
   }
   EvalResult after;
   if (evaluator != nullptr) {
-    after = evaluator->Evaluate(policy_);
-    evals.push_back({step_, after});
+    EvaluateOnce(*evaluator, evals);
+    after = evals.back().second;
   }
   WaitForRoot();
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -39,6 +39,12 @@ class Evaluator {
  public:
   virtual ~Evaluator() = default;
   virtual EvalResult Evaluate(models::DiffusionModel& policy) = 0;
+  // The trainer's call: `step` is the optimizer step the policy is at (0: before training).
+  // Evaluators that write files per evaluation (validation videos) override it.
+  virtual EvalResult EvaluateAt(models::DiffusionModel& policy, int64_t step) {
+    (void)step;
+    return Evaluate(policy);
+  }
 };
 
 struct TrainerConfig {
@@ -137,6 +143,12 @@ class Trainer {
 
  private:
   void AppendMetrics(const StepRecord& record);
+  // Rank 0 with an out_dir: the evaluations of steps <= step_ that evals.jsonl already holds (a
+  // resumed run's earlier ones), and the log that the next ones are appended to.
+  std::vector<std::pair<int64_t, EvalResult>> OpenEvalLog();
+  // Evaluates at step_ unless `evals` already ends with this step's evaluation; appends to
+  // `evals` and evals.jsonl.
+  void EvaluateOnce(Evaluator& evaluator, std::vector<std::pair<int64_t, EvalResult>>& evals);
   // Whether config.stop_requested fired on any rank (a collective with several ranks).
   bool StopAgreed();
   // Throws on every rank, naming the fields, when the ranks' configurations differ.
@@ -176,7 +188,8 @@ class Trainer {
   int64_t bad_streak_ = 0, bad_total_ = 0;
   std::vector<StepRecord> history_;
   WeightProfile profile_;
-  std::unique_ptr<MetricsLog> metrics_;  // rank 0 with an out_dir, opened at the first step
+  std::unique_ptr<MetricsLog> metrics_;   // rank 0 with an out_dir, opened at the first step
+  std::unique_ptr<MetricsLog> eval_log_;  // evals.jsonl: rank 0 with an out_dir and an evaluator
   bool interrupted_ = false;
   TimestepWeightCurve curve_;  // weight_source timestep_curve
 };
