@@ -47,7 +47,10 @@ __global__ void __launch_bounds__(kConvThreads) Conv3dKernel(Conv3dArgs a) {
   const int64_t plane = a.h * a.w;
   const int64_t out_plane = a.ho * a.wo, positions = a.to * out_plane;
   const int64_t total_n = a.batch * positions;
-  const int64_t taps_hw = a.kh * a.kw, taps = a.kt * taps_hw, k_total = a.cin * taps;
+  // K-index arithmetic in 32 bits (K < 2^31, checked at launch): 64-bit divisions cost several
+  // times more, and every gathered element needs three.
+  const int kw = static_cast<int>(a.kw), taps_hw = static_cast<int>(a.kh * a.kw);
+  const int taps = static_cast<int>(a.kt) * taps_hw, k_total = static_cast<int>(a.cin) * taps;
   const int64_t frames_all = a.history_frames + a.frames;
 
   // This thread gathers column n0 + (tid % 64) of the input tile, rows tid / 64 + 4 r.
@@ -64,18 +67,21 @@ __global__ void __launch_bounds__(kConvThreads) Conv3dKernel(Conv3dArgs a) {
     w_base = ow * a.stride_w - a.pad_w;
   }
   // This thread stages weight row m0 + idx / 16, column idx % 16, idx = tid + 256 r.
-  auto load_tiles = [&](int64_t k0, A* wreg, A* xreg) {
+  auto load_tiles = [&](int k0, A* wreg, A* xreg) {
 #pragma unroll
     for (int r = 0; r < kLoads; ++r) {
       const int idx = tid + r * kConvThreads;
-      const int64_t m = m0 + idx / kTileK, k = k0 + idx % kTileK;
+      const int64_t m = m0 + idx / kTileK;
+      const int k = k0 + idx % kTileK;
       wreg[r] = m < a.cout && k < k_total ? ConvertTo<A>(weight[m * k_total + k]) : A(0);
-      const int64_t kk = k0 + gather_k + r * (kConvThreads / kTileN);
+      const int kk = k0 + gather_k + r * (kConvThreads / kTileN);
       A v = A(0);
       if (column_valid && kk < k_total) {
-        const int64_t ci = kk / taps, tap = kk % taps;
-        const int64_t frame = t_base + tap / taps_hw;
-        const int64_t ih = h_base + (tap / a.kw) % a.kh, iw = w_base + tap % a.kw;
+        const int ci = kk / taps, tap = kk - ci * taps;
+        const int dt = tap / taps_hw, in_plane = tap - dt * taps_hw;
+        const int dh = in_plane / kw, dw = in_plane - dh * kw;
+        const int64_t frame = t_base + dt;
+        const int64_t ih = h_base + dh, iw = w_base + dw;
         if (frame >= 0 && frame < frames_all && ih >= 0 && ih < a.h && iw >= 0 && iw < a.w) {
           const int64_t offset = ih * a.w + iw;
           if (frame < a.history_frames) {
@@ -109,7 +115,7 @@ __global__ void __launch_bounds__(kConvThreads) Conv3dKernel(Conv3dArgs a) {
   }
   A wreg[kLoads], xreg[kLoads];
   load_tiles(0, wreg, xreg);
-  for (int64_t k0 = 0; k0 < k_total; k0 += kTileK) {
+  for (int k0 = 0; k0 < k_total; k0 += kTileK) {
     store_tiles(wreg, xreg);
     __syncthreads();
     if (k0 + kTileK < k_total) load_tiles(k0 + kTileK, wreg, xreg);
@@ -182,6 +188,9 @@ void LaunchConv3d(const Conv3dArgs& a, cudaStream_t s) {
   const int64_t grid_n = CeilDiv(total_n, kTileN), grid_m = CeilDiv(a.cout, kTileM);
   if (grid_n > 0x7fffffff || grid_m > 65535) {
     ThrowCudaError("conv3d", "output too large for one launch", __FILE__, __LINE__);
+  }
+  if (a.cin * a.kt * a.kh * a.kw > 0x7fffffff - kTileK) {
+    ThrowCudaError("conv3d", "Cin * kt * kh * kw exceeds 32-bit indexing", __FILE__, __LINE__);
   }
   DispatchFloat(a.dtype, "conv3d", [&](auto tag) {
     using T = decltype(tag);

@@ -24,6 +24,33 @@
 
 namespace sdpo::cuda {
 
+CudnnConvGeometry PlanCudnnConvGeometry(const Shape& x, int64_t history_frames, const Shape& weight,
+                                        const ops::Conv3dOptions& o) {
+  CudnnConvGeometry g;
+  for (int d = 0; d < 3; ++d) {
+    const int64_t before = o.padding[2 * d], after = o.padding[2 * d + 1];
+    g.pad[d] = before;
+    g.tail[d] = after > before ? after - before : 0;
+    g.stride[d] = o.stride[d];
+  }
+  for (int d = 0; d < 5; ++d) {
+    g.in[d] = x[d] + (d == 2 ? history_frames : 0) + (d >= 2 ? g.tail[d - 2] : 0);
+    g.filter[d] = weight[d];
+  }
+  g.out[0] = g.in[0];
+  g.out[1] = g.filter[0];
+  for (int d = 0; d < 3; ++d) {
+    // Ours: the input with both paddings; cuDNN's: with the tail and "before" on both sides.
+    const int64_t ours = (x[2 + d] + (d == 0 ? history_frames : 0) + o.padding[2 * d] +
+                          o.padding[2 * d + 1] - weight[2 + d]) /
+                             o.stride[d] +
+                         1;
+    g.out[2 + d] = (g.in[2 + d] + 2 * g.pad[d] - g.filter[2 + d]) / g.stride[d] + 1;
+    g.exact = g.exact && g.out[2 + d] == ours;
+  }
+  return g;
+}
+
 #ifdef SDPO_CUDA_EMULATE
 // ------------------------------------------------------------------------------------- stub
 
@@ -148,7 +175,7 @@ std::string ConvFailure(const ConvApi& api, const char* step, cudnnStatus_t st) 
     }                                                       \
   } while (0)
 
-// Input, output and convolution geometry as cuDNN sees it (after the concatenation and padding).
+// CudnnConvGeometry in cuDNN's int.
 struct Geometry {
   std::array<int, 5> in{}, filter{}, out{};
   std::array<int, 3> pad{}, stride{};
@@ -301,36 +328,20 @@ void RunConv(const Tensor& out, const Tensor& x, const Tensor& history, const Te
   const int device = x.device().index;
   DeviceGuard guard(device);
 
-  // One input tensor with symmetric padding: history in front, extra zeros at the end where the
-  // "after" padding exceeds the "before" one.
-  Tensor input = history.defined() ? ops::Concat({history, x}, 2) : x;
-  std::vector<std::array<int64_t, 2> > tail(3);
-  bool padded = false;
+  const CudnnConvGeometry plan_geometry =
+      PlanCudnnConvGeometry(x.shape(), history.defined() ? history.size(2) : 0, weight.shape(), o);
   Geometry g;
-  for (int d = 0; d < 3; ++d) {
-    const int64_t before = o.padding[2 * d], after = o.padding[2 * d + 1];
-    tail[d] = {0, after > before ? after - before : 0};
-    padded = padded || after > before;
-    g.pad[d] = CheckedInt(before, "padding");
-    g.stride[d] = CheckedInt(o.stride[d], "stride");
-  }
-  if (padded) input = ops::Pad(input, tail);
   for (int d = 0; d < 5; ++d) {
-    g.in[d] = CheckedInt(input.size(d), "input size");
-    g.filter[d] = CheckedInt(weight.size(d), "filter size");
+    g.in[d] = CheckedInt(plan_geometry.in[d], "input size");
+    g.filter[d] = CheckedInt(plan_geometry.filter[d], "filter size");
+    g.out[d] = CheckedInt(plan_geometry.out[d], "output size");
   }
-  g.out[0] = g.in[0];
-  g.out[1] = g.filter[0];
-  bool exact = true;
   for (int d = 0; d < 3; ++d) {
-    g.out[2 + d] = (g.in[2 + d] + 2 * g.pad[d] - g.filter[2 + d]) / g.stride[d] + 1;
-    exact = exact && g.out[2 + d] == out.size(2 + d);
+    g.pad[d] = CheckedInt(plan_geometry.pad[d], "padding");
+    g.stride[d] = CheckedInt(plan_geometry.stride[d], "stride");
   }
-  // The leading positions of cuDNN's output are ours; more of them when after < before.
-  Tensor y = exact ? out
-                   : Tensor::Empty({g.out[0], g.out[1], g.out[2], g.out[3], g.out[4]}, out.dtype(),
-                                   out.device());
 
+  // The plan first: a shape cuDNN failed on fails fast, before any copy.
   cudaStream_t stream = CurrentStream(device);
   std::lock_guard<std::mutex> lock(g_conv_mu);
   ConvDeviceState& state = ConvStates()[device];
@@ -352,6 +363,18 @@ void RunConv(const Tensor& out, const Tensor& x, const Tensor& history, const Te
   }
   ConvPlan& plan = *it->second;
   if (!plan.error.empty()) SDPO_FAIL(plan.error);
+
+  // One input tensor: the history in front of x, the tail zeros after it.
+  Tensor input = history.defined() ? ops::Concat({history, x}, 2) : x;
+  const auto& tail = plan_geometry.tail;
+  if (tail[0] + tail[1] + tail[2] > 0) {
+    input = ops::Pad(input, {{0, tail[0]}, {0, tail[1]}, {0, tail[2]}});
+  }
+  const bool exact = plan_geometry.exact;
+  // The leading positions of cuDNN's output are ours; more of them when after < before.
+  Tensor y = exact ? out
+                   : Tensor::Empty({g.out[0], g.out[1], g.out[2], g.out[3], g.out[4]}, out.dtype(),
+                                   out.device());
   Tensor workspace;
   if (plan.workspace_bytes > 0) {
     workspace = Tensor::Empty({static_cast<int64_t>(plan.workspace_bytes)}, kBool, x.device());

@@ -17,6 +17,8 @@
 // Under SDPO_CUDA_EMULATE this compiles to a stub that reports "unavailable".
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <string>
 
 #include "tensor/ops.h"
@@ -39,5 +41,16 @@ void CudnnConv3d(const Tensor& out, const Tensor& x, const Tensor& history, cons
 // that failed is not tried again.
 bool TryCudnnConv3d(const Tensor& out, const Tensor& x, const Tensor& history, const Tensor& weight,
                     const Tensor& bias, const ops::Conv3dOptions& options);
+
+// How the cuDNN path poses a Conv3d (see the top of this file); a pure function, so that tests on
+// any machine check it with the CPU convolution.
+struct CudnnConvGeometry {
+  std::array<int64_t, 5> in{}, filter{}, out{};  // cuDNN's input, filter and output dims
+  std::array<int64_t, 3> pad{}, stride{};        // symmetric zero padding and stride (t, h, w)
+  std::array<int64_t, 3> tail{};  // zeros appended after the input's end in (t, h, w)
+  bool exact = true;              // cuDNN's output is the result; else its leading positions
+};
+CudnnConvGeometry PlanCudnnConvGeometry(const Shape& x, int64_t history_frames, const Shape& weight,
+                                        const ops::Conv3dOptions& options);
 
 }  // namespace sdpo::cuda

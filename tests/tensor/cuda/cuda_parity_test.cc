@@ -87,6 +87,30 @@ Tensor RandInt(const Shape& shape, int64_t lo, int64_t hi, DType dtype = kI64) {
 
 std::string Name(const std::string& base, DType t) { return base + "_" + DTypeName(t); }
 
+// Conv3d cases: the shapes of the Wan VAE's convolutions, small.
+struct ConvCfg {
+  const char* name;
+  Shape x, weight;
+  int64_t history_frames;  // 0: none
+  std::array<int64_t, 3> stride;
+  std::array<int64_t, 6> padding;
+  bool bias;
+};
+const ConvCfg kConvCases[] = {
+    // the causal 3x3x3 with two cached frames in place of the time padding
+    {"conv_causal_history", {2, 5, 3, 7, 9}, {6, 5, 3, 3, 3}, 2, {1, 1, 1}, {0, 0, 1, 1, 1, 1}, true},
+    // the causal 3x3x3 at the clip start: two zero frames before, none after
+    {"conv_causal_pad", {1, 4, 4, 6, 5}, {7, 4, 3, 3, 3}, 0, {1, 1, 1}, {2, 0, 1, 1, 1, 1}, true},
+    {"conv_one_frame", {1, 3, 1, 5, 6}, {4, 3, 3, 3, 3}, 0, {1, 1, 1}, {2, 0, 1, 1, 1, 1}, false},
+    // the (3,1,1) stride-2 time conv of the downsampling blocks, with one cached frame
+    {"conv_time_stride2", {1, 6, 4, 4, 3}, {5, 6, 3, 1, 1}, 1, {2, 1, 1}, {0, 0, 0, 0, 0, 0}, true},
+    {"conv_1x1x1", {2, 7, 2, 5, 6}, {9, 7, 1, 1, 1}, 0, {1, 1, 1}, {0, 0, 0, 0, 0, 0}, true},
+    // more than one tile in every GEMM dim (Cout 70 > 64, K = 20 * 27 = 540 > 16, N > 64)
+    {"conv_tiles", {1, 20, 2, 6, 7}, {70, 20, 3, 3, 3}, 1, {1, 1, 1}, {1, 0, 1, 1, 1, 1}, true},
+    // odd sizes, strides in every dim, "after" paddings larger and smaller than "before"
+    {"conv_asym_stride", {2, 3, 5, 9, 8}, {4, 3, 2, 3, 3}, 0, {2, 2, 1}, {1, 2, 0, 1, 2, 0}, true},
+};
+
 std::vector<Case>& Table() {
   static std::vector<Case>* table = [] {
     auto* cases = new std::vector<Case>();
@@ -522,28 +546,7 @@ std::vector<Case>& Table() {
     // Conv3d through ops::Conv3d / ops::Conv2d. Path "auto" is what the backend picks (cuDNN for
     // f32/bf16/f16 when it is there, else the implicit-GEMM kernel; the emulation has no cuDNN),
     // "own" forces the kernel and "cudnn" forces cuDNN (skipped without it).
-    struct ConvCfg {
-      const char* name;
-      Shape x, weight;
-      int64_t history_frames;  // 0: none
-      std::array<int64_t, 3> stride;
-      std::array<int64_t, 6> padding;
-      bool bias;
-    };
-    const ConvCfg kConv[] = {
-        // the causal 3x3x3 with two cached frames in place of the time padding
-        {"conv_causal_history", {2, 5, 3, 7, 9}, {6, 5, 3, 3, 3}, 2, {1, 1, 1}, {0, 0, 1, 1, 1, 1}, true},
-        // the causal 3x3x3 at the clip start: two zero frames before, none after
-        {"conv_causal_pad", {1, 4, 4, 6, 5}, {7, 4, 3, 3, 3}, 0, {1, 1, 1}, {2, 0, 1, 1, 1, 1}, true},
-        {"conv_one_frame", {1, 3, 1, 5, 6}, {4, 3, 3, 3, 3}, 0, {1, 1, 1}, {2, 0, 1, 1, 1, 1}, false},
-        // the (3,1,1) stride-2 time conv of the downsampling blocks, with one cached frame
-        {"conv_time_stride2", {1, 6, 4, 4, 3}, {5, 6, 3, 1, 1}, 1, {2, 1, 1}, {0, 0, 0, 0, 0, 0}, true},
-        {"conv_1x1x1", {2, 7, 2, 5, 6}, {9, 7, 1, 1, 1}, 0, {1, 1, 1}, {0, 0, 0, 0, 0, 0}, true},
-        // more than one tile in every GEMM dim (Cout 70 > 64, K = 20 * 27 = 540 > 16, N > 64)
-        {"conv_tiles", {1, 20, 2, 6, 7}, {70, 20, 3, 3, 3}, 1, {1, 1, 1}, {1, 0, 1, 1, 1, 1}, true},
-        // odd sizes, strides in every dim, "after" paddings larger and smaller than "before"
-        {"conv_asym_stride", {2, 3, 5, 9, 8}, {4, 3, 2, 3, 3}, 0, {2, 2, 1}, {1, 2, 0, 1, 2, 0}, true},
-    };
+    //
     // Relative L2 bound: both sides accumulate k products (f32; f64 for f64) in different
     // orders, rounding errors growing like sqrt(k) unit roundoffs u (4x margin); then the sums,
     // nearly equal, round to t: one ulp (2u) apart at most, plus u for cuDNN's second rounding
@@ -553,7 +556,7 @@ std::vector<Case>& Table() {
       const double out_u = t == kF64 ? 0x1p-53 : t == kF32 ? 0x1p-24 : t == kF16 ? 0x1p-11 : 0x1p-8;
       return 4 * std::sqrt(static_cast<double>(k)) * acc_u + 3 * out_u;
     };
-    for (const ConvCfg& c : kConv) {
+    for (const ConvCfg& c : kConvCases) {
       int64_t k = 1;
       for (size_t d = 1; d < c.weight.size(); ++d) k *= c.weight[d];
       for (DType t : kFloats) {
@@ -774,6 +777,43 @@ INSTANTIATE_TEST_SUITE_P(Ops, CudaParity, ::testing::ValuesIn(AllCases()),
                            }
                            return n + "_" + std::to_string(info.param);
                          });
+
+// The cuDNN path's posing of a Conv3d (history concatenated in front of x, zeros appended where
+// the "after" padding exceeds the "before" one, the "before" padding on both sides, the leading
+// output positions) gives the convolution's result: checked with the CPU convolution in f64, so
+// on every machine (the emulation has no cuDNN).
+TEST(CudnnConvGeometry, PosesEveryConvCaseExactly) {
+  int tails = 0, inexact = 0;
+  for (const ConvCfg& c : kConvCases) {
+    const Tensor x = Randn(c.x, kF64), w = Randn(c.weight, kF64), b = Randn({c.weight[0]}, kF64);
+    Shape history_shape = c.x;
+    history_shape[2] = c.history_frames;
+    ops::Conv3dOptions o;
+    o.stride = c.stride;
+    o.padding = c.padding;
+    if (c.history_frames > 0) o.history = Randn(history_shape, kF64);
+    const Tensor want = ops::Conv3d(x, w, b, o);
+
+    const cuda::CudnnConvGeometry g = cuda::PlanCudnnConvGeometry(c.x, c.history_frames, c.weight, o);
+    Tensor input = o.history.defined() ? ops::Concat({o.history, x}, 2) : x;
+    input = ops::Pad(input, {{0, g.tail[0]}, {0, g.tail[1]}, {0, g.tail[2]}});
+    ASSERT_EQ(input.shape(), Shape(g.in.begin(), g.in.end())) << c.name;
+    ASSERT_EQ(Shape(g.filter.begin(), g.filter.end()), c.weight) << c.name;
+    ops::Conv3dOptions symmetric;
+    symmetric.stride = g.stride;
+    symmetric.padding = {g.pad[0], g.pad[0], g.pad[1], g.pad[1], g.pad[2], g.pad[2]};
+    Tensor y = ops::Conv3d(input, w, b, symmetric);
+    ASSERT_EQ(y.shape(), Shape(g.out.begin(), g.out.end())) << c.name;
+    EXPECT_EQ(g.exact, y.shape() == want.shape()) << c.name;
+    for (int d = 0; d < 3; ++d) y = ops::Narrow(y, 2 + d, 0, want.size(2 + d));
+    int64_t nan_mismatch = 0;
+    EXPECT_LE(RelL2(ops::Contiguous(y), want, &nan_mismatch), 1e-14) << c.name;
+    tails += g.tail[0] + g.tail[1] + g.tail[2] > 0;
+    inexact += !g.exact;
+  }
+  EXPECT_GT(tails, 0) << "no case appends zeros";
+  EXPECT_GT(inexact, 0) << "no case narrows cuDNN's output";
+}
 
 // ---- runtime and allocator -------------------------------------------------------------------
 
