@@ -56,4 +56,12 @@ std::unique_ptr<umt5::PromptEncoder> OpenCogVideoXTextEncoder(const CogVideoXFol
   return encoder;
 }
 
+std::unique_ptr<CogVideoXVaeRunner> CogVideoXVaeRunner::Open(const CogVideoXFolder& folder,
+                                                             Device device, std::string* why_not) {
+  (void)device;
+  *why_not = folder.vae.empty() ? absl::StrCat(folder.dir, " has no vae/ folder")
+                                : "this build has no CogVideoX VAE yet";
+  return nullptr;
+}
+
 }  // namespace sdpo::trainers

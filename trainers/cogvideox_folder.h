@@ -14,6 +14,8 @@
 #include <string>
 
 #include "models/umt5/prompt_encoder.h"
+#include "tensor/device.h"
+#include "tensor/tensor.h"
 
 namespace sdpo::trainers {
 
@@ -48,5 +50,24 @@ struct CogVideoXTextOptions {
 // The encoder weights load only when a prompt misses the cache.
 std::unique_ptr<umt5::PromptEncoder> OpenCogVideoXTextEncoder(const CogVideoXFolder& folder,
                                                               const CogVideoXTextOptions& options);
+
+// The folder's VAE as the pipelines use it (f32 on `device`):
+//   Encode: pixels [3, T, H, W] in [-1, 1] (T = 1 + 4k) -> the latent the DiT trains on,
+//           [C, 1 + (T - 1) / 4, H / 8, W / 8] = the posterior mean x scaling_factor (the
+//           diffusers fine-tuning scripts scale a posterior draw; the mean is its deterministic
+//           centre), f32 on the CPU;
+//   Decode: a sampled latent [C, F, h, w] -> pixels [3, T, 8 h, 8 w] in [-1, 1] (unclamped),
+//           latent / scaling_factor through the decoder, as the pipeline's decode_latents.
+class CogVideoXVaeRunner {
+ public:
+  // nullptr when the folder has no vae/ (`why_not` says so); load errors throw.
+  static std::unique_ptr<CogVideoXVaeRunner> Open(const CogVideoXFolder& folder, Device device,
+                                                  std::string* why_not);
+  virtual ~CogVideoXVaeRunner() = default;
+  virtual Tensor Encode(const Tensor& video) = 0;
+  virtual Tensor Decode(const Tensor& latent) = 0;
+  // SHA-256 of the VAE's weight files (what a resumed prepare must share with the first run).
+  virtual std::string WeightsHash() const = 0;
+};
 
 }  // namespace sdpo::trainers

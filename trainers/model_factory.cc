@@ -1,5 +1,7 @@
 #include "trainers/model_factory.h"
 
+#include <filesystem>
+
 #include "models/cogvideox/checkpoint.h"
 #include "models/wan21/checkpoint.h"
 
@@ -17,7 +19,8 @@ class FrameMajorAdapter final : public models::DiffusionModel {
                  const std::vector<Tensor>& contexts) override {
     std::vector<Tensor> swapped;
     for (const Tensor& x : latents) swapped.push_back(transpose(x, 0, 1));
-    return transpose(inner_->Forward(swapped, timesteps, contexts), 1, 2);  // [B, F, C..] -> [B, C, F..]
+    return transpose(inner_->Forward(swapped, timesteps, contexts), 1,
+                     2);  // [B, F, C..] -> [B, C, F..]
   }
   ScheduleFamily family() const override { return inner_->family(); }
   void SetRecompute(bool on) override { inner_->SetRecompute(on); }
@@ -44,7 +47,11 @@ TrainModel LoadTrainModel(const std::string& name, const std::string& checkpoint
     return t;
   }
   if (name == "cogvideox-2b" || name == "cogvideox-5b") {
-    auto m = cogvideox::LoadModel(checkpoint);
+    // A diffusers folder (transformer/, vae/, ...) stands for its transformer/.
+    const std::filesystem::path transformer = std::filesystem::path(checkpoint) / "transformer";
+    std::error_code ec;
+    auto m = cogvideox::LoadModel(
+        std::filesystem::is_directory(transformer, ec) ? transformer.string() : checkpoint);
     t.latent_channels = m->config().in_channels;
     t.text_dim = m->config().text_embed_dim;
     t.max_text_len = m->config().max_text_seq_length;

@@ -23,7 +23,8 @@ struct TrainModel {
   std::array<int64_t, 3> latent_patch = {1, 1, 1};  // (F, H, W) of a latent are multiples
 };
 
-// name: wan21 | cogvideox-2b | cogvideox-5b. checkpoint: a file, shard index or directory.
+// name: wan21 | cogvideox-2b | cogvideox-5b. checkpoint: a file, shard index or directory (for
+// CogVideoX also a diffusers folder, whose transformer/ is loaded).
 TrainModel LoadTrainModel(const std::string& name, const std::string& checkpoint);
 
 }  // namespace sdpo::trainers

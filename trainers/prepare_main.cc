@@ -1,11 +1,11 @@
 // //trainers:prepare: raw videos + a preference table -> the dataset
 // //trainers:sdpo trains on.
 //
-//   bazel run //trainers:prepare -- --model=wan21 --checkpoint=Wan2.1-T2V-1.3B
-//   \
-//       --pairs=pairs.jsonl --videos=videos/ --out=data/my_prefs [--frames=81
-//       --height=480 \
+//   bazel run //trainers:prepare -- --model=wan21 --checkpoint=Wan2.1-T2V-1.3B \
+//       --pairs=pairs.jsonl --videos=videos/ --out=data/my_prefs [--frames=81 --height=480 \
 //       --width=832 --fps=16 --device=cpu --skip_bad_rows]
+//   bazel run //trainers:prepare -- --model=cogvideox-2b --checkpoint=CogVideoX-2b \
+//       --pairs=pairs.jsonl --videos=videos/ --out=data/my_prefs   (49 x 480 x 720 at 8 fps)
 //
 // docs/data.md describes the table layouts, the conditioning and resuming.
 #include <cstdio>
@@ -15,28 +15,30 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "io/checkpoint.h"
 #include "io/command_line.h"
+#include "models/cogvideox/checkpoint.h"
 #include "models/umt5/prompt_encoder.h"
 #include "tensor/error.h"
+#include "trainers/cogvideox_folder.h"
 #include "trainers/device_flags.h"
 #include "trainers/prepare.h"
 #include "trainers/prepare_vae.h"
 #include "trainers/sampling.h"
 #include "trainers/signals.h"
 
-ABSL_FLAG(std::string, model, "wan21",
-          "model family: wan21 (cogvideox-*: its VAE does not exist yet)");
+ABSL_FLAG(std::string, model, "wan21", "model family: wan21 | cogvideox-2b | cogvideox-5b");
 ABSL_FLAG(std::string, checkpoint, "",
-          "official checkpoint folder (Wan2.1_VAE.pth or .safetensors, "
-          "models_t5_umt5-xxl-enc-bf16.pth or .safetensors, "
-          "google/umt5-xxl/spiece.model)");
+          "official checkpoint folder (Wan2.1: Wan2.1_VAE.pth or .safetensors, "
+          "models_t5_umt5-xxl-enc-bf16.pth or .safetensors, google/umt5-xxl/spiece.model; "
+          "CogVideoX: the diffusers folder with transformer/, vae/, text_encoder/, tokenizer/)");
 ABSL_FLAG(std::string, pairs, "", "the preference table: .jsonl or .csv (docs/data.md)");
 ABSL_FLAG(std::string, videos, "", "folder the table's video paths are relative to");
 ABSL_FLAG(std::string, out, "", "the dataset folder to write");
-ABSL_FLAG(int64_t, frames, 81, "frames per clip (1 + 4k)");
-ABSL_FLAG(int64_t, height, 480, "clip height (multiple of 16)");
-ABSL_FLAG(int64_t, width, 832, "clip width (multiple of 16)");
-ABSL_FLAG(double, fps, 16, "frame rate the clips are sampled at");
+ABSL_FLAG(int64_t, frames, 0, "frames per clip (1 + 4k; 0: Wan2.1 81, CogVideoX 49)");
+ABSL_FLAG(int64_t, height, 0, "clip height (multiple of 16; 0: 480)");
+ABSL_FLAG(int64_t, width, 0, "clip width (multiple of 16; 0: Wan2.1 832, CogVideoX 720)");
+ABSL_FLAG(double, fps, 0, "frame rate the clips are sampled at (0: Wan2.1 16, CogVideoX 8)");
 ABSL_FLAG(std::string, device, "cpu", "where the VAE runs: cpu | cuda | cuda:N");
 ABSL_FLAG(std::string, dtype, "bf16", "on-disk dtype of latents and embeddings: bf16 | f32");
 ABSL_FLAG(int64_t, pairs_per_shard, 64, "pairs per safetensors shard");
@@ -45,8 +47,11 @@ ABSL_FLAG(bool, skip_bad_rows, false,
           "instead of stopping");
 ABSL_FLAG(bool, overwrite, false, "replace a dataset (or an unfinished run) in --out");
 ABSL_FLAG(bool, progress, true, "progress bar with ETA on stderr");
-ABSL_FLAG(std::string, text_encoder, "", "umT5 weights (default: the checkpoint folder's)");
-ABSL_FLAG(std::string, tokenizer, "", "spiece.model (default: google/umt5-xxl/spiece.model)");
+ABSL_FLAG(std::string, text_encoder, "",
+          "text encoder weights (default: the checkpoint folder's umT5; CogVideoX: text_encoder/)");
+ABSL_FLAG(std::string, tokenizer, "",
+          "spiece.model (default: google/umt5-xxl/spiece.model; CogVideoX: "
+          "tokenizer/spiece.model)");
 ABSL_FLAG(std::string, text_cache, "", "prompt-embedding cache (default: text_cache beside --out)");
 ABSL_FLAG(std::string, prompt_column, "prompt", "table column (JSONL key) of the prompt");
 ABSL_FLAG(std::string, chosen_column, "chosen",
@@ -80,22 +85,72 @@ PairTableLayout LayoutFromFlags() {
   return layout;
 }
 
+// The prompt-embedding cache: --text_cache, else text_cache beside --out.
+std::string TextCacheDir(const std::string& out) {
+  const std::string flag = absl::GetFlag(FLAGS_text_cache);
+  return flag.empty() ? (fs::absolute(out).parent_path() / "text_cache").string() : flag;
+}
+
 std::unique_ptr<umt5::PromptEncoder> OpenTextEncoder(const fs::path& checkpoint,
                                                      const std::string& out) {
-  std::string cache_dir = absl::GetFlag(FLAGS_text_cache);
-  if (cache_dir.empty()) cache_dir = (fs::absolute(out).parent_path() / "text_cache").string();
   return umt5::PromptEncoder::Open(FolderPromptEncoderOptions(
       checkpoint.string(), absl::GetFlag(FLAGS_text_encoder), absl::GetFlag(FLAGS_tokenizer),
-      cache_dir, "--checkpoint=" + checkpoint.string()));
+      TextCacheDir(out), "--checkpoint=" + checkpoint.string()));
+}
+
+// The model's encoders and the settings a resumed run must share (the weights' hashes).
+struct Encoders {
+  std::unique_ptr<VideoLatentEncoder> video;
+  std::unique_ptr<umt5::PromptEncoder> text;
+  std::string settings;
+};
+
+Encoders OpenWan(const std::string& checkpoint, Device device, const std::string& out) {
+  const WanCheckpointFolder folder = FindWanCheckpoint(checkpoint);
+  std::string why_not;
+  Encoders e;
+  e.video = OpenWanVideoEncoder(folder, device, &why_not);
+  SDPO_CHECK(e.video != nullptr, "--checkpoint=", folder.dir, ": ", why_not);
+  e.text = OpenTextEncoder(folder.dir, out);
+  e.settings =
+      absl::StrCat("wan21 vae=", VideoEncoderHash(folder), " text=", e.text->encoder_hash());
+  return e;
+}
+
+Encoders OpenCogVideoX(const std::string& model, const std::string& checkpoint, Device device,
+                       const std::string& out) {
+  const CogVideoXFolder folder = FindCogVideoXCheckpoint(checkpoint);
+  // The DiT's text width and length decide the embeddings; its weights are not needed here.
+  const cogvideox::CogVideoXConfig dit =
+      cogvideox::ResolveConfig(*OpenCheckpoint(folder.transformer));
+  std::string why_not;
+  Encoders e;
+  std::unique_ptr<CogVideoXVaeRunner> vae = CogVideoXVaeRunner::Open(folder, device, &why_not);
+  SDPO_CHECK(vae != nullptr, "--checkpoint=", folder.dir, ": ", why_not);
+  const std::string vae_hash = vae->WeightsHash();
+  e.video = CogVideoXVideoEncoder(std::move(vae));
+  CogVideoXTextOptions t;
+  t.weights = absl::GetFlag(FLAGS_text_encoder);
+  t.tokenizer = absl::GetFlag(FLAGS_tokenizer);
+  t.cache_dir = TextCacheDir(out);
+  t.text_dim = dit.text_embed_dim;
+  t.text_len = dit.max_text_seq_length;
+  e.text = OpenCogVideoXTextEncoder(folder, t);
+  e.settings = absl::StrCat(model, " vae=", vae_hash, " text=", e.text->encoder_hash());
+  return e;
+}
+
+// A flag's value, or `fallback` when the flag is 0 (the model's default).
+template <typename T>
+T OrDefault(T flag, T fallback) {
+  return flag == 0 ? fallback : flag;
 }
 
 int Main() {
   const std::string model = absl::GetFlag(FLAGS_model);
-  SDPO_CHECK(!absl::StartsWith(model, "cogvideox"), "--model=", model,
-             ": CogVideoX's VAE does not exist in this build yet, so its "
-             "videos cannot be "
-             "encoded; prepare supports --model=wan21");
-  SDPO_CHECK(model == "wan21", "--model=", model, ": expected wan21");
+  const bool cogvideox = model == "cogvideox-2b" || model == "cogvideox-5b";
+  SDPO_CHECK(model == "wan21" || cogvideox, "--model=", model,
+             ": expected wan21, cogvideox-2b or cogvideox-5b");
   for (const auto& [flag, value] :
        {std::pair<const char*, std::string>{"--checkpoint", absl::GetFlag(FLAGS_checkpoint)},
         {"--pairs", absl::GetFlag(FLAGS_pairs)},
@@ -106,10 +161,10 @@ int Main() {
   PrepareOptions options;
   options.out = absl::GetFlag(FLAGS_out);
   options.videos_dir = absl::GetFlag(FLAGS_videos);
-  options.frames = absl::GetFlag(FLAGS_frames);
-  options.height = absl::GetFlag(FLAGS_height);
-  options.width = absl::GetFlag(FLAGS_width);
-  options.fps = absl::GetFlag(FLAGS_fps);
+  options.frames = OrDefault<int64_t>(absl::GetFlag(FLAGS_frames), cogvideox ? 49 : 81);
+  options.height = OrDefault<int64_t>(absl::GetFlag(FLAGS_height), 480);
+  options.width = OrDefault<int64_t>(absl::GetFlag(FLAGS_width), cogvideox ? 720 : 832);
+  options.fps = OrDefault(absl::GetFlag(FLAGS_fps), cogvideox ? 8.0 : 16.0);
   SDPO_CHECK(options.fps > 0 && options.fps <= 240, "--fps=", options.fps, ": expected (0, 240]");
   WanLatentShape(16, options.frames, options.height,
                  options.width);  // checks the sizes
@@ -126,16 +181,12 @@ int Main() {
 
   const PairTable table =
       ReadPairTable(absl::GetFlag(FLAGS_pairs), LayoutFromFlags(), options.skip_bad_rows);
-  const WanCheckpointFolder folder = FindWanCheckpoint(absl::GetFlag(FLAGS_checkpoint));
-  std::string why_not;
-  std::unique_ptr<VideoLatentEncoder> vae = OpenWanVideoEncoder(folder, device, &why_not);
-  SDPO_CHECK(vae != nullptr, "--checkpoint=", folder.dir, ": ", why_not);
-  auto text = OpenTextEncoder(folder.dir, options.out);
-  // The result depends on the weights: their hashes are part of the settings a
-  // resume checks.
+  const std::string checkpoint = absl::GetFlag(FLAGS_checkpoint);
+  Encoders encoders = cogvideox ? OpenCogVideoX(model, checkpoint, device, options.out)
+                                : OpenWan(checkpoint, device, options.out);
+  // The result depends on the weights: their hashes are part of the settings a resume checks.
   options.settings =
-      absl::StrCat("wan21 vae=", VideoEncoderHash(folder), " text=", text->encoder_hash(),
-                   " dtype=", dtype, " shard=", options.writer.pairs_per_shard);
+      absl::StrCat(encoders.settings, " dtype=", dtype, " shard=", options.writer.pairs_per_shard);
   std::printf(
       "prepare: %zu rows from %s (%zu skipped while reading), clips "
       "%lldx%lldx%lld at "
@@ -144,8 +195,8 @@ int Main() {
       static_cast<long long>(options.frames), static_cast<long long>(options.height),
       static_cast<long long>(options.width), options.fps, device.str().c_str());
   const PrepareSummary summary = PrepareDataset(
-      table, options, *vae,
-      [&](const std::string& prompt) { return text->EncodePrompts({prompt}).front(); });
+      table, options, *encoders.video,
+      [&](const std::string& prompt) { return encoders.text->EncodePrompts({prompt}).front(); });
   std::printf("%s", FormatSummary(summary, table.path, options.out).c_str());
   if (summary.interrupted) return kExitInterrupted;
   return 0;

@@ -30,7 +30,20 @@ class WanVaeVideoEncoder : public VideoLatentEncoder {
   Device device_;
 };
 
+class CogVideoXEncoder : public VideoLatentEncoder {
+ public:
+  explicit CogVideoXEncoder(std::unique_ptr<CogVideoXVaeRunner> vae) : vae_(std::move(vae)) {}
+  Tensor Encode(const Tensor& video) override { return vae_->Encode(video); }
+
+ private:
+  std::unique_ptr<CogVideoXVaeRunner> vae_;
+};
+
 }  // namespace
+
+std::unique_ptr<VideoLatentEncoder> CogVideoXVideoEncoder(std::unique_ptr<CogVideoXVaeRunner> vae) {
+  return std::make_unique<CogVideoXEncoder>(std::move(vae));
+}
 
 std::unique_ptr<VideoLatentEncoder> OpenWanVideoEncoder(const WanCheckpointFolder& folder,
                                                         Device device, std::string* why_not) {

@@ -1,11 +1,13 @@
-// The video encoder `prepare` uses: the Wan2.1 VAE of a checkpoint folder (the
-// latent mean, normalised as the official pipeline does before training).
+// The video encoders `prepare` uses: the Wan2.1 VAE of a checkpoint folder (the latent mean,
+// normalised as the official pipeline does before training), or CogVideoX's (mean x
+// scaling_factor).
 #pragma once
 
 #include <memory>
 #include <string>
 
 #include "tensor/device.h"
+#include "trainers/cogvideox_folder.h"
 #include "trainers/prepare.h"
 #include "trainers/sampling.h"
 
@@ -18,5 +20,8 @@ std::unique_ptr<VideoLatentEncoder> OpenWanVideoEncoder(const WanCheckpointFolde
 
 // SHA-256 of the VAE weights (what a resumed run must share with the first).
 std::string VideoEncoderHash(const WanCheckpointFolder& folder);
+
+// The CogVideoX VAE of a diffusers folder as prepare's encoder (CogVideoXVaeRunner::Encode).
+std::unique_ptr<VideoLatentEncoder> CogVideoXVideoEncoder(std::unique_ptr<CogVideoXVaeRunner> vae);
 
 }  // namespace sdpo::trainers

@@ -62,7 +62,7 @@ umt5::PromptEncoderOptions FolderPromptEncoderOptions(const std::string& dir,
 
 Shape WanLatentShape(int64_t z_dim, int64_t frames, int64_t height, int64_t width, int64_t patch) {
   SDPO_CHECK(frames >= 1 && (frames - 1) % kWanVaeTimeFactor == 0, "--frames=", frames,
-             ": the Wan2.1 VAE needs 1 + 4k frames (e.g. 81, 49, 17, 1)");
+             ": the VAE (Wan2.1, CogVideoX) needs 1 + 4k frames (e.g. 81, 49, 17, 1)");
   const int64_t cell = kWanVaeSpaceFactor * patch;
   SDPO_CHECK(height >= cell && width >= cell && height % cell == 0 && width % cell == 0,
              "--height=", height, " --width=", width, ": both must be positive multiples of ", cell,
@@ -106,36 +106,80 @@ SamplingContexts ReadSamplingContexts(const std::string& path) {
   return out;
 }
 
-std::vector<Tensor> SampleLatentVideos(models::DiffusionModel& model,
-                                       const SamplingContexts& contexts,
-                                       const VideoSampleRequest& request) {
-  SDPO_CHECK(request.latent_shape.size() == 4, "SampleLatentVideos: latent shape ",
-             ShapeStr(request.latent_shape), " is not [C, F, H, W]");
-  SDPO_CHECK(request.samples_per_prompt >= 1, "--samples must be >= 1");
-  const bool guided = request.options.guide_scale != 1.0;
-  SDPO_CHECK(!guided || contexts.negative.defined(), "--guidance=", request.options.guide_scale,
+namespace {
+
+// The sampler inputs of every (prompt, sample) on the model's device: sample i of prompt p has
+// the noise at counters (p * samples_per_prompt + i) * numel(latent) of Philox(seed).
+struct SampleInputs {
+  std::vector<Tensor> noise, prompts, negatives;
+};
+SampleInputs MakeSampleInputs(const models::DiffusionModel& model, const SamplingContexts& contexts,
+                              const Shape& latent_shape, int samples_per_prompt, uint64_t seed,
+                              double guidance) {
+  SDPO_CHECK(latent_shape.size() == 4, "sampling: latent shape ", ShapeStr(latent_shape),
+             " is not [C, F, H, W]");
+  SDPO_CHECK(samples_per_prompt >= 1, "--samples must be >= 1");
+  const bool guided = guidance != 1.0;
+  SDPO_CHECK(!guided || contexts.negative.defined(), "--guidance=", guidance,
              " needs the negative prompt's embedding ('negative' in the --context file); "
              "use --guidance=1 for the conditional pass only");
   const Device device = ModelDevice(model);
-  const int64_t numel = NumElements(request.latent_shape);
-  std::vector<Tensor> noise, prompts, negatives;
+  const int64_t numel = NumElements(latent_shape);
+  SampleInputs in;
   for (const Tensor& c : contexts.prompts) {
-    for (int k = 0; k < request.samples_per_prompt; ++k) {
-      noise.push_back(ops::RandomNormal(request.latent_shape, request.seed,
-                                        static_cast<uint64_t>(noise.size() * numel), kF32, device));
-      prompts.push_back(ops::To(c, device));
-      if (guided) negatives.push_back(ops::To(contexts.negative, device));
+    for (int k = 0; k < samples_per_prompt; ++k) {
+      in.noise.push_back(ops::RandomNormal(
+          latent_shape, seed, static_cast<uint64_t>(in.noise.size() * numel), kF32, device));
+      in.prompts.push_back(ops::To(c, device));
+      if (guided) in.negatives.push_back(ops::To(contexts.negative, device));
     }
   }
+  return in;
+}
+
+}  // namespace
+
+std::vector<Tensor> SampleLatentVideos(models::DiffusionModel& model,
+                                       const SamplingContexts& contexts,
+                                       const VideoSampleRequest& request) {
+  const SampleInputs in =
+      MakeSampleInputs(model, contexts, request.latent_shape, request.samples_per_prompt,
+                       request.seed, request.options.guide_scale);
   samplers::FlowSampleOptions options = request.options;
   ProgressBar bar("sample", options.steps, request.progress);
   options.on_step = [&](int step, int steps) {
     bar.Update(step + 1,
-               absl::StrFormat("%zu video(s) %s", noise.size(), ShapeStr(request.latent_shape)));
+               absl::StrFormat("%zu video(s) %s", in.noise.size(), ShapeStr(request.latent_shape)));
   };
-  std::vector<Tensor> latents = samplers::SampleFlow(model, noise, prompts, negatives, options);
+  std::vector<Tensor> latents =
+      samplers::SampleFlow(model, in.noise, in.prompts, in.negatives, options);
   bar.Finish();
   for (Tensor& l : latents) l = ops::Cast(ops::To(l, Device::CPU()), kF32);
+  return latents;
+}
+
+std::vector<Tensor> SampleDdpmLatentVideos(models::DiffusionModel& model,
+                                           const std::vector<double>& alphas_cumprod,
+                                           const SamplingContexts& contexts,
+                                           const DdpmVideoSampleRequest& request) {
+  const SampleInputs in =
+      MakeSampleInputs(model, contexts, request.latent_shape, request.samples_per_prompt,
+                       request.seed, request.options.guidance_scale);
+  samplers::DdpmSampleOptions options = request.options;
+  options.noise_seed = request.seed;
+  ProgressBar bar("sample", options.steps, request.progress);
+  options.on_step = [&](int step, int steps) {
+    bar.Update(step + 1,
+               absl::StrFormat("%zu video(s) %s", in.noise.size(), ShapeStr(request.latent_shape)));
+  };
+  const Tensor batch =
+      samplers::SampleDdpm(model, alphas_cumprod, in.noise, in.prompts, in.negatives, options);
+  bar.Finish();
+  std::vector<Tensor> latents;
+  for (int64_t i = 0; i < batch.size(0); ++i) {
+    latents.push_back(
+        ops::Contiguous(ops::Cast(ops::To(ops::Select(batch, 0, i), Device::CPU()), kF32)));
+  }
   return latents;
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "models/diffusion_model.h"
+#include "models/samplers/ddpm_samplers.h"
 #include "models/samplers/flow_samplers.h"
 #include "models/umt5/prompt_encoder.h"
 #include "tensor/tensor.h"
@@ -75,6 +76,21 @@ struct VideoSampleRequest {
 std::vector<Tensor> SampleLatentVideos(models::DiffusionModel& model,
                                        const SamplingContexts& contexts,
                                        const VideoSampleRequest& request);
+
+// The CogVideoX samplers (DDIM / DPM, models/samplers/ddpm_samplers.h) on a model of family
+// "ddpm" that takes [C, F, H, W] latents (LoadTrainModel's), with SampleLatentVideos' noise
+// convention; the DPM steps' noise comes from the same seed at counters after the initial noise.
+struct DdpmVideoSampleRequest {
+  Shape latent_shape;  // [C, F, H, W]
+  int samples_per_prompt = 1;
+  uint64_t seed = 0;
+  samplers::DdpmSampleOptions options;
+  bool progress = true;
+};
+std::vector<Tensor> SampleDdpmLatentVideos(models::DiffusionModel& model,
+                                           const std::vector<double>& alphas_cumprod,
+                                           const SamplingContexts& contexts,
+                                           const DdpmVideoSampleRequest& request);
 
 // The Wan2.1 VAE decoder of a checkpoint folder: latents [z_dim, F, h, w] -> videos
 // [3, 1 + 4 (F - 1), 8 h, 8 w] in [-1, 1] on the CPU.

@@ -125,8 +125,11 @@ Tensor SampleDdpm(models::DiffusionModel& model, const std::vector<double>& alph
     if (options.solver == DdpmSolver::kDdim) {
       x = ddim.Step(v, x);
     } else {
-      Tensor n =
-          ops::RandomNormal(x.shape(), options.noise_seed, static_cast<uint64_t>(i), x.dtype());
+      // Step i draws counters [(i + 1) n, (i + 2) n): disjoint from every other step's and from
+      // the initial noise callers draw at [0, n) from the same seed.
+      const uint64_t n_x = static_cast<uint64_t>(x.numel());
+      Tensor n = ops::RandomNormal(x.shape(), options.noise_seed,
+                                   (static_cast<uint64_t>(i) + 1) * n_x, x.dtype(), x.device());
       x = dpm.Step(v, x, n);
     }
     if (options.on_step) options.on_step(i, grid.steps());
