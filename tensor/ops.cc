@@ -559,6 +559,12 @@ Tensor LogSoftmax(const Tensor& x, int64_t dim) { return SoftmaxImpl(x, dim, tru
 // ----------------------------------------------------------------------------- matmul
 
 namespace {
+// Every value of `narrow` is exactly a value of `wide` (bf16/f16 in f32; those and f32 in f64).
+bool NarrowerFloat(DType narrow, DType wide) {
+  if (wide == kF64) return narrow == kF32 || narrow == kBF16 || narrow == kF16;
+  return wide == kF32 && (narrow == kBF16 || narrow == kF16);
+}
+
 // Returns x as a contiguous [B, R, C] buffer, using a transposed layout (and *trans = true)
 // instead of a copy when x's last two dims are a transposed contiguous matrix.
 Tensor AsGemmOperand(const Tensor& x, bool* trans) {
@@ -591,8 +597,16 @@ Tensor Matmul(const Tensor& a, const Tensor& b) {
   CheckSameDevice(a, b, "matmul");
   SDPO_CHECK(a.dim() >= 2 && b.dim() >= 2, "matmul: operands must have at least 2 dims, got ",
              a.str(), " and ", b.str());
-  SDPO_CHECK(a.dtype() == b.dtype(), "matmul: dtype mismatch: ", a.str(), " vs ", b.str());
   SDPO_CHECK(IsFloating(a.dtype()), "matmul: needs floating-point operands, got ", a.str());
+  if (a.dtype() != b.dtype()) {
+    // b may be a narrower float than a (bf16/f16 under f32; those or f32 under f64), e.g. a
+    // weight kept in its storage dtype: the product has a's dtype and is computed as if b were
+    // converted first. The CPU kernel converts b panel by panel as the product uses it, never as
+    // a whole (tensor/cpu/gemm.cc); other devices get a converted copy.
+    SDPO_CHECK(NarrowerFloat(b.dtype(), a.dtype()), "matmul: dtype mismatch: ", a.str(), " vs ",
+               b.str(), " (b may only be a narrower float than a)");
+    if (!a.device().is_cpu()) return Matmul(a, Cast(b, a.dtype()));
+  }
   int64_t m = a.size(-2), k = a.size(-1), n = b.size(-1);
   SDPO_CHECK(b.size(-2) == k, "matmul: inner dims differ: ", a.str(), " x ", b.str());
   Shape batch_a(a.shape().begin(), a.shape().end() - 2);

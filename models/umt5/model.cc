@@ -92,26 +92,23 @@ RelativeEmbedding::RelativeEmbedding(const T5Config& config, DType dtype)
 
 Tensor RelativeEmbedding::Forward(int64_t lq, int64_t lk) const {
   Tensor buckets = RelativePositionBuckets(lq, lk, num_buckets_, max_distance_);
-  Tensor bias = embedding_->Forward(buckets);     // [lq, lk, heads]
-  return unsqueeze(permute(bias, {2, 0, 1}), 0);  // [1, heads, lq, lk]
+  // Gathered from the transposed table [heads, num_buckets] so that the bias comes out
+  // contiguous in [heads, lq * lk] (the attention reads it row by row), converted while small.
+  Tensor table = transpose(ToCompute(embedding_->weight()), 0, 1);
+  Tensor bias = index_select(table, 1, ops::To(ops::Reshape(buckets, {lq * lk}), table.device()));
+  return reshape(bias, {1, table.size(0), lq, lk});
 }
 
 // -----------------------------------------------------------------------------
 // attention, FFN
 
-Tensor Project(const nn::Linear& layer, const Tensor& x, WeightScratch* scratch) {
+Tensor Project(const nn::Linear& layer, const Tensor& x) {
   const Tensor& w = layer.weight();
   const DType dt = layer.compute_dtype();
-  if (w.dtype() == dt || GradEnabled() || scratch == nullptr) return layer.Forward(x);
-  Tensor& buffer = scratch->buffer;
-  if (!buffer.defined() || buffer.numel() < w.numel() || buffer.dtype() != dt ||
-      buffer.device() != w.device()) {
-    buffer = Tensor();  // free the old one first
-    buffer = Tensor::Empty({w.numel()}, dt, w.device());
-  }
-  Tensor converted = ops::View(ops::Narrow(buffer, 0, 0, w.numel()), w.shape());
-  ops::CopyInto(converted, w);
-  return matmul(cast(x, dt), transpose(converted, 0, 1));
+  const bool narrower =
+      w.dtype() != dt && (dt == kF64 || (dt == kF32 && IsReducedFloat(w.dtype())));
+  if (!narrower || GradEnabled()) return layer.Forward(x);
+  return ops::Matmul(ops::Cast(x, dt), ops::Transpose(w, 0, 1));
 }
 
 Attention::Attention(const T5Config& config)
@@ -122,14 +119,13 @@ Attention::Attention(const T5Config& config)
   o_ = RegisterModule("o", std::make_unique<nn::Linear>(config.dim_attn, config.dim, false));
 }
 
-Tensor Attention::Forward(const Tensor& x, const Tensor& bias, WeightScratch* scratch) const {
+Tensor Attention::Forward(const Tensor& x, const Tensor& bias) const {
   const int64_t b = x.size(0), l = x.size(1);
   auto heads = [&](const nn::Linear* proj) {  // [B, L, H*D] -> [B, H, L, D]
-    return permute(reshape(Project(*proj, x, scratch), {b, l, num_heads_, head_dim_}),
-                   {0, 2, 1, 3});
+    return permute(reshape(Project(*proj, x), {b, l, num_heads_, head_dim_}), {0, 2, 1, 3});
   };
   Tensor out = attention(heads(q_), heads(k_), heads(v_), bias, 1.0);  // T5: unscaled
-  return Project(*o_, reshape(permute(out, {0, 2, 1, 3}), {b, l, num_heads_ * head_dim_}), scratch);
+  return Project(*o_, reshape(permute(out, {0, 2, 1, 3}), {b, l, num_heads_ * head_dim_}));
 }
 
 FeedForward::FeedForward(const T5Config& config) {
@@ -139,9 +135,9 @@ FeedForward::FeedForward(const T5Config& config) {
   fc2_ = RegisterModule("fc2", std::make_unique<nn::Linear>(config.dim_ffn, config.dim, false));
 }
 
-Tensor FeedForward::Forward(const Tensor& x, WeightScratch* scratch) const {
-  Tensor gated = gelu_tanh(Project(*gate_, x, scratch));
-  return Project(*fc2_, mul(Project(*fc1_, x, scratch), gated), scratch);
+Tensor FeedForward::Forward(const Tensor& x) const {
+  Tensor gated = gelu_tanh(Project(*gate_, x));
+  return Project(*fc2_, mul(Project(*fc1_, x), gated));
 }
 
 // -----------------------------------------------------------------------------
@@ -163,8 +159,7 @@ Block::Block(const T5Config& config, DType dtype) {
 }
 
 Tensor Block::Forward(const Tensor& x, const Tensor& key_mask, const Tensor& shared_bias,
-                      WeightScratch* scratch, Activations* record,
-                      const std::string& prefix) const {
+                      Activations* record, const std::string& prefix) const {
   Tensor bias = shared_bias;
   if (pos_embedding_ != nullptr) {
     bias = pos_embedding_->Forward(x.size(1), x.size(1));
@@ -176,12 +171,12 @@ Tensor Block::Forward(const Tensor& x, const Tensor& key_mask, const Tensor& sha
   }
   Tensor h = norm1_->Forward(x);
   Record(record, prefix + ".norm1", h);
-  Tensor a = attn_->Forward(h, bias, scratch);
+  Tensor a = attn_->Forward(h, bias);
   Record(record, prefix + ".attn", a);
   Tensor y = add(x, a);
   h = norm2_->Forward(y);
   Record(record, prefix + ".norm2", h);
-  Tensor f = ffn_->Forward(h, scratch);
+  Tensor f = ffn_->Forward(h);
   Record(record, prefix + ".ffn", f);
   return add(y, f);
 }
@@ -228,7 +223,7 @@ Tensor T5Encoder::Forward(const Tensor& ids, const Tensor& mask, Activations* re
   }
   for (int64_t i = 0; i < blocks_->size(); ++i) {
     const std::string name = absl::StrCat("blocks.", i);
-    x = blocks_->at<Block>(i)->Forward(x, key_mask, shared_bias, &scratch_, record, name);
+    x = blocks_->at<Block>(i)->Forward(x, key_mask, shared_bias, record, name);
     Record(record, name, x);
   }
   x = norm_->Forward(x);

@@ -21,7 +21,7 @@
 // Precision: parameters live in the dtype they were built with (bf16 for
 // the 5.7B checkpoint, so the weights take 11.4 GB); each projection converts
 // its weight to the compute dtype (f32 by default; bf16, or f64 for the oracle
-// tests) when it runs, one matrix at a time. The encoder is built without
+// tests) as the product uses it, a cache-sized panel at a time. The encoder is built without
 // random initialisation: load its weights (models/umt5/checkpoint.h).
 #pragma once
 
@@ -72,23 +72,17 @@ class RelativeEmbedding : public nn::Module {
   Embedding* embedding_;
 };
 
-// Where the projections convert their weights to the compute dtype: one buffer reused by every
-// projection of a forward (converting into fresh memory cost about three times the conversion
-// itself in page faults for a 4096 x 10240 weight). Not thread-safe: one forward at a time.
-struct WeightScratch {
-  Tensor buffer;
-};
-
-// y = x W^T for a bias-free projection; W converted through `scratch` when its dtype differs from
-// the compute dtype and no gradient is recorded, else nn::Linear::Forward.
-Tensor Project(const nn::Linear& layer, const Tensor& x, WeightScratch* scratch);
+// y = x W^T for a bias-free projection. Without gradients a weight narrower than the compute
+// dtype (bf16 under f32) goes to the matmul as it is stored, which converts it panel by panel
+// (ops::Matmul); otherwise nn::Linear::Forward.
+Tensor Project(const nn::Linear& layer, const Tensor& x);
 
 class Attention : public nn::Module {
  public:
   explicit Attention(const T5Config& config);
   std::string TypeName() const override { return "T5Attention"; }
   // x [B, L, dim]; bias [B or 1, heads, L, L] additive (position bias with the key mask).
-  Tensor Forward(const Tensor& x, const Tensor& bias, WeightScratch* scratch) const;
+  Tensor Forward(const Tensor& x, const Tensor& bias) const;
 
  private:
   int64_t num_heads_, head_dim_;
@@ -99,7 +93,7 @@ class FeedForward : public nn::Module {
  public:
   explicit FeedForward(const T5Config& config);
   std::string TypeName() const override { return "T5FeedForward"; }
-  Tensor Forward(const Tensor& x, WeightScratch* scratch) const;
+  Tensor Forward(const Tensor& x) const;
 
  private:
   nn::Linear *gate_, *fc1_, *fc2_;
@@ -118,7 +112,7 @@ class Block : public nn::Module {
   // the encoder's [1, heads, L, L] bias (shared_pos) or undefined (the block's
   // own table).
   Tensor Forward(const Tensor& x, const Tensor& key_mask, const Tensor& shared_bias,
-                 WeightScratch* scratch, Activations* record, const std::string& prefix) const;
+                 Activations* record, const std::string& prefix) const;
 
  private:
   nn::RMSNorm *norm1_, *norm2_;
@@ -146,7 +140,6 @@ class T5Encoder : public nn::Module {
   RelativeEmbedding* pos_embedding_ = nullptr;
   nn::ModuleList* blocks_;
   nn::RMSNorm* norm_;
-  mutable WeightScratch scratch_;
 };
 
 // What the Wan pipeline hands to the DiT: hidden[i, :n_i] for n_i = the number

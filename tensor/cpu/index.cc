@@ -14,10 +14,9 @@ void IndexRows(const Tensor& out, const Tensor& x, const Tensor& index) {
   const size_t es = ElementSize(x.dtype());
   const char* src = static_cast<const char*>(x.raw_data());
   char* dst = static_cast<char*>(out.raw_data());
+  const int64_t out_row = out.stride(0) * es, x_row = x.stride(0) * es, row = inner * es;
   ParallelFor(index.numel(), 64, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      std::memcpy(dst + i * out.stride(0) * es, src + idx[i] * x.stride(0) * es, inner * es);
-    }
+    for (int64_t i = b; i < e; ++i) std::memcpy(dst + i * out_row, src + idx[i] * x_row, row);
   });
 }
 

@@ -298,5 +298,69 @@ TEST(Matmul, ThreadCountChangesOnlyRounding) {
   }
 }
 
+// ------------------------------------------------------------- b narrower than a (mixed)
+
+// Rounding of a k-term dot product in `dtype` as the kernels accumulate it (sequential FMA chains
+// per block): about sqrt(k) unit roundoffs of sum |a b|, with a margin of 4.
+double MixedRelSum(DType dtype, int64_t k) {
+  const double unit = dtype == kF64 ? 0x1p-53 : 0x1p-24;
+  return 4.0 * std::sqrt(static_cast<double>(k)) * unit;
+}
+
+TEST(Matmul, NarrowerSecondOperandIsUsedAtItsExactValues) {
+  // A weight kept in bf16 (or f16, or f32 under f64) times f32 / f64 activations: the product
+  // has a's dtype and equals the product of the exactly converted values (the reference reads b
+  // as it is stored). Weight layout [N, K] transposed, plain [K, N], strided; batched and folded.
+  const std::pair<DType, DType> pairs[] = {
+      {kF32, kBF16}, {kF32, kF16}, {kF64, kBF16}, {kF64, kF16}, {kF64, kF32}};
+  for (const auto& [da, db] : pairs) {
+    for (int64_t m : {1, 17, 65})
+      for (int64_t k : {3, 65})
+        for (int64_t n : {1, 17, 129})
+          for (Layout lb : kLayouts2D) {
+            Tensor a = MakeOperand({m, k}, Layout::kContiguous, m + k, da);
+            Tensor b = MakeOperand({k, n}, lb, k + n + 1, db);
+            EXPECT_TRUE(MatmulClose(a, b, 0, MixedRelSum(da, k)))
+                << DTypeName(da) << " x " << DTypeName(db) << " " << m << "x" << k << "x" << n
+                << " " << LayoutName(lb);
+          }
+    const std::pair<Shape, Shape> batched[] = {
+        {{2, 5, 17}, {2, 17, 9}}, {{3, 5, 17}, {17, 9}}, {{5, 17}, {3, 17, 9}}};
+    for (const auto& [sa, sb] : batched) {
+      for (Layout lb : {Layout::kContiguous, Layout::kTransposed}) {
+        Tensor a = RandomTensor(sa, 21, da), b = MakeOperand(sb, lb, 22, db);
+        EXPECT_TRUE(MatmulClose(a, b, 0, MixedRelSum(da, 17)))
+            << a.str() << " x " << b.str() << " " << LayoutName(lb);
+      }
+    }
+  }
+}
+
+TEST(Matmul, NarrowerOperandConvertedInSeveralPanels) {
+  // The CPU kernel converts b in panels of at least 256 output columns holding about 16 MiB of
+  // a's dtype: with k = 16 Mi / (256 * element size) a panel is exactly 256 columns, so n = 520
+  // takes panels of 256, 256 and 8 columns.
+  for (const auto& [da, lb] : {std::pair<DType, Layout>{kF32, Layout::kTransposed},
+                               {kF32, Layout::kContiguous},
+                               {kF64, Layout::kTransposed}}) {
+    const int64_t k = (int64_t{16} << 20) / (256 * static_cast<int64_t>(ElementSize(da)));
+    Tensor a = RandomTensor({2, k}, 31, da), b = MakeOperand({k, 520}, lb, 32, kBF16);
+    EXPECT_TRUE(MatmulClose(a, b, 0, MixedRelSum(da, k)))
+        << DTypeName(da) << " k " << k << " " << LayoutName(lb);
+  }
+}
+
+TEST(Matmul, WiderOrIntegerSecondOperandIsRefused) {
+  Tensor a16 = RandomTensor({2, 3}, 1, kBF16), b32 = RandomTensor({3, 4}, 2, kF32);
+  EXPECT_THAT(ErrorMessage([&] { ops::Matmul(a16, b32); }), HasSubstr("narrower float"));
+  Tensor a32 = RandomTensor({2, 3}, 3, kF32);
+  Tensor bi = Tensor::FromVector(std::vector<double>(12, 1), {3, 4}, kI64);
+  EXPECT_THAT(ErrorMessage([&] { ops::Matmul(a32, bi); }), HasSubstr("dtype mismatch"));
+  EXPECT_THAT(ErrorMessage([&] {
+                ops::Matmul(RandomTensor({2, 3}, 4, kF16), a16);
+              }),
+              HasSubstr("dtype mismatch"));
+}
+
 }  // namespace
 }  // namespace sdpo
