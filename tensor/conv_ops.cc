@@ -39,6 +39,17 @@ Tensor Conv3d(const Tensor& x, const Tensor& weight, const Tensor& bias,
   for (int64_t p : options.padding) {
     SDPO_CHECK(p >= 0, "conv3d: paddings must be >= 0, got ", p);
   }
+  if (options.upsample_input) {
+    SDPO_CHECK(!options.history.defined() && options.stride[1] == 1 && options.stride[2] == 1,
+               "conv3d: an upsampled input takes no history and spatial strides 1, got strides (",
+               options.stride[0], ", ", options.stride[1], ", ", options.stride[2], ")");
+    if (!x.device().is_cpu()) {  // only the CPU kernel reads the input upsampled
+      Conv3dOptions materialised = options;
+      materialised.upsample_input = false;
+      return Conv3d(UpsampleNearest2x(x), weight, bias, materialised);
+    }
+  }
+  const int64_t up = options.upsample_input ? 2 : 1;
   const Tensor& h = options.history;
   int64_t history_frames = 0;
   if (h.defined()) {
@@ -53,8 +64,10 @@ Tensor Conv3d(const Tensor& x, const Tensor& weight, const Tensor& bias,
   const auto& s = options.stride;
   const int64_t to =
       ConvOutSize(history_frames + x.size(2), p[0] + p[1], weight.size(2), s[0], "time", x, weight);
-  const int64_t ho = ConvOutSize(x.size(3), p[2] + p[3], weight.size(3), s[1], "height", x, weight);
-  const int64_t wo = ConvOutSize(x.size(4), p[4] + p[5], weight.size(4), s[2], "width", x, weight);
+  const int64_t ho =
+      ConvOutSize(up * x.size(3), p[2] + p[3], weight.size(3), s[1], "height", x, weight);
+  const int64_t wo =
+      ConvOutSize(up * x.size(4), p[4] + p[5], weight.size(4), s[2], "width", x, weight);
   Tensor out = Tensor::Empty({x.size(0), cout, to, ho, wo}, x.dtype(), x.device());
   if (out.numel() == 0) return out;
   Conv3dOptions kernel_options = options;
@@ -113,7 +126,12 @@ Tensor Pad(const Tensor& x, const std::vector<std::array<int64_t, 2>>& pads, dou
   return out;
 }
 
-Tensor ChannelRmsNorm(const Tensor& x, const Tensor& gamma, double eps, bool silu) {
+namespace {
+
+// out = ChannelRmsNorm(x) for a contiguous out of x's shape (out may be x on the CPU, whose
+// kernel reads every channel of a position before writing it).
+void ChannelRmsNormInto(const Tensor& out, const Tensor& x, const Tensor& gamma, double eps,
+                        bool silu) {
   SDPO_CHECK(x.dim() >= 2 && IsFloating(x.dtype()),
              "channel_rms_norm: x must be a floating [B, C, ...] tensor, got ", x.str());
   const int64_t c = x.size(1);
@@ -121,14 +139,30 @@ Tensor ChannelRmsNorm(const Tensor& x, const Tensor& gamma, double eps, bool sil
              "channel_rms_norm: gamma must hold ", c, " values on x's device, got ",
              gamma.defined() ? gamma.str() : "undefined", " for x ", x.str());
   SDPO_CHECK(eps > 0, "channel_rms_norm: eps must be > 0, got ", eps);
+  if (x.numel() == 0) return;
   const DType stat = x.dtype() == kF64 ? kF64 : kF32;
-  Tensor out = Tensor::Empty(x.shape(), x.dtype(), x.device());
-  if (x.numel() == 0) return out;
   const int64_t outer = x.size(0), inner = x.numel() / (outer * c);
   KernelsFor(x.device())
       .ChannelRmsNorm(View(out, {outer, c, inner}), View(Contiguous(x), {outer, c, inner}),
                       Contiguous(Reshape(Cast(gamma, stat), {c})), eps, silu);
+}
+
+}  // namespace
+
+Tensor ChannelRmsNorm(const Tensor& x, const Tensor& gamma, double eps, bool silu) {
+  Tensor out = Tensor::Empty(x.shape(), x.dtype(), x.device());
+  ChannelRmsNormInto(out, x, gamma, eps, silu);
   return out;
+}
+
+const Tensor& ChannelRmsNormInPlace(const Tensor& x, const Tensor& gamma, double eps, bool silu) {
+  SDPO_CHECK(x.is_contiguous(), "channel_rms_norm (in place): x must be contiguous, got ", x.str());
+  if (x.device().is_cpu()) {
+    ChannelRmsNormInto(x, x, gamma, eps, silu);
+  } else {  // other devices' kernels are not known to allow out == x
+    CopyInto(x, ChannelRmsNorm(x, gamma, eps, silu));
+  }
+  return x;
 }
 
 }  // namespace sdpo::ops

@@ -438,6 +438,26 @@ Tensor Clamp(const Tensor& x, std::optional<double> min, std::optional<double> m
   return out;
 }
 
+const Tensor& AddInPlace(const Tensor& dst, const Tensor& src) {
+  CheckSameDevice(dst, src, "add (in place)");
+  SDPO_CHECK(dst.is_contiguous() && dst.dtype() != kBool,
+             "add (in place): dst must be a contiguous numeric tensor, got ", dst.str());
+  SDPO_CHECK(BroadcastShapes(dst.shape(), src.shape(), "add (in place)") == dst.shape(),
+             "add (in place): ", src.str(), " does not broadcast to dst ", dst.str());
+  // An elementwise kernel reads element i of its inputs only to write element i of out.
+  KernelsFor(dst.device())
+      .Binary(BinaryOp::kAdd, dst, dst, Expand(Cast(src, dst.dtype()), dst.shape()));
+  return dst;
+}
+
+const Tensor& ClampInPlace(const Tensor& x, double min, double max) {
+  SDPO_CHECK(min <= max, "clamp (in place): min ", min, " > max ", max, " for ", x.str());
+  SDPO_CHECK(x.is_contiguous() && x.dtype() != kBool,
+             "clamp (in place): x must be a contiguous numeric tensor, got ", x.str());
+  KernelsFor(x.device()).Clamp(x, x, min, max);
+  return x;
+}
+
 // ----------------------------------------------------------------------------- reductions
 
 namespace {

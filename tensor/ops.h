@@ -169,6 +169,9 @@ struct Conv3dOptions {
   // the convolution runs over concat(history, x) along T without making that copy; t_before
   // padding comes before the history.
   Tensor history;
+  // Convolve UpsampleNearest2x(x) (H and W doubled; history must then be undefined and the
+  // spatial strides 1) without materialising it on the CPU.
+  bool upsample_input = false;
 };
 Tensor Conv3d(const Tensor& x, const Tensor& weight, const Tensor& bias,
               const Conv3dOptions& options = {});
@@ -189,6 +192,15 @@ Tensor Pad(const Tensor& x, const std::vector<std::array<int64_t, 2>>& pads, dou
 // [C, 1, 1, 1]). With silu the result goes through SiLU in the same pass. Statistics in f32
 // (f64 for f64); the output has x's dtype.
 Tensor ChannelRmsNorm(const Tensor& x, const Tensor& gamma, double eps, bool silu = false);
+
+// --- in place (forward-only code: a tensor that autograd saved must not be overwritten) ----------
+// x contiguous: x = ChannelRmsNorm(x, gamma, eps, silu), the same values. Returns x.
+const Tensor& ChannelRmsNormInPlace(const Tensor& x, const Tensor& gamma, double eps,
+                                    bool silu = false);
+// dst contiguous: dst = dst + src (src broadcast to dst's shape, dst's dtype). Returns dst.
+const Tensor& AddInPlace(const Tensor& dst, const Tensor& src);
+// x contiguous: x = Clamp(x, min, max). Returns x.
+const Tensor& ClampInPlace(const Tensor& x, double min, double max);
 
 // --- random numbers -----------------------------------------------------------------------
 // Counter-based (Philox4x32-10): element i of the result is a function of (seed, offset + i)

@@ -11,6 +11,11 @@ official state_dict names, so the fixtures (and Wan2.1_VAE.pth) load with strict
 torch 1.13 (Debian's python3-torch) has no F.scaled_dot_product_attention: the attention is
 softmax(q k^T / sqrt(C)) v with bmm, as the fixtures' generator's stand-in.
 
+--official_vae_py PATH runs the official file itself instead (wan/modules/vae.py of a Wan2.1
+checkout; the project stores no official code), imported unmodified with two stand-ins for what
+Debian's torch 1.13 lacks: einops.rearrange (only the '(b t)' <-> 'b ... t' patterns vae.py uses)
+and F.scaled_dot_product_attention (the softmax product above).
+
 Verify against the fixtures (every case, f32 within 1e-5 relative L2):
     /usr/bin/python3 bench/peers/wan_vae_peer.py --verify ../shared/fixtures/wan_vae
 Benchmark (one JSON line; random weights with the released shapes, as bench/wan_vae_bench.cc):
@@ -21,6 +26,7 @@ peak is torch.cuda.max_memory_allocated / max_memory_reserved):
 """
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -30,6 +36,7 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -276,10 +283,62 @@ class WanVAE_(nn.Module):
         return torch.cat(outs, 2)
 
 
-def verify(directory):
+def import_official(vae_py):
+    """The official wan/modules/vae.py as a module, with the stand-ins of the module docstring."""
+    if "einops" not in sys.modules:
+        einops = types.ModuleType("einops")
+
+        def rearrange(x, pattern, **sizes):
+            p = pattern.replace(" ", "")
+            if p == "bcthw->(bt)chw":
+                b, c, t, h, w = x.shape
+                return x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+            if p == "(bt)chw->bcthw":
+                t = sizes["t"]
+                bt, c, h, w = x.shape
+                return x.reshape(bt // t, t, c, h, w).permute(0, 2, 1, 3, 4)
+            raise ValueError(f"einops stand-in: pattern {pattern!r} not supported")
+
+        einops.rearrange = rearrange
+        sys.modules["einops"] = einops
+    if not hasattr(F, "scaled_dot_product_attention"):
+        F.scaled_dot_product_attention = lambda q, k, v: torch.softmax(
+            torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(q.shape[-1]), dim=-1).matmul(v)
+    spec = importlib.util.spec_from_file_location("wan_official_vae", vae_py)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Official(nn.Module):
+    """The official WanVAE_ behind this file's encode/decode signatures."""
+
+    def __init__(self, module, dim=96, z_dim=16, dim_mult=(1, 2, 4, 4), num_res_blocks=2,
+                 attn_scales=(), temperal_downsample=(False, True, True), dropout=0.0):
+        super().__init__()
+        self.vae = module.WanVAE_(dim, z_dim, list(dim_mult), num_res_blocks, list(attn_scales),
+                                  list(temperal_downsample), dropout)
+
+    def load_state_dict(self, weights, strict=True):
+        return self.vae.load_state_dict(weights, strict=strict)
+
+    def encode(self, x, mean, inv_std):
+        return self.vae.encode(x, [mean, inv_std])
+
+    def decode(self, z, mean, inv_std):
+        return self.vae.decode(z, [mean, inv_std])
+
+
+def make_model(official_vae_py, **config):
+    if official_vae_py:
+        return Official(import_official(official_vae_py), **config)
+    return WanVAE_(**config)
+
+
+def verify(directory, official_vae_py=None):
     from common import read_safetensors
     config = json.load(open(os.path.join(directory, "tiny_a.config.json")))["WanVAE_"]
-    model = WanVAE_(**config).eval()
+    model = make_model(official_vae_py, **config).eval()
     weights, _ = read_safetensors(os.path.join(directory, "tiny_a.weights.safetensors"))
     model.load_state_dict(weights, strict=True)
     worst = 0.0
@@ -331,7 +390,7 @@ def bench(args):
             torch.cuda.synchronize(device)
 
     t0 = time.perf_counter()
-    model = WanVAE_().eval().requires_grad_(False)
+    model = make_model(args.official_vae_py).eval().requires_grad_(False)
     randomize(model, args.seed)
     model = model.to(device=device, dtype=dtype)
     sync()
@@ -341,30 +400,32 @@ def bench(args):
     mean = torch.tensor(MEAN, device=device, dtype=dtype)
     inv_std = 1.0 / torch.tensor(STD, device=device, dtype=dtype)
     frames, h, w = args.frames, args.height, args.width
-    encode_s = decode_s = 0.0
+    encode_s = decode_s = encode_cpu_s = decode_cpu_s = 0.0
     with torch.no_grad():
         if args.mode != "decode":
             video = (torch.rand(1, 3, frames, h, w) * 2 - 1).to(device=device, dtype=dtype)
             sync()
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             latent = model.encode(video, mean, inv_std)[0]
             sync()
-            encode_s = time.perf_counter() - t
+            encode_s, encode_cpu_s = time.perf_counter() - t, time.process_time() - c
             del video
         else:
             latent = torch.randn(1, 16, 1 + (frames - 1) // 4, h // 8, w // 8).to(device=device,
                                                                                  dtype=dtype)
             sync()
         if args.mode != "encode":
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             out = model.decode(latent, mean, inv_std).float().clamp_(-1, 1)
             sync()
-            decode_s = time.perf_counter() - t
+            decode_s, decode_cpu_s = time.perf_counter() - t, time.process_time() - c
             assert torch.isfinite(out.view(-1)[0])
-    line = {"bench": "wan_vae_peer", "mode": args.mode, "dtype": args.dtype,
+    line = {"bench": "wan_vae_peer", "official": bool(args.official_vae_py),
+            "mkldnn": torch.backends.mkldnn.is_available(), "mode": args.mode, "dtype": args.dtype,
             "device": str(device), "frames": frames, "height": h, "width": w,
             "threads": args.threads, "torch": torch.__version__, "load_s": round(load_s, 2),
             "encode_s": round(encode_s, 2), "decode_s": round(decode_s, 2),
+            "encode_cpu_s": round(encode_cpu_s, 2), "decode_cpu_s": round(decode_cpu_s, 2),
             "peak_rss_mib": round(peak_rss_mib())}
     if cuda:
         line["peak_allocated_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
@@ -389,9 +450,10 @@ def main():
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
     p.add_argument("--json", metavar="FILE", help="also append the JSON line to FILE")
+    p.add_argument("--official_vae_py", metavar="PATH", help="run wan/modules/vae.py itself")
     args = p.parse_args()
     if args.verify:
-        return verify(args.verify)
+        return verify(args.verify, args.official_vae_py)
     if args.bench:
         return bench(args)
     p.print_help()

@@ -4,6 +4,8 @@
 
 #include <array>
 #include <cmath>
+#include <functional>
+#include <limits>
 #include <map>
 #include <utility>
 
@@ -107,6 +109,10 @@ class VaeRmsNorm : public nn::Module {
   Tensor Forward(const Tensor& x, bool silu) const {
     return ops::ChannelRmsNorm(x, gamma_, kNormEps, silu);
   }
+  // The same values written over x (a contiguous tensor nothing else reads afterwards).
+  const Tensor& ForwardInPlace(const Tensor& x, bool silu) const {
+    return ops::ChannelRmsNormInPlace(x, gamma_, kNormEps, silu);
+  }
 
  private:
   Tensor gamma_;
@@ -120,11 +126,13 @@ class VaeConv2d : public nn::Module {
     bias_ = RegisterParameter("bias", Tensor::Zeros({out}), false);
   }
   std::string TypeName() const override { return "Conv2d"; }
-  Tensor Forward(const Tensor& x, std::array<int64_t, 2> stride,
-                 std::array<int64_t, 4> padding) const {
+  // upsample: convolve the nearest 2x upsampling of every frame (not materialised on the CPU).
+  Tensor Forward(const Tensor& x, std::array<int64_t, 2> stride, std::array<int64_t, 4> padding,
+                 bool upsample = false) const {
     ops::Conv3dOptions o;
     o.stride = {1, stride[0], stride[1]};
     o.padding = {0, 0, padding[0], padding[1], padding[2], padding[3]};
+    o.upsample_input = upsample;
     return ops::Conv3d(x, AsFrameKernel(weight_), bias_, o);
   }
 
@@ -160,10 +168,12 @@ class VaeResidualBlock : public VaeLayer {
     }
   }
   std::string TypeName() const override { return "ResidualBlock"; }
+  // Forward-only, so the intermediates are normalised and summed in place: at most x and two
+  // block-sized tensors are alive at once.
   Tensor Forward(const Tensor& x, VaeStream& stream) const override {
     Tensor y = conv1_->Forward(norm1_->Forward(x, true), stream);
-    y = conv2_->Forward(norm2_->Forward(y, true), stream);
-    return ops::Add(y, shortcut_ ? shortcut_->Forward(x, stream) : x);
+    y = conv2_->Forward(norm2_->ForwardInPlace(y, true), stream);
+    return ops::AddInPlace(y, shortcut_ ? shortcut_->Forward(x, stream) : x);
   }
 
  private:
@@ -191,7 +201,7 @@ class VaeAttentionBlock : public VaeLayer {
     auto third = [&](int64_t i) { return ops::Contiguous(ops::Narrow(rows, 3, i * dim_, dim_)); };
     Tensor a = ops::Attention(third(0), third(1), third(2), Tensor(), std::nullopt).out;
     a = ops::Contiguous(ops::Permute(ops::View(a, {b, t, h, w, dim_}), {0, 4, 1, 2, 3}));
-    return ops::Add(proj_->Forward(a, {1, 1}, {0, 0, 0, 0}), x);
+    return ops::AddInPlace(proj_->Forward(a, {1, 1}, {0, 0, 0, 0}), x);
   }
 
  private:
@@ -239,16 +249,9 @@ class VaeResample : public VaeLayer {
   }
 
  private:
-  // Nearest 2x then a 3x3 conv (C -> C/2), one frame at a time so that only one upsampled frame
-  // exists at once.
+  // Nearest 2x then a 3x3 conv (C -> C/2), the conv reading x upsampled.
   Tensor Upsample(const Tensor& x) const {
-    const int64_t b = x.size(0), t = x.size(2), h = x.size(3), w = x.size(4);
-    Tensor out = Tensor::Empty({b, dim_ / 2, t, 2 * h, 2 * w}, x.dtype(), x.device());
-    for (int64_t f = 0; f < t; ++f) {
-      Tensor up = ops::UpsampleNearest2x(ops::Narrow(x, 2, f, 1));
-      ops::CopyInto(ops::Narrow(out, 2, f, 1), resample_->Forward(up, {1, 1}, {1, 1, 1, 1}));
-    }
-    return out;
+    return resample_->Forward(x, {1, 1}, {1, 1, 1, 1}, /*upsample=*/true);
   }
   // Zero pad right and bottom by 1, 3x3 conv stride 2.
   Tensor Downsample(const Tensor& x) const { return resample_->Forward(x, {2, 2}, {0, 1, 0, 1}); }
@@ -303,14 +306,32 @@ void Append(nn::ModuleList* list, std::vector<const VaeLayer*>* layers, std::uni
   layers->push_back(list->Append(std::move(layer)));
 }
 
-// Runs `layers` (registered as `<name>.0`, `<name>.1`, ...), recording each output.
-Tensor RunLayers(const std::vector<const VaeLayer*>& layers, Tensor x, VaeStream& stream,
-                 const std::string& name) {
-  for (size_t i = 0; i < layers.size(); ++i) {
+// The head's RMS norm + SiLU of the last layer's output y: in place unless y was recorded.
+Tensor NormForHead(const VaeRmsNorm& norm, const Tensor& y, const VaeStream& stream) {
+  return stream.recorded != nullptr ? norm.Forward(y, true) : norm.ForwardInPlace(y, true);
+}
+
+// Runs layers [begin, end) of `layers` (registered as `<name>.0`, `<name>.1`, ...), recording
+// each output.
+Tensor RunLayers(const std::vector<const VaeLayer*>& layers, size_t begin, size_t end, Tensor x,
+                 VaeStream& stream, const std::string& name) {
+  for (size_t i = begin; i < end; ++i) {
     x = layers[i]->Forward(x, stream);
     stream.Record(absl::StrCat(name, ".", i), x);
   }
   return x;
+}
+
+// Runs `part` on every frame of x in turn and joins the outputs in time. Every layer is a causal
+// stream, so this equals one call on the whole chunk; it bounds the working set of the
+// high-resolution layers by one frame instead of a chunk's four.
+Tensor PerFrame(const Tensor& x, const std::function<Tensor(const Tensor&)>& part) {
+  if (x.size(2) <= 1) return part(x);
+  std::vector<Tensor> outs;
+  for (int64_t f = 0; f < x.size(2); ++f) {
+    outs.push_back(part(ops::Contiguous(ops::Narrow(x, 2, f, 1))));
+  }
+  return ops::Concat(outs, 2);
 }
 
 }  // namespace
@@ -340,10 +361,14 @@ class VaeEncoder : public nn::Module {
       if (i != levels - 1) {
         const auto mode = c.temperal_downsample[i] ? VaeResample::Mode::kDownsample3d
                                                    : VaeResample::Mode::kDownsample2d;
+        if (c.temperal_downsample[i]) {
+          per_frame_layers_ = std::min(per_frame_layers_, downsamples_.size());
+        }
         Append(downsamples, &downsamples_, std::make_unique<VaeResample>(out_dim, mode, &slots_));
         scale /= 2.0;
       }
     }
+    per_frame_layers_ = std::min(per_frame_layers_, downsamples_.size());
     auto* middle = RegisterModule("middle", std::make_unique<nn::ModuleList>());
     Append(middle, &middle_, std::make_unique<VaeResidualBlock>(out_dim, out_dim, &slots_));
     Append(middle, &middle_, std::make_unique<VaeAttentionBlock>(out_dim));
@@ -354,12 +379,18 @@ class VaeEncoder : public nn::Module {
   std::string TypeName() const override { return "Encoder3d"; }
   int slots() const { return slots_; }
 
+  // The layers before the first temporal downsample (the full and half resolutions) run one
+  // frame at a time.
   Tensor Forward(const Tensor& x, VaeStream& stream) const {
-    Tensor y = conv1_->Forward(x, stream);
-    stream.Record("act.encoder.conv1", y);
-    y = RunLayers(downsamples_, y, stream, "act.encoder.downsamples");
-    y = RunLayers(middle_, y, stream, "act.encoder.middle");
-    y = head_conv_->Forward(head_norm_->Forward(y, true), stream);
+    Tensor y = PerFrame(x, [&](const Tensor& frame) {
+      Tensor out = conv1_->Forward(frame, stream);
+      stream.Record("act.encoder.conv1", out);
+      return RunLayers(downsamples_, 0, per_frame_layers_, out, stream, "act.encoder.downsamples");
+    });
+    y = RunLayers(downsamples_, per_frame_layers_, downsamples_.size(), y, stream,
+                  "act.encoder.downsamples");
+    y = RunLayers(middle_, 0, middle_.size(), y, stream, "act.encoder.middle");
+    y = head_conv_->Forward(NormForHead(*head_norm_, y, stream), stream);
     stream.Record("act.encoder.head.2", y);
     return y;
   }
@@ -378,6 +409,8 @@ class VaeEncoder : public nn::Module {
 
  private:
   int slots_ = 0;
+  // The number of downsamples_ before the first temporal downsample (all of them without one).
+  size_t per_frame_layers_ = std::numeric_limits<size_t>::max();
   VaeCausalConv3d* conv1_;
   std::vector<const VaeLayer*> downsamples_, middle_;
   VaeRmsNorm* head_norm_;
@@ -417,6 +450,7 @@ class VaeDecoder : public nn::Module {
         const auto mode =
             temporal ? VaeResample::Mode::kUpsample3d : VaeResample::Mode::kUpsample2d;
         Append(upsamples, &upsamples_, std::make_unique<VaeResample>(out_dim, mode, &slots_));
+        if (temporal) per_frame_from_ = upsamples_.size();
         scale *= 2.0;
       }
     }
@@ -426,14 +460,20 @@ class VaeDecoder : public nn::Module {
   std::string TypeName() const override { return "Decoder3d"; }
   int slots() const { return slots_; }
 
+  // The layers after the last temporal upsample (the half and full resolutions) and the head
+  // run one frame at a time.
   Tensor Forward(const Tensor& x, VaeStream& stream) const {
     Tensor y = conv1_->Forward(x, stream);
     stream.Record("act.decoder.conv1", y);
-    y = RunLayers(middle_, y, stream, "act.decoder.middle");
-    y = RunLayers(upsamples_, y, stream, "act.decoder.upsamples");
-    y = head_conv_->Forward(head_norm_->Forward(y, true), stream);
-    stream.Record("act.decoder.head.2", y);
-    return y;
+    y = RunLayers(middle_, 0, middle_.size(), y, stream, "act.decoder.middle");
+    y = RunLayers(upsamples_, 0, per_frame_from_, y, stream, "act.decoder.upsamples");
+    return PerFrame(y, [&](const Tensor& frame) {
+      Tensor out = RunLayers(upsamples_, per_frame_from_, upsamples_.size(), frame, stream,
+                             "act.decoder.upsamples");
+      out = head_conv_->Forward(NormForHead(*head_norm_, out, stream), stream);
+      stream.Record("act.decoder.head.2", out);
+      return out;
+    });
   }
 
  private:
@@ -444,6 +484,7 @@ class VaeDecoder : public nn::Module {
   }
 
   int slots_ = 0;
+  size_t per_frame_from_ = 0;  // the first of upsamples_ after the last temporal upsample
   VaeCausalConv3d* conv1_;
   std::vector<const VaeLayer*> middle_, upsamples_;
   VaeRmsNorm* head_norm_;
@@ -617,7 +658,9 @@ Tensor WanVae::DecodeRaw(const Tensor& z_in, const VaeScale& scale,
 }
 
 Tensor WanVae::Decode(const Tensor& z, const VaeScale& scale, const VaeRunOptions& options) const {
-  return ops::Clamp(DecodeRaw(z, scale, options), -1.0, 1.0);
+  Tensor video = DecodeRaw(z, scale, options);
+  ops::ClampInPlace(video, -1.0, 1.0);
+  return video;
 }
 
 // --- loading ------------------------------------------------------------------------------------

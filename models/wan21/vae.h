@@ -7,8 +7,10 @@
 // temporal upsamples pass their stream's first frame through without the temporal conv. So a
 // clip can be cut into chunks of any length with the same result as one pass: Encode and Decode
 // use the official chunking (encode: the first frame, then 4 frames at a time; decode: one latent
-// frame at a time), which bounds the activation memory by one chunk (docs/wan21.md), or one
-// whole-clip pass.
+// frame at a time), or one whole-clip pass. Inside a chunk the high-resolution layers (the
+// encoder's before its first temporal downsample, the decoder's after its last temporal upsample)
+// run one frame at a time, and the forward-only blocks normalise and add in place, so that the
+// peak memory is the streams' state plus about three frame-sized tensors (docs/wan21.md).
 //
 // Precision and device follow the parameters: CastParameters(kBF16 / kF64) and ToDevice() switch
 // the arithmetic; norms accumulate in f32 (f64 for f64), the latent (de)normalisation runs in f32

@@ -1,7 +1,7 @@
-// 3-D convolution as im2col + GEMM, tiled per output frame and band of output rows so that the
-// column buffer stays under kColumnElements whatever the activation size (no kt*kh*kw-fold copy
-// of a whole clip or frame); the products run on OpenBLAS (MatMulRowMajor), the column fills on
-// the thread pool. bf16/f16 compute in f32. Also the channel RMS norm of the video VAE.
+// 3-D convolution on OpenBLAS: one GEMM per kernel tap over a zero-padded band of input rows
+// (spatial stride 1, Conv3dTaps), or im2col + GEMM tiled per output frame and band of output rows
+// (spatial stride 2, Conv3dIm2col); no kt*kh*kw-fold copy of a whole clip or frame either way.
+// bf16/f16 compute in f32. Also the channel RMS norm of the video VAE.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -61,46 +61,25 @@ std::vector<CT> AsCompute(const Tensor& t) {
   return v;
 }
 
+// Spatial stride 2 (the encoder's downsampling convs): im2col + GEMM, tiled per output frame
+// and band of output rows so that the column buffer stays under kColumnElements.
 template <typename T>
-void Conv3dTyped(const Tensor& out, const Tensor& x, const Tensor& history, const Tensor& weight,
-                 const Tensor& bias, const ops::Conv3dOptions& opt) {
+void Conv3dIm2col(const Tensor& out, const Tensor& x, const Tensor& history, const Tensor& weight,
+                  const Tensor& bias, const ops::Conv3dOptions& opt) {
   using CT = typename ComputeType<T>::type;
-  const int64_t batch = x.size(0), cin = x.size(1), frames = x.size(2), h = x.size(3),
-                w = x.size(4);
+  const int64_t batch = x.size(0), h = x.size(3), w = x.size(4);
   const int64_t cout = weight.size(0), kt = weight.size(2), kh = weight.size(3),
                 kw = weight.size(4);
   const int64_t to = out.size(2), ho = out.size(3), wo = out.size(4);
   const int64_t st = opt.stride[0], sh = opt.stride[1], sw = opt.stride[2];
   const int64_t pt = opt.padding[0], ph = opt.padding[2], pw = opt.padding[4];
-  const int64_t taps = kt * kh * kw, k_total = cin * taps;
+  const int64_t taps = kt * kh * kw, k_total = x.size(1) * taps;
   const int64_t out_frame = ho * wo, out_channel = to * out_frame;
 
   const std::vector<CT> w_compute = AsCompute<CT, T>(weight);
   const std::vector<CT> b_compute =
       bias.defined() ? AsCompute<CT, T>(bias) : std::vector<CT>(cout, CT(0));
   T* po = static_cast<T*>(out.raw_data());
-
-  // Pointwise convolution: one product per batch item over all positions, straight into out.
-  const bool pointwise = taps == 1 && st == 1 && sh == 1 && sw == 1 && !history.defined() &&
-                         pt == 0 && ph == 0 && pw == 0 && std::is_same_v<T, CT>;
-  if constexpr (std::is_same_v<T, CT>) {
-    if (pointwise) {
-      const int64_t n = frames * h * w;
-      for (int64_t b = 0; b < batch; ++b) {
-        T* ob = po + b * cout * n;
-        MatMulRowMajor<CT>(false, false, cout, n, cin, w_compute.data(),
-                           static_cast<const T*>(x.raw_data()) + b * cin * n, ob);
-        ParallelFor(cout, 1, [&](int64_t c0, int64_t c1) {
-          for (int64_t c = c0; c < c1; ++c) {
-            const CT bc = b_compute[c];
-            for (int64_t i = 0; i < n; ++i) ob[c * n + i] += bc;
-          }
-        });
-      }
-      return;
-    }
-  }
-
   const ConvInput<T> input(x, history);
   const int64_t rows_per_tile =
       std::clamp<int64_t>(kColumnElements / std::max<int64_t>(1, k_total * wo), 1, ho);
@@ -158,6 +137,134 @@ void Conv3dTyped(const Tensor& out, const Tensor& x, const Tensor& history, cons
         });
       }
     }
+  }
+}
+
+// Output columns per tile of Conv3dTaps: products of a few thousand columns keep OpenBLAS near
+// its peak while a tile's accumulator and input band stay within a few MiB.
+constexpr int64_t kTileColumns = 4096;
+
+// Spatial stride 1: one GEMM per tap (dt, dh, dw) with K = Cin, accumulated into the tile's
+// output, instead of a kt*kh*kw-fold im2col copy. A tile is a band of output rows of one output
+// frame; for each input frame it reads, the band's input rows are copied once into a zero-padded
+// buffer `band` [Cin, rows + kh - 1, padded width], and the tap (dh, dw) is then the same buffer
+// shifted by dh rows and dw columns: the product runs over rows x padded width columns, of which
+// the last kw - 1 of each row are discarded. The copy also reads the input 2x upsampled
+// (opt.upsample_input) and converts bf16/f16 to f32. Taps 1x1 in space without padding read
+// the input frame directly (no copy) when no conversion is needed. Tiles are spread over the
+// pool, each running its products on its own thread.
+template <typename T>
+void Conv3dTaps(const Tensor& out, const Tensor& x, const Tensor& history, const Tensor& weight,
+                const Tensor& bias, const ops::Conv3dOptions& opt) {
+  using CT = typename ComputeType<T>::type;
+  const int64_t batch = x.size(0), cin = x.size(1), h = x.size(3), w = x.size(4);
+  const int64_t cout = weight.size(0), kt = weight.size(2), kh = weight.size(3),
+                kw = weight.size(4);
+  const int64_t to = out.size(2), ho = out.size(3), wo = out.size(4);
+  const int64_t st = opt.stride[0], pt = opt.padding[0], ph = opt.padding[2], pw = opt.padding[4];
+  const bool up = opt.upsample_input;
+  const int64_t hi = up ? 2 * h : h, wi = up ? 2 * w : w;  // the input as the conv sees it
+  const int64_t taps = kt * kh * kw;
+  const bool direct = std::is_same_v<T, CT> && kh == 1 && kw == 1 && !up && ph == 0 && pw == 0 &&
+                      opt.padding[3] == 0 && opt.padding[5] == 0;
+  const int64_t width = direct ? w : wo + kw - 1;  // columns per row of a product
+  const int64_t out_frame = ho * wo, out_channel = to * out_frame;
+
+  // tap_weights[tap][co][ci]: each tap's [Cout, Cin] matrix, in the compute type.
+  std::vector<CT> tap_weights(cout * cin * taps);
+  const T* pw_in = static_cast<const T*>(weight.raw_data());
+  for (int64_t co = 0; co < cout; ++co) {
+    for (int64_t ci = 0; ci < cin; ++ci) {
+      for (int64_t tap = 0; tap < taps; ++tap) {
+        tap_weights[(tap * cout + co) * cin + ci] =
+            ConvertTo<CT>(pw_in[(co * cin + ci) * taps + tap]);
+      }
+    }
+  }
+  const std::vector<CT> b_compute =
+      bias.defined() ? AsCompute<CT, T>(bias) : std::vector<CT>(cout, CT(0));
+
+  // Row bands: about kTileColumns columns each, balanced, and at least one tile per thread.
+  int64_t row_tiles = (ho + std::max<int64_t>(1, kTileColumns / width) - 1) /
+                      std::max<int64_t>(1, kTileColumns / width);
+  const int64_t frames_out = batch * to;
+  if (frames_out * row_tiles < NumThreads()) {
+    row_tiles = std::min(ho, (NumThreads() + frames_out - 1) / frames_out);
+  }
+  const int64_t tile_rows = (ho + row_tiles - 1) / row_tiles;
+  row_tiles = (ho + tile_rows - 1) / tile_rows;
+  const int64_t band_rows = tile_rows + kh - 1, band_channel = band_rows * width;
+
+  const ConvInput<T> input(x, history);
+  T* po = static_cast<T*>(out.raw_data());
+  ParallelFor(frames_out * row_tiles, 1, [&](int64_t t0, int64_t t1) {
+    // The last kw - 1 slack values: the shifted view of the last row runs past the band.
+    std::vector<CT> band(direct ? 0 : cin * band_channel + kw);
+    std::vector<CT> acc(cout * tile_rows * width);
+    for (int64_t tile = t0; tile < t1; ++tile) {
+      const int64_t b = tile / (to * row_tiles), o = (tile / row_tiles) % to;
+      const int64_t r0 = (tile % row_tiles) * tile_rows, rows = std::min(tile_rows, ho - r0);
+      const int64_t n = rows * width;
+      for (int64_t c = 0; c < cout; ++c) std::fill_n(acc.data() + c * n, n, b_compute[c]);
+      for (int64_t dt = 0; dt < kt; ++dt) {
+        const FrameRef<T> frame = input.Frame(b, o * st - pt + dt);
+        if (frame.data == nullptr) continue;  // a zero-padded frame adds nothing
+        const CT* tap_w = tap_weights.data() + dt * kh * kw * cout * cin;
+        if constexpr (std::is_same_v<T, CT>) {
+          if (direct) {
+            GemmOnCallingThread<CT>(cout, n, cin, tap_w, cin, frame.data + r0 * w,
+                                    frame.channel_stride, CT(1), acc.data(), n);
+            continue;
+          }
+        }
+        // band[ci, br, j] = input(ci, ih = r0 + br - ph, iw = j - pw), zero outside.
+        for (int64_t ci = 0; ci < cin; ++ci) {
+          const T* plane = frame.data + ci * frame.channel_stride;
+          for (int64_t br = 0; br < rows + kh - 1; ++br) {
+            CT* dst = band.data() + ci * band_channel + br * width;
+            const int64_t ih = r0 + br - ph;
+            if (ih < 0 || ih >= hi) {
+              std::fill_n(dst, width, CT(0));
+              continue;
+            }
+            const T* src = plane + (up ? ih / 2 : ih) * w;
+            const int64_t lo = std::min(width, pw), hi_col = std::min(width, pw + wi);
+            std::fill(dst, dst + lo, CT(0));
+            if (up) {
+              for (int64_t j = lo; j < hi_col; ++j) dst[j] = ConvertTo<CT>(src[(j - pw) / 2]);
+            } else {
+              for (int64_t j = lo; j < hi_col; ++j) dst[j] = ConvertTo<CT>(src[j - pw]);
+            }
+            std::fill(dst + hi_col, dst + width, CT(0));
+          }
+        }
+        for (int64_t dh = 0; dh < kh; ++dh) {
+          for (int64_t dw = 0; dw < kw; ++dw) {
+            GemmOnCallingThread<CT>(cout, n, cin, tap_w + (dh * kw + dw) * cout * cin, cin,
+                                    band.data() + dh * width + dw, band_channel, CT(1), acc.data(),
+                                    n);
+          }
+        }
+      }
+      for (int64_t c = 0; c < cout; ++c) {
+        T* dst = po + (b * cout + c) * out_channel + o * out_frame + r0 * wo;
+        const CT* src = acc.data() + c * n;
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t j = 0; j < wo; ++j) dst[r * wo + j] = ConvertTo<T>(src[r * width + j]);
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void Conv3dTyped(const Tensor& out, const Tensor& x, const Tensor& history, const Tensor& weight,
+                 const Tensor& bias, const ops::Conv3dOptions& opt) {
+  if (opt.stride[1] == 1 && opt.stride[2] == 1) {
+    Conv3dTaps<T>(out, x, history, weight, bias, opt);
+  } else {
+    SDPO_CHECK(!opt.upsample_input, "conv3d: an upsampled input needs spatial stride 1");
+    Conv3dIm2col<T>(out, x, history, weight, bias, opt);
   }
 }
 

@@ -50,4 +50,11 @@ template <typename T>
 void MatMulRowMajor(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, const T* b,
                     T* c);
 
+// c = a b + beta c for row-major float/double buffers with leading dimensions: a [m, k], b [k, n],
+// c [m, n]. OpenBLAS on the calling thread only (it sets OpenBLAS to one thread), for kernels
+// that split their work into tiles over the pool and run one product per tile and thread.
+template <typename T>
+void GemmOnCallingThread(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
+                         int64_t ldb, T beta, T* c, int64_t ldc);
+
 }  // namespace sdpo::cpu

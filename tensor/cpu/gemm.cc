@@ -77,6 +77,23 @@ template void MatMulRowMajor<float>(bool, bool, int64_t, int64_t, int64_t, const
 template void MatMulRowMajor<double>(bool, bool, int64_t, int64_t, int64_t, const double*,
                                      const double*, double*);
 
+template <typename T>
+void GemmOnCallingThread(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
+                         int64_t ldb, T beta, T* c, int64_t ldc) {
+  openblas_set_num_threads(1);
+  if constexpr (std::is_same_v<T, float>) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a, lda, b, ldb, beta, c,
+                ldc);
+  } else {
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0, a, lda, b, ldb, beta, c,
+                ldc);
+  }
+}
+template void GemmOnCallingThread<float>(int64_t, int64_t, int64_t, const float*, int64_t,
+                                         const float*, int64_t, float, float*, int64_t);
+template void GemmOnCallingThread<double>(int64_t, int64_t, int64_t, const double*, int64_t,
+                                          const double*, int64_t, double, double*, int64_t);
+
 namespace {
 
 template <typename T>

@@ -198,14 +198,61 @@ INSTANTIATE_TEST_SUITE_P(DTypes, Conv3dTest, ::testing::Values(kF64, kF32, kBF16
                          [](const auto& info) { return std::string(DTypeName(info.param)); });
 
 TEST(Conv3dTiles, ManyRowTilesAndNoBiasMatchDirectLoops) {
-  // K = 64 * 27 = 1728 and 100 output columns: a 16 Mi-element column budget holds 24 rows, so
-  // the 30 output rows take two tiles (the second one partial).
-  Tensor x = RandomTensor({1, 64, 1, 30, 100}, 7, kF32);
+  // Stride 1: 302 padded columns per row and about 4096 columns per tile give 3 bands of 10
+  // output rows. Stride 2 (im2col): K = 64 * 9 = 576 and 150 output columns give a 16 Mi-element
+  // column budget of 48 rows, so the 50 output rows take two tiles (the second one partial).
   Tensor w = RandomTensor({3, 64, 3, 3, 3}, 8, kF32);
+  Tensor x = RandomTensor({1, 64, 1, 30, 300}, 7, kF32);
   ops::Conv3dOptions o;
   o.padding = {2, 0, 1, 1, 1, 1};
   Tensor out = ops::Conv3d(x, w, Tensor(), o);
   ExpectWithinBound(out, NaiveConv3d(x, w, Tensor(), o), 64 * 27);
+
+  Tensor w2 = RandomTensor({3, 64, 1, 3, 3}, 9, kF32);
+  Tensor x2 = RandomTensor({1, 64, 1, 100, 300}, 10, kF32);
+  ops::Conv3dOptions s2;
+  s2.stride = {1, 2, 2};
+  s2.padding = {0, 0, 0, 1, 0, 1};
+  Tensor out2 = ops::Conv3d(x2, w2, Tensor(), s2);
+  ASSERT_EQ(out2.shape(), (Shape{1, 3, 1, 50, 150}));
+  ExpectWithinBound(out2, NaiveConv3d(x2, w2, Tensor(), s2), 64 * 9);
+}
+
+TEST(Conv3dUpsampledInput, EqualsConvolvingTheMaterialisedUpsampling) {
+  struct Case {
+    const char* name;
+    Shape x, weight;
+    std::array<int64_t, 6> padding;
+  };
+  const Case cases[] = {
+      {"the VAE's 3x3 per frame, 3 frames", {1, 5, 3, 4, 7}, {4, 5, 1, 3, 3}, {0, 0, 1, 1, 1, 1}},
+      {"causal 3x3x3, batch 2, odd sizes", {2, 3, 2, 3, 5}, {2, 3, 3, 3, 3}, {2, 0, 1, 1, 1, 1}},
+      {"1x1 with asymmetric padding", {1, 4, 1, 3, 3}, {3, 4, 1, 1, 1}, {0, 0, 0, 2, 1, 0}},
+  };
+  uint64_t seed = 300;
+  for (DType dtype : {kF64, kF32, kBF16}) {
+    for (const Case& c : cases) {
+      SCOPED_TRACE(std::string(DTypeName(dtype)) + " " + c.name);
+      Tensor x = RandomTensor(c.x, ++seed, dtype);
+      Tensor w = RandomTensor(c.weight, ++seed, dtype);
+      Tensor b = RandomTensor({c.weight[0]}, ++seed, dtype);
+      ops::Conv3dOptions o;
+      o.padding = c.padding;
+      ops::Conv3dOptions fused = o;
+      fused.upsample_input = true;
+      ExpectWithinBound(ops::Conv3d(x, w, b, fused),
+                        NaiveConv3d(ops::UpsampleNearest2x(x), w, b, o),
+                        c.weight[1] * c.weight[2] * c.weight[3] * c.weight[4]);
+    }
+  }
+  ops::Conv3dOptions strided;
+  strided.upsample_input = true;
+  strided.stride = {1, 2, 2};
+  EXPECT_NE(ErrorMessage([&] {
+              ops::Conv3d(RandomTensor({1, 2, 1, 3, 3}, 1), RandomTensor({2, 2, 1, 1, 1}, 2),
+                          Tensor(), strided);
+            }).find("an upsampled input takes no history and spatial strides 1"),
+            std::string::npos);
 }
 
 TEST(Conv3dHistory, EqualsConvolvingTheConcatenation) {
@@ -329,6 +376,24 @@ TEST(ChannelRmsNorm, MatchesTheDefinitionWithAndWithoutSilu) {
           testing::AllClose(y.ToVector(), NaiveChannelRms(x, gamma, 1e-12, silu), tol, tol));
     }
   }
+}
+
+TEST(ChannelRmsNormInPlace, WritesTheSameValuesOverTheInput) {
+  for (DType dtype : {kF64, kF32, kBF16}) {
+    for (bool silu : {false, true}) {
+      Tensor x = RandomTensor({2, 7, 3, 5, 67}, 53, dtype);
+      Tensor gamma = RandomTensor({7, 1, 1, 1}, 54, kF32);
+      Tensor expected = ops::ChannelRmsNorm(x, gamma, 1e-12, silu);
+      const Tensor& y = ops::ChannelRmsNormInPlace(x, gamma, 1e-12, silu);
+      EXPECT_EQ(y.raw_data(), x.raw_data());
+      EXPECT_TRUE(testing::AllClose(x, expected, 0, 0)) << DTypeName(dtype) << " silu " << silu;
+    }
+  }
+  Tensor t = ops::Transpose(RandomTensor({3, 4}, 55, kF32), 0, 1);
+  EXPECT_NE(ErrorMessage([&] {
+              ops::ChannelRmsNormInPlace(t, Tensor::Ones({3}), 1e-12);
+            }).find("must be contiguous"),
+            std::string::npos);
 }
 
 TEST(ChannelRmsNorm, EpsBoundsTheNormOfAZeroPosition) {

@@ -308,6 +308,28 @@ TEST(Clamp, MinMaxAndNaN) {
       ElementsAre(1.5, 1.5));
 }
 
+TEST(InPlace, AddAndClampWriteTheOutOfPlaceValuesIntoTheirInput) {
+  for (DType dtype : {kF64, kF32, kBF16}) {
+    Tensor x = RandomTensor({3, 4, 5}, 61, dtype);
+    Tensor row = RandomTensor({4, 1}, 62, dtype);  // broadcast along the last dim
+    Tensor sum = ops::Add(x, row);
+    const Tensor& same = ops::AddInPlace(x, row);
+    EXPECT_EQ(same.raw_data(), x.raw_data());
+    EXPECT_TRUE(AllClose(x, sum, 0, 0)) << DTypeName(dtype);
+    Tensor clamped = ops::Clamp(x, -0.3, 0.4);
+    ops::ClampInPlace(x, -0.3, 0.4);
+    EXPECT_TRUE(AllClose(x, clamped, 0, 0)) << DTypeName(dtype);
+  }
+  Tensor t = ops::Transpose(RandomTensor({3, 4}, 63, kF32), 0, 1);
+  EXPECT_THAT(ErrorMessage([&] { ops::AddInPlace(t, t); }), HasSubstr("must be a contiguous"));
+  EXPECT_THAT(ErrorMessage([&] { ops::ClampInPlace(t, 0, 1); }), HasSubstr("must be a contiguous"));
+  Tensor small = RandomTensor({4}, 64, kF32);
+  EXPECT_THAT(ErrorMessage([&] {
+                ops::AddInPlace(small, RandomTensor({2, 4}, 65, kF32));
+              }),
+              HasSubstr("does not broadcast to dst"));
+}
+
 // ------------------------------------------------------------------------- thread counts
 
 TEST(ElementwiseThreads, ResultsAreBitIdenticalForAnyThreadCount) {
