@@ -77,6 +77,50 @@ std::vector<double> GeneratorErrors(models::DiffusionModel& policy,
   return out;
 }
 
+namespace {
+
+// The first `n` pairs of `data` on `device`.
+PairTensors FirstPairs(const data::PairDataset& data, int64_t n, Device device) {
+  PairTensors pairs;
+  for (int64_t i = 0; i < n; ++i) {
+    const data::PreferencePair p = data.Get(i);
+    pairs.winners.push_back(ops::To(p.winner, device));
+    pairs.losers.push_back(ops::To(p.loser, device));
+    pairs.contexts.push_back(ops::To(p.context, device));
+  }
+  return pairs;
+}
+
+// Bucket `bucket` of `num_buckets` over [0, max timestep]: every pair noised at the grid point
+// nearest the bucket's centre, with noise from (seed, bucket).
+NoisedPairs NoisedAtBucket(const PairTensors& pairs, const NoiseSchedule& schedule, int bucket,
+                           int num_buckets, uint64_t seed, PredictionType target, Device device) {
+  const double centre = (bucket + 0.5) * schedule.max_timestep() / num_buckets;
+  int best = 0;
+  for (int i = 1; i < schedule.num_steps(); ++i) {
+    if (std::abs(schedule.At(i).timestep - centre) <
+        std::abs(schedule.At(best).timestep - centre)) {
+      best = i;
+    }
+  }
+  const size_t n = pairs.size();
+  std::vector<TimePoint> tps(n, schedule.At(best));
+  std::vector<Tensor> noise;
+  for (size_t i = 0; i < n; ++i) {
+    const Tensor& w = pairs.winners[i];
+    noise.push_back(ops::RandomNormal(
+        w.shape(), seed, static_cast<uint64_t>(bucket * n + i) * w.numel(), kF32, device));
+  }
+  return NoisePairs(pairs, tps, noise, target);
+}
+
+Device ModelParameterDevice(models::DiffusionModel& model) {
+  const auto params = model.module().NamedParameters();
+  return params.empty() ? Device::CPU() : params.front().second.device();
+}
+
+}  // namespace
+
 TimestepWeightCurve MeasureTimestepCurve(models::DiffusionModel& policy,
                                          models::DiffusionModel* reference,
                                          const NoiseSchedule& schedule,
@@ -87,38 +131,14 @@ TimestepWeightCurve MeasureTimestepCurve(models::DiffusionModel& policy,
              "MeasureTimestepCurve: need buckets (", num_buckets, "), pairs (", num_pairs,
              ") and data (", data.size(), " pairs)");
   const int64_t n = std::min<int64_t>(num_pairs, data.size());
-  const double max_t = schedule.max_timestep();
   NoGradGuard no_grad;
   models::DiffusionModel& model = reference != nullptr ? *reference : policy;
   nn::LoraDisabledScope adapters_off(policy.module());
-  const auto params = model.module().NamedParameters();
-  const Device device = params.empty() ? Device::CPU() : params.front().second.device();
-  PairTensors pairs;
-  for (int64_t i = 0; i < n; ++i) {
-    const data::PreferencePair p = data.Get(i);
-    pairs.winners.push_back(ops::To(p.winner, device));
-    pairs.losers.push_back(ops::To(p.loser, device));
-    pairs.contexts.push_back(ops::To(p.context, device));
-  }
+  const Device device = ModelParameterDevice(model);
+  const PairTensors pairs = FirstPairs(data, n, device);
   std::vector<double> bucket_mse(num_buckets);
   for (int bucket = 0; bucket < num_buckets; ++bucket) {
-    // The grid point nearest the bucket's centre.
-    const double centre = (bucket + 0.5) * max_t / num_buckets;
-    int best = 0;
-    for (int i = 1; i < schedule.num_steps(); ++i) {
-      if (std::abs(schedule.At(i).timestep - centre) <
-          std::abs(schedule.At(best).timestep - centre)) {
-        best = i;
-      }
-    }
-    std::vector<TimePoint> tps(n, schedule.At(best));
-    std::vector<Tensor> noise;
-    for (int64_t i = 0; i < n; ++i) {
-      const Tensor& w = pairs.winners[i];
-      noise.push_back(ops::RandomNormal(
-          w.shape(), seed, static_cast<uint64_t>(bucket * n + i) * w.numel(), kF32, device));
-    }
-    NoisedPairs batch = NoisePairs(pairs, tps, noise, target);
+    NoisedPairs batch = NoisedAtBucket(pairs, schedule, bucket, num_buckets, seed, target, device);
     const std::vector<double> e =
         PerSampleMse(model.ForwardList(batch.inputs, batch.timesteps, batch.contexts),
                      batch.targets)
@@ -127,8 +147,41 @@ TimestepWeightCurve MeasureTimestepCurve(models::DiffusionModel& policy,
     for (double v : e) sum += v;
     bucket_mse[bucket] = sum / static_cast<double>(e.size());
   }
-  return TimestepWeightCurve::FromErrorProfile(schedule, objective.error_type, bucket_mse, max_t,
+  return TimestepWeightCurve::FromErrorProfile(schedule, objective.error_type, bucket_mse,
+                                               schedule.max_timestep(),
                                                objective.effective_elements);
+}
+
+std::vector<BucketStats> MeasureWeightProfile(models::DiffusionModel& policy,
+                                              const NoiseSchedule& schedule,
+                                              const data::PairDataset& data,
+                                              const ObjectiveConfig& objective,
+                                              PredictionType target, int num_buckets, int num_pairs,
+                                              uint64_t seed, double tau) {
+  SDPO_CHECK(num_buckets > 0 && num_pairs > 0 && data.size() > 0,
+             "MeasureWeightProfile: need buckets (", num_buckets, "), pairs (", num_pairs,
+             ") and data (", data.size(), " pairs)");
+  const int64_t n = std::min<int64_t>(num_pairs, data.size());
+  NoGradGuard no_grad;
+  const Device device = ModelParameterDevice(policy);
+  const PairTensors pairs = FirstPairs(data, n, device);
+  WeightProfile profile(num_buckets, schedule.max_timestep());
+  for (int bucket = 0; bucket < num_buckets; ++bucket) {
+    NoisedPairs batch = NoisedAtBucket(pairs, schedule, bucket, num_buckets, seed, target, device);
+    const std::vector<double> e =
+        PerSampleMse(policy.ForwardList(batch.inputs, batch.timesteps, batch.contexts),
+                     batch.targets)
+            .ToVector();
+    for (int64_t i = 0; i < n; ++i) {
+      const TimePoint& tp = batch.timepoints[i];
+      const double lw =
+          LogImportanceWeight(tp, objective.error_type, e[i], objective.effective_elements);
+      const double ll =
+          LogImportanceWeight(tp, objective.error_type, e[n + i], objective.effective_elements);
+      profile.Add(tp.timestep, lw, ll, std::exp(lw) >= tau && std::exp(ll) >= tau);
+    }
+  }
+  return profile.Buckets();
 }
 
 }  // namespace sdpo::trainers

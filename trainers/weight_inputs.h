@@ -14,6 +14,7 @@
 #include "models/schedules.h"
 #include "nn/module.h"
 #include "sdpo/importance.h"
+#include "sdpo/metrics.h"
 #include "sdpo/objectives.h"
 #include "trainers/data/preference_dataset.h"
 
@@ -47,5 +48,18 @@ TimestepWeightCurve MeasureTimestepCurve(models::DiffusionModel& policy,
                                          const data::PairDataset& data,
                                          const ObjectiveConfig& objective, PredictionType target,
                                          int num_buckets, int num_pairs, uint64_t seed);
+
+// The closed-form importance-weight profile of `policy` (its adapters as they are) over t:
+// for each of `num_buckets` buckets, the first `num_pairs` pairs of `data` noised at the grid
+// point nearest the bucket's centre (noise from `seed`), and each sample's log w =
+// LogImportanceWeight of its error (objective.error_type, objective.effective_elements).
+// A pair counts as masked when either weight is below `tau` (DPO-C&M's rule, for the mask-rate
+// column). What //trainers:weight_profile --checkpoint plots for a trained policy.
+std::vector<BucketStats> MeasureWeightProfile(models::DiffusionModel& policy,
+                                              const NoiseSchedule& schedule,
+                                              const data::PairDataset& data,
+                                              const ObjectiveConfig& objective,
+                                              PredictionType target, int num_buckets, int num_pairs,
+                                              uint64_t seed, double tau);
 
 }  // namespace sdpo::trainers

@@ -28,18 +28,38 @@
 #include "io/command_line.h"
 #include "io/json.h"
 #include "models/schedules.h"
+#include "nn/checkpoint_io.h"
+#include "nn/lora.h"
 #include "sdpo/importance.h"
 #include "sdpo/metrics.h"
 #include "tensor/error.h"
+#include "trainers/data/preference_dataset.h"
+#include "trainers/demo/rounds.h"
+#include "trainers/demo_setup.h"
 #include "trainers/measured_profile.h"
+#include "trainers/model_factory.h"
 #include "trainers/report/svg.h"
+#include "trainers/weight_inputs.h"
 
 ABSL_FLAG(std::string, family, "", "schedule family: flow | ddpm (required)");
 ABSL_FLAG(std::string, out, "",
           "output directory (required; created; relative to the cwd of bazel run)");
 ABSL_FLAG(std::string, ddpm_preset, "cogvideox-2b",
           "DDPM schedule: cogvideox-2b | cogvideox-5b (snr shift 3, ZTSNR)");
-ABSL_FLAG(std::string, checkpoint, "", "TODO (not implemented yet): see Modes above");
+ABSL_FLAG(std::string, checkpoint, "",
+          "trained adapters (a //trainers:sdpo run folder or its adapters.safetensors): the "
+          "profile of that policy on preference pairs (see Modes above)");
+ABSL_FLAG(std::string, model, "wan21", "--checkpoint: wan21 | cogvideox-2b | cogvideox-5b");
+ABSL_FLAG(std::string, base, "",
+          "--checkpoint: the base model the adapters were trained on (file, index or folder; "
+          "default: the demo base model)");
+ABSL_FLAG(std::string, data, "",
+          "--checkpoint: a preference dataset directory (docs/data.md); default: with the demo "
+          "base model, one demo pair per training prompt sampled from it with --seed");
+ABSL_FLAG(std::string, pairs, "",
+          "--checkpoint: a round file of a --rounds run (RUN/rounds/roundK_pairs.safetensors) "
+          "instead of --data");
+ABSL_FLAG(int, num_pairs, 16, "--checkpoint: pairs measured at every bucket (the first N)");
 ABSL_FLAG(double, flow_shift, 5.0, "flow training-grid shift (Wan2.1: 5)");
 ABSL_FLAG(int, buckets, 20, "number of t-buckets over [0, 1000]");
 ABSL_FLAG(int, pairs_per_step, 8, "demo pairs drawn at every grid point");
@@ -78,10 +98,15 @@ Modes:
                             and writes OUT/weight_profile_run.csv and OUT/weight_profile_run.svg:
                             mean w per bucket over the first and the last --window of the steps
                             (default 0.1), winners and losers. --family is not needed.
-  --checkpoint=PATH         TODO (not implemented yet): measure the profile of a real policy
-                            from a model checkpoint and preference pairs. It needs the model
-                            families in models/ (Wan2.1, CogVideoX); until they exist this flag
-                            exits with an error.
+  --checkpoint=RUN|FILE     the profile of a trained policy: the base model (--base, default
+                            the demo's) with the adapters of RUN/adapters.safetensors (or FILE)
+                            loaded, on the first --num_pairs pairs of --data or --pairs (default:
+                            demo pairs of the base model). At the grid point nearest each
+                            bucket's centre every pair is noised (noise from --seed) and the
+                            policy's error turned into the closed-form log w (errors in v,
+                            --effective_elements). Writes OUT/weight_profile.csv and
+                            OUT/weight_profile_w.svg in the demo mode's format. --family is not
+                            needed (the model's schedule is used).
 )";
 
 struct Flags {
@@ -111,15 +136,13 @@ Flags ReadFlags() {
   f.seed = absl::GetFlag(FLAGS_seed);
   f.run = absl::GetFlag(FLAGS_run);
   f.window = absl::GetFlag(FLAGS_window);
-  SDPO_CHECK(f.checkpoint.empty(),
-             "--checkpoint: TODO, the model-checkpoint mode is not implemented yet (it needs the "
-             "model families in models/); run without it for the synthetic demo");
   SDPO_CHECK(!f.out.empty(), "--out=DIR is required (see --help)");
   SDPO_CHECK(f.window > 0.0 && f.window <= 0.5, "--window must lie in (0, 0.5], got ", f.window);
-  if (!f.run.empty()) return f;
-  SDPO_CHECK(!f.family.empty(), "--family=flow|ddpm is required (see --help)");
+  SDPO_CHECK(f.run.empty() || f.checkpoint.empty(), "--run and --checkpoint exclude each other");
   SDPO_CHECK(f.buckets >= 1 && f.buckets <= 1000, "--buckets must be in [1, 1000], got ",
              f.buckets);
+  if (!f.run.empty() || !f.checkpoint.empty()) return f;
+  SDPO_CHECK(!f.family.empty(), "--family=flow|ddpm is required (see --help)");
   SDPO_CHECK(f.pairs_per_step >= 1, "--pairs_per_step must be >= 1, got ", f.pairs_per_step);
   SDPO_CHECK(f.demo_mse > 0.0 && f.demo_loser_ratio > 0.0 && f.demo_spread >= 0.0,
              "--demo_mse and --demo_loser_ratio must be > 0 and --demo_spread >= 0");
@@ -142,6 +165,65 @@ void WriteText(const std::string& path, const std::string& text) {
   SDPO_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename ", tmp, " to ", path);
 }
 
+// weight_profile.csv (per t-bucket statistics of log w, winners and losers), weight_profile.svg
+// (mean log w, band +- 1 std) and weight_profile_w.svg (mean w, band q10..q90, threshold tau).
+void WriteBucketProfile(const std::vector<BucketStats>& buckets, double tau,
+                        const std::string& source, const std::string& subtitle, bool flow,
+                        const std::filesystem::path& out_dir) {
+  std::string csv =
+      "bucket,t_lo,t_hi,pairs,mask_rate,"
+      "winner_mean,winner_std,winner_q10,winner_q50,winner_q90,winner_non_finite,winner_w_mean,"
+      "loser_mean,loser_std,loser_q10,loser_q50,loser_q90,loser_non_finite,loser_w_mean\n";
+  plot::Series mw{"winner mean log w"}, ml{"loser mean log w"};
+  plot::Series ww{"winner mean w"}, wl{"loser mean w"}, tau_line{absl::StrCat("tau = ", tau)};
+  tau_line.color = "#555555";
+  tau_line.dashed = true;
+  for (size_t b = 0; b < buckets.size(); ++b) {
+    const BucketStats& bs = buckets[b];
+    const double mask_rate = bs.pairs > 0 ? static_cast<double>(bs.masked) / bs.pairs : NAN;
+    absl::StrAppend(&csv, b, ",", Fmt(bs.t_lo), ",", Fmt(bs.t_hi), ",", bs.pairs, ",",
+                    Fmt(mask_rate));
+    for (const LogWeightStats* st : {&bs.winner, &bs.loser}) {
+      absl::StrAppend(&csv, ",", Fmt(st->mean), ",", Fmt(st->stddev), ",", Fmt(st->q10), ",",
+                      Fmt(st->q50), ",", Fmt(st->q90), ",", st->non_finite, ",",
+                      Fmt(st->mean_weight));
+    }
+    absl::StrAppend(&csv, "\n");
+    if (bs.pairs == 0) continue;
+    const double x = 0.5 * (bs.t_lo + bs.t_hi);
+    for (auto [series, st] : {std::pair{&mw, &bs.winner}, std::pair{&ml, &bs.loser}}) {
+      series->x.push_back(x);
+      series->y.push_back(st->mean);
+      series->band_lo.push_back(st->mean - st->stddev);
+      series->band_hi.push_back(st->mean + st->stddev);
+    }
+    for (auto [series, st] : {std::pair{&ww, &bs.winner}, std::pair{&wl, &bs.loser}}) {
+      series->x.push_back(x);
+      series->y.push_back(st->mean_weight);
+      series->band_lo.push_back(std::exp(st->q10));
+      series->band_hi.push_back(std::exp(st->q90));
+    }
+    tau_line.x.push_back(x);
+    tau_line.y.push_back(tau);
+  }
+  plot::LinePlot log_plot;
+  log_plot.title = absl::StrCat("log importance weight per t-bucket (", source, ")");
+  log_plot.subtitle = subtitle;
+  log_plot.legend = plot::LegendPosition::kBottomLeft;
+  log_plot.x_label = flow ? "timestep t = 1000 sigma" : "timestep t";
+  log_plot.y_label = "mean log w (band: +- 1 std; -inf excluded)";
+  log_plot.width = 960;
+  log_plot.series = {mw, ml};
+  plot::LinePlot w_plot = log_plot;
+  w_plot.title = absl::StrCat("importance weight per t-bucket (", source, ")");
+  w_plot.y_label = "mean w (band: q10..q90)";
+  w_plot.series = {ww, wl, tau_line};
+
+  WriteText((out_dir / "weight_profile.csv").string(), csv);
+  plot::WriteSvg(log_plot, (out_dir / "weight_profile.svg").string());
+  plot::WriteSvg(w_plot, (out_dir / "weight_profile_w.svg").string());
+}
+
 int ProfileOfRun(const Flags& f) {
   const MeasuredProfile profile = trainers::MeasureRunProfile(
       (std::filesystem::path(f.run) / "metrics.jsonl").string(), f.window);
@@ -157,9 +239,82 @@ int ProfileOfRun(const Flags& f) {
   return 0;
 }
 
+// --checkpoint: the closed-form profile of the base model with trained adapters, on pairs.
+int ProfileOfCheckpoint(const Flags& f) {
+  namespace fs = std::filesystem;
+  std::string adapters = f.checkpoint;
+  if (fs::is_directory(adapters)) adapters = (fs::path(adapters) / "adapters.safetensors").string();
+  SDPO_CHECK(fs::is_regular_file(adapters), "--checkpoint=", f.checkpoint, ": no adapters file ",
+             adapters, " (a //trainers:sdpo LoRA run writes adapters.safetensors when it ends)");
+  const std::string model_name = absl::GetFlag(FLAGS_model);
+  const bool demo_base = absl::GetFlag(FLAGS_base).empty();
+  const std::string base = demo_base ? trainers::kDemoBaseModelPath : absl::GetFlag(FLAGS_base);
+  SDPO_CHECK(
+      fs::exists(base), "--base=", base, ": not found",
+      demo_base ? " (the demo base model: run from the workspace root or with bazel run)" : "");
+  const int num_pairs = absl::GetFlag(FLAGS_num_pairs);
+  SDPO_CHECK(num_pairs >= 1, "--num_pairs=", num_pairs, ": must be >= 1");
+  const std::string data_dir = absl::GetFlag(FLAGS_data), round_file = absl::GetFlag(FLAGS_pairs);
+  SDPO_CHECK(data_dir.empty() || round_file.empty(), "--data and --pairs exclude each other");
+  SDPO_CHECK(!data_dir.empty() || !round_file.empty() || (demo_base && model_name == "wan21"),
+             "--checkpoint with --base=", base,
+             " needs the pairs to measure on: --data=DIR or "
+             "--pairs=FILE");
+
+  trainers::TrainModel loaded = trainers::LoadTrainModel(model_name, base);
+  models::DiffusionModel& policy = *loaded.model;
+  policy.module().SetRequiresGrad(false);
+  nn::LoadLora(policy.module(), adapters);
+  std::unique_ptr<data::PairDataset> dataset;
+  std::string pairs_from;
+  if (!round_file.empty()) {
+    dataset =
+        std::make_unique<data::InMemoryPairDataset>(demo::LoadRoundPairs(round_file, nullptr));
+    pairs_from = round_file;
+  } else if (!data_dir.empty()) {
+    data::DatasetSpec spec;
+    spec.channels = loaded.latent_channels;
+    spec.text_dim = loaded.text_dim;
+    spec.max_text_len = loaded.max_text_len;
+    spec.patch = loaded.latent_patch;
+    dataset = data::PreferenceDataset::Open(data_dir, spec);
+    pairs_from = data_dir;
+  } else {
+    const demo::DemoWorld world;
+    nn::LoraDisabledScope base_model(policy.module());
+    dataset = std::make_unique<data::InMemoryPairDataset>(
+        trainers::GenerateDemoPairs(policy, world, 1, 0.02, f.seed, nullptr));
+    pairs_from = absl::StrCat("demo pairs of seed ", f.seed);
+  }
+  ObjectiveConfig objective;  // the closed form: errors in v, as the trainer's default
+  objective.effective_elements = f.effective_elements;
+  const NoiseSchedule& schedule = *loaded.schedule;
+  const std::vector<BucketStats> buckets =
+      trainers::MeasureWeightProfile(policy, schedule, *dataset, objective, PredictionType::kV,
+                                     f.buckets, num_pairs, f.seed, f.tau);
+  fs::path out_dir(f.out);
+  fs::create_directories(out_dir);
+  const int64_t measured = std::min<int64_t>(num_pairs, dataset->size());
+  const std::string subtitle =
+      absl::StrCat(adapters, " on ", measured, " pairs (", pairs_from, "), ", schedule.Describe(),
+                   ", D_eff ", absl::StrFormat("%.4g", f.effective_elements));
+  WriteBucketProfile(buckets, f.tau, "trained policy", subtitle,
+                     schedule.family() == ScheduleFamily::kFlow, out_dir);
+  std::printf("weight_profile (checkpoint): %s\n", subtitle.c_str());
+  for (const BucketStats& b : buckets) {
+    if (b.pairs == 0) continue;
+    std::printf("  t in [%4g, %4g): mean w winner %.6f loser %.6f\n", b.t_lo, b.t_hi,
+                b.winner.mean_weight, b.loser.mean_weight);
+  }
+  std::printf("  wrote %s/{weight_profile.csv, weight_profile.svg, weight_profile_w.svg}\n",
+              out_dir.string().c_str());
+  return 0;
+}
+
 int Run() {
   const Flags f = ReadFlags();
   if (!f.run.empty()) return ProfileOfRun(f);
+  if (!f.checkpoint.empty()) return ProfileOfCheckpoint(f);
   const ScheduleFamily family = ParseScheduleFamily(f.family);
   NoiseSchedule schedule = NoiseSchedule::Flow(FlowScheduleConfig{});
   if (family == ScheduleFamily::kFlow) {
@@ -223,62 +378,12 @@ int Run() {
   }
   const std::vector<BucketStats> buckets = profile.Buckets();
 
-  std::string csv =
-      "bucket,t_lo,t_hi,pairs,mask_rate,"
-      "winner_mean,winner_std,winner_q10,winner_q50,winner_q90,winner_non_finite,winner_w_mean,"
-      "loser_mean,loser_std,loser_q10,loser_q50,loser_q90,loser_non_finite,loser_w_mean\n";
-  plot::Series mw{"winner mean log w"}, ml{"loser mean log w"};
-  plot::Series ww{"winner mean w"}, wl{"loser mean w"}, tau_line{absl::StrCat("tau = ", f.tau)};
-  tau_line.color = "#555555";
-  tau_line.dashed = true;
-  for (size_t b = 0; b < buckets.size(); ++b) {
-    const BucketStats& bs = buckets[b];
-    const double mask_rate = bs.pairs > 0 ? static_cast<double>(bs.masked) / bs.pairs : NAN;
-    absl::StrAppend(&csv, b, ",", Fmt(bs.t_lo), ",", Fmt(bs.t_hi), ",", bs.pairs, ",",
-                    Fmt(mask_rate));
-    for (const LogWeightStats* st : {&bs.winner, &bs.loser}) {
-      absl::StrAppend(&csv, ",", Fmt(st->mean), ",", Fmt(st->stddev), ",", Fmt(st->q10), ",",
-                      Fmt(st->q50), ",", Fmt(st->q90), ",", st->non_finite, ",",
-                      Fmt(st->mean_weight));
-    }
-    absl::StrAppend(&csv, "\n");
-    if (bs.pairs == 0) continue;
-    const double x = 0.5 * (bs.t_lo + bs.t_hi);
-    for (auto [series, st] : {std::pair{&mw, &bs.winner}, std::pair{&ml, &bs.loser}}) {
-      series->x.push_back(x);
-      series->y.push_back(st->mean);
-      series->band_lo.push_back(st->mean - st->stddev);
-      series->band_hi.push_back(st->mean + st->stddev);
-    }
-    for (auto [series, st] : {std::pair{&ww, &bs.winner}, std::pair{&wl, &bs.loser}}) {
-      series->x.push_back(x);
-      series->y.push_back(st->mean_weight);
-      series->band_lo.push_back(std::exp(st->q10));
-      series->band_hi.push_back(std::exp(st->q90));
-    }
-    tau_line.x.push_back(x);
-    tau_line.y.push_back(f.tau);
-  }
   const std::string subtitle =
       absl::StrCat(schedule.Describe(), ", demo eps-MSE ", f.demo_mse, " (loser x",
                    f.demo_loser_ratio, "), D_eff ", absl::StrFormat("%.4g", d_eff));
-  plot::LinePlot log_plot;
-  log_plot.title = "log importance weight per t-bucket (synthetic demo errors)";
-  log_plot.subtitle = subtitle;
-  log_plot.legend = plot::LegendPosition::kBottomLeft;
-  log_plot.x_label = family == ScheduleFamily::kFlow ? "timestep t = 1000 sigma" : "timestep t";
-  log_plot.y_label = "mean log w (band: +- 1 std; -inf excluded)";
-  log_plot.width = 960;
-  log_plot.series = {mw, ml};
-  plot::LinePlot w_plot = log_plot;
-  w_plot.title = "importance weight per t-bucket (synthetic demo errors)";
-  w_plot.y_label = "mean w (band: q10..q90)";
-  w_plot.series = {ww, wl, tau_line};
-
-  WriteText((out_dir / "weight_profile.csv").string(), csv);
+  WriteBucketProfile(buckets, f.tau, "synthetic demo errors", subtitle,
+                     family == ScheduleFamily::kFlow, out_dir);
   WriteText((out_dir / "weight_profile_points.csv").string(), points);
-  plot::WriteSvg(log_plot, (out_dir / "weight_profile.svg").string());
-  plot::WriteSvg(w_plot, (out_dir / "weight_profile_w.svg").string());
 
   // Console summary: where the profile peaks and how much the threshold masks.
   int peak = -1;

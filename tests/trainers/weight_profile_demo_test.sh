@@ -1,6 +1,7 @@
 #!/bin/bash
 # The weight_profile tool's demo mode writes its CSV and SVG plots for both families, documents
-# the checkpoint-mode TODO in --help, and rejects bad flags with a clear message.
+# the checkpoint mode in --help, measures a trained demo run (--checkpoint) and its metrics
+# (--run), and rejects bad flags with a clear message.
 set -euo pipefail
 tool="$1"
 out="${TEST_TMPDIR:-/tmp}/weight_profile"
@@ -24,11 +25,13 @@ done
 "$tool" --family=ddpm --out="$out/calibrated" --buckets=10 --calibrate_timestep=63 > "$out/log"
 grep -q "mask rate" "$out/log"
 
-"$tool" --help | grep -q "TODO (not implemented yet)"
-if "$tool" --family=ddpm --out="$out/x" --checkpoint=model.safetensors 2> "$out/err"; then
-  echo "--checkpoint should fail"; exit 1
+"$tool" --help > "$out/help" || true
+grep -q -- "--checkpoint=RUN|FILE" "$out/help"
+mkdir -p "$out/no_run"
+if "$tool" --out="$out/x" --checkpoint="$out/no_run" 2> "$out/err"; then
+  echo "--checkpoint without adapters should fail"; exit 1
 fi
-grep -q "TODO" "$out/err"
+grep -q "no adapters file $out/no_run/adapters.safetensors" "$out/err"
 if "$tool" --family=diffusion --out="$out/x" 2> "$out/err"; then
   echo "bad family should fail"; exit 1
 fi
@@ -51,4 +54,21 @@ grep -q "^2,600,0,nan,nan,0,nan,nan$" "$out/from_run/weight_profile_run.csv"  # 
 grep -q "<polyline" "$out/from_run/weight_profile_run.svg"
 if "$tool" --run="$out/nowhere" --out="$out/x" 2> "$out/err"; then echo "bad --run"; exit 1; fi
 grep -q "cannot read .*metrics.jsonl" "$out/err"
+# --checkpoint: a trained demo run's adapters on the base model, 4 buckets x 2 demo pairs. The
+# closed form gives 0 < w <= 1, and k(t) falls with t, so the lowest bucket weighs least.
+sdpo="$2"
+"$sdpo" --model=wan21 --steps=3 --eval_every=0 --save_every=0 --pairs_per_prompt=1 \
+  --eval_samples=1 --batch=2 --progress=false --out="$out/trained" > "$out/train.log"
+"$tool" --checkpoint="$out/trained" --buckets=4 --num_pairs=2 --out="$out/ckpt" > "$out/ckpt.log"
+grep -q "$out/trained/adapters.safetensors on 2 pairs (demo pairs of seed 0)" "$out/ckpt.log"
+for f in weight_profile.csv weight_profile.svg weight_profile_w.svg; do
+  [ -s "$out/ckpt/$f" ] || { echo "missing $f"; exit 1; }
+done
+awk -F, 'NR > 1 {
+  if ($4 != 2 || $12 <= 0 || $12 > 1 || $19 <= 0 || $19 > 1) { print "bad row: " $0; bad = 1 }
+  w[NR] = $12 } END { if (bad || NR != 5 || !(w[2] < w[5])) { print "profile wrong"; exit 1 } }' \
+  "$out/ckpt/weight_profile.csv"
+if "$tool" --checkpoint="$out/trained" --base="$out/trained/adapters.safetensors" \
+  --out="$out/x" 2> "$out/err"; then echo "--base without pairs should fail"; exit 1; fi
+grep -q "needs the pairs to measure on: --data=DIR or --pairs=FILE" "$out/err"
 echo "weight_profile demo OK"
