@@ -17,6 +17,7 @@
 #include <optional>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -39,8 +40,11 @@
 #include "trainers/distributed/device_communicator.h"
 #include "trainers/distributed/mpi_communicator.h"
 #include "trainers/model_factory.h"
+#include "trainers/prepare_vae.h"
+#include "trainers/reward_command.h"
 #include "trainers/run_dir.h"
 #include "trainers/sampling.h"
+#include "trainers/scored_rounds.h"
 #include "trainers/signals.h"
 #include "trainers/trainer.h"
 #include "trainers/validation.h"
@@ -107,6 +111,21 @@ ABSL_FLAG(std::string, demo_pairs, "",
           "many runs of one seed share the sampling)");
 ABSL_FLAG(int, until_round, 0,
           "demo with --rounds: stop after this many rounds (0: all); continue with --resume");
+ABSL_FLAG(std::string, reward_cmd, "",
+          "a Wan2.1 checkpoint folder: rounds of pairs sampled from the policy and ranked by this "
+          "command (run by /bin/sh; reads a JSON list of {\"prompt\", \"video\"} on stdin, "
+          "prints a JSON list of scores), instead of --data (docs/data.md, \"Scored rounds\")");
+ABSL_FLAG(double, reward_timeout_s, 3600, "--reward_cmd: seconds one call may take");
+ABSL_FLAG(std::string, prompts, "", "--reward_cmd: a file with one training prompt per line");
+ABSL_FLAG(std::string, negative_prompt, "", "--reward_cmd: the negative prompt of guidance");
+ABSL_FLAG(int, samples_per_prompt, 2,
+          "--reward_cmd: videos per prompt and round (even; each two form a pair)");
+ABSL_FLAG(int, frames, 17, "--reward_cmd: video frames (1 + 4k)");
+ABSL_FLAG(int, height, 480, "--reward_cmd: video height (a multiple of 16)");
+ABSL_FLAG(int, width, 832, "--reward_cmd: video width (a multiple of 16)");
+ABSL_FLAG(double, fps, 16, "--reward_cmd: frame rate of the videos");
+ABSL_FLAG(int, sample_steps, 50, "--reward_cmd: sampling steps (UniPC)");
+ABSL_FLAG(double, guidance, 5.0, "--reward_cmd: classifier-free guidance scale (1: off)");
 ABSL_FLAG(bool, progress, true, "progress bar on stderr");
 ABSL_FLAG(double, val_fraction, 0,
           "hold out this fraction of --data's pairs (chosen by --seed, never trained on; "
@@ -217,6 +236,72 @@ void LoadTrainable(models::DiffusionModel& model, const nn::TensorMap& values,
 
 // Round r's pairs are sampled with these seeds (round 0: the single-round demo's).
 uint64_t RoundSeed(uint64_t seed, int round) { return seed + 7919ull * round; }
+
+// --reward_cmd: what every scored round shares (prompts and their embeddings, the VAE both ways,
+// the scorer) and the request of round r.
+struct ScoredRoundSetup {
+  std::vector<std::string> prompts;
+  SamplingContexts contexts;
+  std::unique_ptr<WanVideoDecoder> decoder;
+  std::unique_ptr<VideoLatentEncoder> encoder;
+  std::unique_ptr<RewardCommand> scorer;
+  Shape latent_shape;
+};
+
+ScoredRoundSetup OpenScoredRounds(const std::string& checkpoint, const TrainModel& model,
+                                  const std::string& out, Device device) {
+  ScoredRoundSetup s;
+  const WanCheckpointFolder folder = FindWanCheckpoint(checkpoint);
+  std::string why_not;
+  s.decoder = WanVideoDecoder::Open(folder, device, kF32, &why_not);
+  SDPO_CHECK(s.decoder != nullptr, "--reward_cmd needs the VAE: ", why_not);
+  s.encoder = OpenWanVideoEncoder(folder, device, &why_not);
+  SDPO_CHECK(s.encoder != nullptr, "--reward_cmd needs the VAE: ", why_not);
+  std::ifstream f(absl::GetFlag(FLAGS_prompts));
+  SDPO_CHECK(!absl::GetFlag(FLAGS_prompts).empty() && f.good(),
+             "--reward_cmd needs --prompts=FILE "
+             "(one training prompt per line); cannot read '",
+             absl::GetFlag(FLAGS_prompts), "'");
+  for (std::string line; std::getline(f, line);) {
+    if (!absl::StripAsciiWhitespace(line).empty()) s.prompts.push_back(line);
+  }
+  SDPO_CHECK(!s.prompts.empty(), "--prompts=", absl::GetFlag(FLAGS_prompts), ": no prompt");
+  const std::string cache = absl::GetFlag(FLAGS_text_cache);
+  const umt5::PromptEncoderOptions o = FolderPromptEncoderOptions(
+      folder.dir, absl::GetFlag(FLAGS_text_encoder), absl::GetFlag(FLAGS_tokenizer),
+      cache.empty() ? (std::filesystem::path(out) / "text_cache").string() : cache,
+      "--reward_cmd");
+  std::vector<std::string> texts = s.prompts;
+  texts.push_back(absl::GetFlag(FLAGS_negative_prompt));
+  std::vector<Tensor> encoded = umt5::PromptEncoder::Open(o)->EncodePrompts(texts);
+  s.contexts.negative = encoded.back();
+  encoded.pop_back();
+  s.contexts.prompts = encoded;
+  s.scorer = std::make_unique<RewardCommand>(absl::GetFlag(FLAGS_reward_cmd),
+                                             absl::GetFlag(FLAGS_reward_timeout_s), StopRequested);
+  s.latent_shape = WanLatentShape(model.latent_channels, absl::GetFlag(FLAGS_frames),
+                                  absl::GetFlag(FLAGS_height), absl::GetFlag(FLAGS_width));
+  return s;
+}
+
+ScoredRoundRequest RoundRequest(const ScoredRoundSetup& s, const std::string& dir, uint64_t seed,
+                                bool progress) {
+  ScoredRoundRequest r;
+  r.prompts = s.prompts;
+  r.contexts = s.contexts;
+  r.sample.latent_shape = s.latent_shape;
+  r.sample.samples_per_prompt = absl::GetFlag(FLAGS_samples_per_prompt);
+  r.sample.seed = seed;
+  r.sample.options.steps = absl::GetFlag(FLAGS_sample_steps);
+  r.sample.options.guide_scale = absl::GetFlag(FLAGS_guidance);
+  r.sample.progress = progress;
+  r.clip.frames = absl::GetFlag(FLAGS_frames);
+  r.clip.height = absl::GetFlag(FLAGS_height);
+  r.clip.width = absl::GetFlag(FLAGS_width);
+  r.clip.fps = absl::GetFlag(FLAGS_fps);
+  r.dir = dir;
+  return r;
+}
 
 // The flags that do not end up in the TrainerConfig, checked with it before anything loads.
 void CheckOtherFlags() {
@@ -360,7 +445,8 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
   CheckValidationFlags(absl::GetFlag(FLAGS_data).empty(), model_name);
   if (absl::GetFlag(FLAGS_threads) > 0) SetNumThreads(absl::GetFlag(FLAGS_threads));
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
-  const bool demo = absl::GetFlag(FLAGS_data).empty();
+  const bool scored = !absl::GetFlag(FLAGS_reward_cmd).empty();
+  const bool demo = absl::GetFlag(FLAGS_data).empty() && !scored;
   const bool full = absl::GetFlag(FLAGS_full);
   const std::string lora_format_flag = absl::GetFlag(FLAGS_lora_format);
   const nn::LoraFormat lora_format =
@@ -371,8 +457,14 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
   const int rounds = absl::GetFlag(FLAGS_rounds);
   SDPO_CHECK(rounds >= 1 && rounds <= absl::GetFlag(FLAGS_steps), "--rounds=", rounds,
              ": expected 1 <= rounds <= --steps (", absl::GetFlag(FLAGS_steps), ")");
-  SDPO_CHECK(rounds == 1 || (demo && !full && comm.world_size() == 1), "--rounds=", rounds,
-             ": rounds need the demo (no --data), LoRA (no --full) and one process");
+  SDPO_CHECK(rounds == 1 || ((demo || scored) && !full && comm.world_size() == 1),
+             "--rounds=", rounds,
+             ": rounds need the demo or --reward_cmd (no --data), LoRA (no --full) and one "
+             "process");
+  SDPO_CHECK(!scored || (model_name == "wan21" && absl::GetFlag(FLAGS_data).empty() && !full &&
+                         comm.world_size() == 1 && !absl::GetFlag(FLAGS_checkpoint).empty()),
+             "--reward_cmd: needs --model=wan21 with --checkpoint=FOLDER (DiT, VAE, umT5), no "
+             "--data (the rounds make the pairs), LoRA (no --full) and one process");
   SDPO_CHECK(absl::GetFlag(FLAGS_until_round) >= 0, "--until_round must be >= 0");
   std::string weights = absl::GetFlag(FLAGS_checkpoint);
   SDPO_CHECK(model_name == "wan21" || (!weights.empty() && !demo), "--model=", model_name,
@@ -412,8 +504,10 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
   tc.stop_requested = StopRequested;
   CheckTrainerConfig(tc);
   tc.description = absl::StrCat(
-      "{\"model\": ", Quoted(model_name), ", \"checkpoint\": ", Quoted(weights),
-      ", \"data\": ", Quoted(demo ? "demo" : absl::GetFlag(FLAGS_data)),
+      "{\"model\": ", Quoted(model_name), ", \"checkpoint\": ", Quoted(weights), ", \"data\": ",
+      Quoted(demo     ? "demo"
+             : scored ? absl::StrCat("reward_cmd ", absl::GetFlag(FLAGS_reward_cmd))
+                      : absl::GetFlag(FLAGS_data)),
       ", \"objective\": ", Quoted(DescribeObjectiveConfig(tc.objective)),
       ", \"lr\": ", tc.lr.base_lr, ", \"schedule\": ", Quoted(absl::GetFlag(FLAGS_schedule)),
       ", \"warmup\": ", tc.lr.warmup_steps, ", \"steps\": ", tc.steps, ", \"batch\": ", tc.batch,
@@ -504,8 +598,36 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
   std::unique_ptr<Evaluator> evaluator;
   std::unique_ptr<data::PreferenceDataset> all_pairs;  // --val_fraction: before the split
   std::unique_ptr<data::PairDataset> heldout;
-  demo::PairBuffer buffer;  // --rounds > 1: every round's pairs
-  if (demo) {
+  demo::PairBuffer buffer;  // --rounds > 1 or --reward_cmd: every round's pairs
+  ScoredRoundSetup scoring;
+  const std::filesystem::path rounds_dir = std::filesystem::path(out) / "rounds";
+  if (scored) {
+    scoring = OpenScoredRounds(weights, loaded, out, device);
+    std::filesystem::create_directories(rounds_dir);
+    const std::string file = (rounds_dir / "round0_pairs.safetensors").string();
+    std::vector<data::PreferencePair> pairs;
+    demo::Generator base{0, demo::GeneratorId(0), ""};
+    if (std::filesystem::exists(file)) {
+      pairs = demo::LoadRoundPairs(file, &base);
+    } else {
+      nn::LoraDisabledScope base_model(policy->module());
+      ScoredRoundStats stats;
+      pairs = ScoredRound(
+          *policy, *scoring.decoder, *scoring.encoder, *scoring.scorer,
+          RoundRequest(scoring, (rounds_dir / "round0").string(), seed, tc.progress), &stats);
+      std::printf(
+          "round 0: %lld videos of the base model scored, %lld pairs, mean score "
+          "chosen %.4g rejected %.4g\n",
+          static_cast<long long>(stats.videos), static_cast<long long>(stats.pairs),
+          stats.mean_score_winner, stats.mean_score_loser);
+      demo::SaveRoundPairs(file, base, pairs);
+    }
+    SDPO_CHECK(!pairs.empty(),
+               "--reward_cmd: round 0 gave no pair (every two videos of a prompt "
+               "scored the same)");
+    buffer.AddRound(base, pairs);
+    dataset = std::make_unique<data::InMemoryPairDataset>(std::move(pairs));
+  } else if (demo) {
     DemoPairStats stats;
     std::vector<data::PreferencePair> pairs;
     const std::string cache = absl::GetFlag(FLAGS_demo_pairs);
@@ -532,7 +654,7 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
       if (!cache.empty()) demo::SaveRoundPairs(cache, {0, demo::GeneratorId(0), ""}, pairs);
     }
     if (rounds > 1) {
-      if (!resume) {  // a fresh run: no pairs of an earlier run's rounds
+      if (!absl::GetFlag(FLAGS_resume)) {  // a fresh run: no pairs of an earlier run's rounds
         std::filesystem::remove_all(std::filesystem::path(out) / "rounds");
         std::filesystem::remove(std::filesystem::path(out) / "rounds.jsonl");
       }
@@ -633,7 +755,7 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
 
   EvalResult after;
   int64_t final_step = 0;
-  if (rounds == 1) {
+  if (rounds == 1 && !scored) {
     Trainer trainer(tc, *loaded.schedule, *policy, reference, *dataset, evaluator.get());
     if (resume) {
       trainer.Resume(checkpoint_path);
@@ -652,7 +774,6 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
   } else {
     // Rounds: every round boundary goes through the checkpoint file, so an uninterrupted run and
     // one resumed at any step (a boundary included) train identically.
-    const std::filesystem::path rounds_dir = std::filesystem::path(out) / "rounds";
     const std::string& checkpoint = checkpoint_path;
     const int64_t total = tc.steps;
     const int64_t resume_step = resume ? PeekCheckpoint(checkpoint)->step : 0;
@@ -678,15 +799,30 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
             q, demo::GeneratorId(q),
             (rounds_dir / absl::StrCat("round", q, "_generator.safetensors")).string()};
         SaveTrainable(*policy, g.adapters);
-        DemoPairStats round_stats;
-        std::vector<data::PreferencePair> new_pairs =
-            GenerateDemoPairs(*policy, world, absl::GetFlag(FLAGS_pairs_per_prompt), 0.02,
-                              RoundSeed(seed, q), &round_stats);
-        std::printf(
-            "round %d: %lld new pairs from the policy at step %lld, mean reward winner "
-            "%.3f loser %.3f (gap %.3f)\n",
-            q, static_cast<long long>(round_stats.pairs), static_cast<long long>(step),
-            round_stats.mean_reward_winner, round_stats.mean_reward_loser, round_stats.mean_gap);
+        std::vector<data::PreferencePair> new_pairs;
+        if (scored) {
+          ScoredRoundStats round_stats;
+          new_pairs =
+              ScoredRound(*policy, *scoring.decoder, *scoring.encoder, *scoring.scorer,
+                          RoundRequest(scoring, (rounds_dir / absl::StrCat("round", q)).string(),
+                                       RoundSeed(seed, q), tc.progress),
+                          &round_stats);
+          std::printf(
+              "round %d: %lld videos of the policy at step %lld scored, %lld pairs, mean score "
+              "chosen %.4g rejected %.4g\n",
+              q, static_cast<long long>(round_stats.videos), static_cast<long long>(step),
+              static_cast<long long>(round_stats.pairs), round_stats.mean_score_winner,
+              round_stats.mean_score_loser);
+        } else {
+          DemoPairStats round_stats;
+          new_pairs = GenerateDemoPairs(*policy, world, absl::GetFlag(FLAGS_pairs_per_prompt), 0.02,
+                                        RoundSeed(seed, q), &round_stats);
+          std::printf(
+              "round %d: %lld new pairs from the policy at step %lld, mean reward winner "
+              "%.3f loser %.3f (gap %.3f)\n",
+              q, static_cast<long long>(round_stats.pairs), static_cast<long long>(step),
+              round_stats.mean_reward_winner, round_stats.mean_reward_loser, round_stats.mean_gap);
+        }
         demo::SaveRoundPairs(file, g, new_pairs);
         buffer.AddRound(g, std::move(new_pairs));
       }
