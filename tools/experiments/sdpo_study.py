@@ -7,6 +7,15 @@ multi-round (off-policy) data. One command runs it and writes the tables:
     bazel build -c opt //trainers:sdpo
     python3 tools/experiments/sdpo_study.py --out /tmp/sdpo_study
 
+The committed tables (tools/experiments/sdpo_study.{csv,md}, quoted in docs/results.md) come
+from these two commands (2026-12-06, the binary of main a0cfbba copied to /tmp/sdpo_bin/sdpo;
+600 steps instead of the default 100 because 1,000 would not finish on the shared machine):
+
+    python3 tools/experiments/sdpo_study.py --binary /tmp/sdpo_bin/sdpo \
+        --out /tmp/sdpo_study600 --steps 600 --eval_every 50 --jobs 2
+    python3 tools/experiments/sdpo_study.py --only_tables --out /tmp/sdpo_study600 \
+        --steps 600 --eval_every 50
+
 Every run is `bazel-bin/trainers/sdpo --model=wan21 ...` with one thread (`nice -n 10`); a run
 whose summary exists is not rerun, so an interrupted study continues where it stopped. Writes
   --csv  one row per run (committed: tools/experiments/sdpo_study.csv),
