@@ -370,7 +370,7 @@ struct ValidationVideos {
 };
 
 std::optional<ValidationVideos> PrepareValidationVideos(const std::string& checkpoint,
-                                                        const std::string& out) {
+                                                        const std::string& out, Device device) {
   const std::string file = absl::GetFlag(FLAGS_validation_prompts);
   if (file.empty()) return std::nullopt;
   SDPO_CHECK(std::filesystem::is_directory(checkpoint),
@@ -403,7 +403,8 @@ std::optional<ValidationVideos> PrepareValidationVideos(const std::string& check
                 static_cast<long long>(encoder->cache_hits()), cache.c_str());
   }
   std::string why_not;
-  v.decoder = WanVideoDecoder::Open(folder, Device::CPU(), kF32, &why_not);  // VAE: CPU only
+  // As //trainers:sample: the VAE decodes on the DiT's device, in f32.
+  v.decoder = WanVideoDecoder::Open(folder, device, kF32, &why_not);
   SDPO_CHECK(v.decoder != nullptr, "--validation_prompts: ", why_not);
   samplers::FlowSampleOptions& o = v.options.sampling;
   o.solver = samplers::ParseFlowSolver(absl::GetFlag(FLAGS_validation_sampler));
@@ -561,7 +562,7 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
 
   // --- validation videos: prompts encoded and the VAE loaded before the DiT ------------------
   std::optional<ValidationVideos> validation;
-  if (comm.is_root()) validation = PrepareValidationVideos(weights, out);
+  if (comm.is_root()) validation = PrepareValidationVideos(weights, out, device);
 
   // --- model ------------------------------------------------------------------------------
   TrainModel loaded = LoadTrainModel(model_name, weights);

@@ -1,6 +1,6 @@
 // The held-out split (deterministic by seed, disjoint, recorded and checked on resume), the
 // held-out evaluator (fixed draws: the same numbers at every evaluation of the same weights,
-// others after training) and the validation prompt files.
+// others after training; on the emulated CUDA device the CPU's) and the validation prompt files.
 #include "trainers/validation.h"
 
 #include <algorithm>
@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "models/wan21/model.h"
 #include "nn/lora.h"
+#include "tensor/cuda/cuda_available.h"
 #include "tests/error_testing.h"
 #include "tests/trainers/tiny_wan.h"
 
@@ -83,6 +84,33 @@ TEST(HeldOutEvaluator, FixedDrawsGiveTheSameNumbersAndTrainingMovesThem) {
   const EvalResult c = eval.Evaluate(*model);
   EXPECT_NE(c.Get("val_loss"), a.Get("val_loss"));
   EXPECT_NE(c.Get("val_reward_accuracy"), 0.5);
+}
+
+// The evaluator on the (emulated) CUDA device: the CPU's numbers to f32 rounding. The margins
+// are beta (= 50) times differences of per-sample MSEs of order 1 whose f32 sums round at a
+// relative 1e-6 or so: 4 of them give at most about 50 * 4 * 1e-6 = 2e-4; the loss moves by at
+// most half the margin's change.
+TEST(HeldOutEvaluator, OnTheDeviceMatchesTheCpu) {
+  if (!CudaAvailable()) GTEST_SKIP() << CudaUnavailableReason();
+  auto cpu_model = testing::MakeTinyLoraModel();
+  auto gpu_model = testing::MakeTinyLoraModel();
+  for (auto* m : {cpu_model.get(), gpu_model.get()}) {
+    for (const auto& [name, p] : m->NamedTrainableParameters()) {
+      if (name.find("lora_B") == std::string::npos) continue;
+      std::vector<float> v(static_cast<size_t>(p.numel()));
+      for (size_t i = 0; i < v.size(); ++i) v[i] = 0.01f * static_cast<float>(i % 7) - 0.03f;
+      ops::CopyInto(p, Tensor::FromVector(v, p.shape()));
+    }
+  }
+  PlaceModels(*gpu_model, nullptr, Device::CUDA(0), kF32);
+  testing::SyntheticPairs pairs(4);
+  const TrainerConfig tc = testing::TinyRunConfig("", 1);
+  const NoiseSchedule schedule = NoiseSchedule::Flow(FlowScheduleConfig::Wan21());
+  HeldOutEvaluator eval(pairs, schedule, nullptr, tc.objective, tc.timesteps, tc.target, 3, 9);
+  const EvalResult cpu = eval.Evaluate(*cpu_model), gpu = eval.Evaluate(*gpu_model);
+  EXPECT_NEAR(gpu.Get("val_reward_margin"), cpu.Get("val_reward_margin"), 2e-4);
+  EXPECT_NEAR(gpu.Get("val_loss"), cpu.Get("val_loss"), 1e-4);
+  EXPECT_NE(cpu.Get("val_reward_margin"), 0.0) << "the adapters must move the policy";
 }
 
 TEST(ReadValidationPrompts, PlainLinesAndJsonLines) {
