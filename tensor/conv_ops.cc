@@ -1,5 +1,5 @@
-// Convolution, nearest upsampling, padding and the channel RMS norm (tensor/ops.h): argument
-// checks and output shapes here, the arithmetic in the device kernels (tensor/kernels.h).
+// Convolution, nearest upsampling, padding, the channel RMS norm and the group norm (tensor/ops.h):
+// argument checks and output shapes here, the arithmetic in the device kernels (tensor/kernels.h).
 #include <cmath>
 
 #include "tensor/kernels.h"
@@ -163,6 +163,32 @@ const Tensor& ChannelRmsNormInPlace(const Tensor& x, const Tensor& gamma, double
     CopyInto(x, ChannelRmsNorm(x, gamma, eps, silu));
   }
   return x;
+}
+
+Tensor GroupNorm(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias,
+                 double eps, bool silu) {
+  SDPO_CHECK(x.dim() >= 2 && IsFloating(x.dtype()),
+             "group_norm: x must be a floating [B, C, ...] tensor, got ", x.str());
+  const int64_t c = x.size(1);
+  SDPO_CHECK(groups >= 1 && c % groups == 0, "group_norm: ", groups, " groups do not divide the ",
+             c, " channels of ", x.str());
+  SDPO_CHECK(eps > 0, "group_norm: eps must be > 0, got ", eps);
+  const DType stat = x.dtype() == kF64 ? kF64 : kF32;
+  auto affine = [&](const Tensor& p, const char* what) {
+    if (!p.defined()) return Tensor();
+    SDPO_CHECK(p.numel() == c && p.device() == x.device() && IsFloating(p.dtype()),
+               "group_norm: ", what, " must hold ", c, " floating values on x's device, got ",
+               p.str(), " for x ", x.str());
+    return Contiguous(Reshape(Cast(p, stat), {c}));
+  };
+  const Tensor w = affine(weight, "weight"), b = affine(bias, "bias");
+  Tensor out = Tensor::Empty(x.shape(), x.dtype(), x.device());
+  if (x.numel() == 0) return out;
+  const int64_t batch = x.size(0), inner = x.numel() / (batch * c);
+  KernelsFor(x.device())
+      .GroupNorm(View(out, {batch, c, inner}), View(Contiguous(x), {batch, c, inner}), w, b, groups,
+                 eps, silu);
+  return out;
 }
 
 }  // namespace sdpo::ops

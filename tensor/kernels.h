@@ -87,6 +87,12 @@ class Kernels {
                               bool silu) {
     SDPO_FAIL("channel_rms_norm: no kernel on ", out.device().str());
   }
+  // out, x contiguous [B, C, inner]; weight and bias contiguous [C] in the statistics dtype (f64
+  // for f64 x, else f32) or undefined; groups divides C; see ops::GroupNorm.
+  virtual void GroupNorm(const Tensor& out, const Tensor& x, const Tensor& weight,
+                         const Tensor& bias, int64_t groups, double eps, bool silu) {
+    SDPO_FAIL("group_norm: no kernel on ", out.device().str());
+  }
   // One AdamW step (torch.optim.AdamW) of a contiguous f32 parameter with f32 moments and
   // gradient, in one pass, if the device has a fused kernel for it: returns false (nothing done)
   // otherwise, and the caller composes the update from tensor ops.

@@ -192,6 +192,14 @@ Tensor Pad(const Tensor& x, const std::vector<std::array<int64_t, 2>>& pads, dou
 // [C, 1, 1, 1]). With silu the result goes through SiLU in the same pass. Statistics in f32
 // (f64 for f64); the output has x's dtype.
 Tensor ChannelRmsNorm(const Tensor& x, const Tensor& gamma, double eps, bool silu = false);
+// Group normalisation of x [B, C, ...] (PyTorch F.group_norm): the C channels form `groups`
+// groups of C / groups; each (batch item, group) is normalised over its channels and all trailing
+// positions with the biased variance, (x - mean) / sqrt(var + eps), then scaled by weight[c] and
+// shifted by bias[c] (each [C] or undefined: no affine). With silu the result goes through SiLU
+// in the same pass. Statistics accumulate in f64; the affine step runs in f32 (f64 for f64); the
+// output has x's dtype.
+Tensor GroupNorm(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias,
+                 double eps, bool silu = false);
 
 // --- in place (forward-only code: a tensor that autograd saved must not be overwritten) ----------
 // x contiguous: x = ChannelRmsNorm(x, gamma, eps, silu), the same values. Returns x.

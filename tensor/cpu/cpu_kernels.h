@@ -42,6 +42,8 @@ void ScatterAdd(const Tensor& out, const Tensor& index, const Tensor& src);
 void Conv3d(const Tensor& out, const Tensor& x, const Tensor& history, const Tensor& weight,
             const Tensor& bias, const ops::Conv3dOptions& options);
 void ChannelRmsNorm(const Tensor& out, const Tensor& x, const Tensor& gamma, double eps, bool silu);
+void GroupNorm(const Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
+               int64_t groups, double eps, bool silu);
 void Philox(const Tensor& out, uint64_t seed, uint64_t offset, bool normal);
 
 // c[m, n] = op(a) op(b) for row-major float/double buffers; a is [m, k] ([k, m] when ta), b is

@@ -169,6 +169,10 @@ class CpuKernelsImpl final : public Kernels {
                       bool silu) override {
     cpu::ChannelRmsNorm(o, x, g, eps, silu);
   }
+  void GroupNorm(const Tensor& o, const Tensor& x, const Tensor& w, const Tensor& b, int64_t groups,
+                 double eps, bool silu) override {
+    cpu::GroupNorm(o, x, w, b, groups, eps, silu);
+  }
   void Philox(const Tensor& o, uint64_t seed, uint64_t offset, bool normal) override {
     cpu::Philox(o, seed, offset, normal);
   }
