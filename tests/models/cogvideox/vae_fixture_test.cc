@@ -57,9 +57,8 @@ TEST(CogVideoXVaeFixtureTest, EveryCaseAndStageMatchesTheOfficialF32Outputs) {
       worst = std::max(worst, err);
       ++compared;
     }
-    // Encode: conv_in, down blocks 0..3, mid, norm_out, conv_out + moments, mean, logvar,
-    // latents; decode: conv_in,
-    // mid, up blocks 0..3, norm_out, conv_out, video.
+    // Encode: conv_in, down blocks 0..3, mid, norm_out, conv_out, moments, mean, logvar,
+    // latents; decode: conv_in, mid, up blocks 0..3, norm_out, conv_out, video.
     EXPECT_EQ(compared, f->contains("x") ? 12 : 9) << name;
     std::printf("[parity] cogvideox vae %s: %d tensors, worst rel L2 %.3g\n", name.c_str(),
                 compared, worst);
