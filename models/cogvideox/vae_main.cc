@@ -1,6 +1,6 @@
 // CogVideoX VAE on a case file, for parity checks against diffusers' `AutoencoderKLCogVideoX`:
 //
-//   bazel run //models/cogvideox:vae -- --weights W --inputs CASE.safetensors \
+//   bazel run //models/cogvideox:vae -- --weights W --inputs CASE.safetensors
 //       --out OUT.safetensors [--config CONFIG.json] [--dtype f32|f64] [--threads N] [--nobatched]
 //
 // W: a diffusers `vae/` folder, a .safetensors file or a shard index. A case holding `x`
