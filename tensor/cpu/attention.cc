@@ -1,7 +1,5 @@
-// Attention per (batch, head). The forward splits each head's queries into blocks and runs the
-// (head, block) pairs in parallel, each on one thread with its own [block, Lk] scores (Eigen
-// products): no [Lq, Lk] buffer and no thread sync per head, and the split does not depend on the
-// thread count, so neither do the results. The backward loops over heads with threaded products.
+// Attention per (batch, head): the products go through MatMulRowMajor (OpenBLAS, threaded), the
+// row-wise softmax work through the thread pool. Only one head's L x L scores exist at a time.
 #include <Eigen/Core>
 #include <cmath>
 #include <limits>
@@ -14,15 +12,11 @@
 namespace sdpo::cpu {
 namespace {
 
+// Scores s [lq, lk] (already q k^T) -> probabilities in place: scale, add the mask slice for
+// (b, h), softmax each row. Returns per-row log-sum-exp when lse != nullptr.
 template <typename T>
-using RowMajor = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-
-// Rows [row0, row0 + rows) of one head's scores s [rows, lk] (already q k^T) -> probabilities in
-// place: scale, add the mask rows of (b, h), softmax each row. Writes each row's log-sum-exp to
-// lse[i] when lse != nullptr.
-template <typename T>
-void RowsToProbabilities(T* s, int64_t row0, int64_t rows, int64_t lk, double scale,
-                         const Tensor& mask, int64_t b, int64_t h, float* lse) {
+void ScoresToProbabilities(T* s, int64_t lq, int64_t lk, double scale, const Tensor& mask,
+                           int64_t b, int64_t h, float* lse) {
   const T* mbase = nullptr;
   int64_t ms2 = 0, ms3 = 0;
   if (mask.defined()) {
@@ -30,44 +24,28 @@ void RowsToProbabilities(T* s, int64_t row0, int64_t rows, int64_t lk, double sc
     ms2 = mask.stride(2);
     ms3 = mask.stride(3);
   }
-  for (int64_t i = 0; i < rows; ++i) {
-    T* row = s + i * lk;
-    const T* mrow = mbase ? mbase + (row0 + i) * ms2 : nullptr;
-    T mx = -std::numeric_limits<T>::infinity();
-    for (int64_t j = 0; j < lk; ++j) {
-      T v = row[j] * static_cast<T>(scale);
-      if (mrow) v += mrow[j * ms3];
-      row[j] = v;
-      mx = std::max(mx, v);
+  ParallelFor(lq, std::max<int64_t>(1, 16384 / std::max<int64_t>(lk, 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i) {
+      T* row = s + i * lk;
+      T mx = -std::numeric_limits<T>::infinity();
+      for (int64_t j = 0; j < lk; ++j) {
+        T v = row[j] * static_cast<T>(scale);
+        if (mbase) v += mbase[i * ms2 + j * ms3];
+        row[j] = v;
+        mx = std::max(mx, v);
+      }
+      if (std::isinf(mx) && mx < 0) {  // every key masked: output 0, lse = -inf
+        for (int64_t j = 0; j < lk; ++j) row[j] = 0;
+        if (lse) lse[i] = -std::numeric_limits<float>::infinity();
+        continue;
+      }
+      Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> r(row, lk);
+      r = (r - mx).exp();  // vectorised exp
+      const T sum = r.sum();
+      r *= T(1) / sum;
+      if (lse) lse[i] = static_cast<float>(mx + std::log(sum));
     }
-    if (std::isinf(mx) && mx < 0) {  // every key masked: output 0, lse = -inf
-      for (int64_t j = 0; j < lk; ++j) row[j] = 0;
-      if (lse) lse[i] = -std::numeric_limits<float>::infinity();
-      continue;
-    }
-    Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> r(row, lk);
-    r = (r - mx).exp();  // vectorised exp
-    const T sum = r.sum();
-    r *= T(1) / sum;
-    if (lse) lse[i] = static_cast<float>(mx + std::log(sum));
-  }
-}
-
-// Whole-head version for the backward: rows split over the thread pool.
-template <typename T>
-void ScoresToProbabilities(T* s, int64_t lq, int64_t lk, double scale, const Tensor& mask,
-                           int64_t b, int64_t h) {
-  ParallelFor(lq, std::max<int64_t>(1, 16384 / std::max<int64_t>(lk, 1)),
-              [&](int64_t r0, int64_t r1) {
-                RowsToProbabilities(s + r0 * lk, r0, r1 - r0, lk, scale, mask, b, h, nullptr);
-              });
-}
-
-// Query rows per forward work item: the block's scores stay within about 256 KiB (L2), at least
-// 16 rows so that the products keep their shape.
-int64_t QueryBlockRows(int64_t lq, int64_t lk, size_t element_size) {
-  const int64_t fit = static_cast<int64_t>(262144 / (element_size * std::max<int64_t>(lk, 1)));
-  return std::min(lq, std::max<int64_t>(16, fit / 8 * 8));
+  });
 }
 
 template <typename T>
@@ -81,28 +59,16 @@ ops::AttentionResult AttentionTyped(const Tensor& q, const Tensor& k, const Tens
   const T* pk = static_cast<const T*>(k.raw_data());
   const T* pv = static_cast<const T*>(v.raw_data());
   T* po = static_cast<T*>(out.raw_data());
-  float* plse = lse.data<float>();
-  const int64_t block = QueryBlockRows(lq, lk, sizeof(T));
-  const int64_t blocks_per_head = (lq + block - 1) / block;
-  ParallelFor(B * H * blocks_per_head, 1, [&](int64_t w0, int64_t w1) {
-    // Scratch from the tensor allocator (64-byte aligned): Eigen's vectorised row sums start
-    // their packets at an alignment boundary, so a buffer whose alignment varied between calls
-    // would make results differ in the last bit from run to run.
-    Tensor scratch = Tensor::Empty({block, lk}, q.dtype());
-    T* s = static_cast<T*>(scratch.raw_data());
-    for (int64_t w = w0; w < w1; ++w) {
-      const int64_t bh = w / blocks_per_head, row0 = (w % blocks_per_head) * block;
-      const int64_t rows = std::min(block, lq - row0);
-      Eigen::Map<RowMajor<T>> scores(s, rows, lk);
-      Eigen::Map<const RowMajor<T>> qm(pq + (bh * lq + row0) * d, rows, d);
-      Eigen::Map<const RowMajor<T>> km(pk + bh * lk * d, lk, d);
-      Eigen::Map<const RowMajor<T>> vm(pv + bh * lk * dv, lk, dv);
-      Eigen::Map<RowMajor<T>> om(po + (bh * lq + row0) * dv, rows, dv);
-      scores.noalias() = qm * km.transpose();
-      RowsToProbabilities(s, row0, rows, lk, scale, mask, bh / H, bh % H, plse + bh * lq + row0);
-      om.noalias() = scores * vm;
-    }
-  });
+  // Scratch from the tensor allocator (64-byte aligned): Eigen's vectorised row sums start
+  // their packets at an alignment boundary, so a buffer whose alignment varied between calls
+  // would make results differ in the last bit from run to run.
+  Tensor scratch = Tensor::Empty({lq, lk}, q.dtype());
+  T* s = static_cast<T*>(scratch.raw_data());
+  for (int64_t bh = 0; bh < B * H; ++bh) {
+    MatMulRowMajor<T>(false, true, lq, lk, d, pq + bh * lq * d, pk + bh * lk * d, s);
+    ScoresToProbabilities(s, lq, lk, scale, mask, bh / H, bh % H, lse.data<float>() + bh * lq);
+    MatMulRowMajor<T>(false, false, lq, dv, lk, s, pv + bh * lk * dv, po + bh * lq * dv);
+  }
   return {out, lse};
 }
 
@@ -130,24 +96,25 @@ ops::AttentionGrads AttentionBackwardTyped(const Tensor& dout, const Tensor& q, 
     const T* ob = po + bh * lq * dv;
     // Recompute the probabilities exactly as the forward did.
     MatMulRowMajor<T>(false, true, lq, lk, d, qb, kb, p);
-    ScoresToProbabilities(p, lq, lk, scale, mask, bh / H, bh % H);
+    ScoresToProbabilities(p, lq, lk, scale, mask, bh / H, bh % H, nullptr);
     MatMulRowMajor<T>(true, false, lk, dv, lq, p, dob,
                       static_cast<T*>(dvt.raw_data()) + bh * lk * dv);
     MatMulRowMajor<T>(false, true, lq, lk, dv, dob, pv + bh * lk * dv, dp);
     // dS = P * (dP - rowsum(dO * O)) * scale
-    ParallelFor(
-        lq, std::max<int64_t>(1, 16384 / std::max<int64_t>(lk, 1)), [&](int64_t r0, int64_t r1) {
-          for (int64_t i = r0; i < r1; ++i) {
-            T delta = 0;
-            for (int64_t j = 0; j < dv; ++j) delta += dob[i * dv + j] * ob[i * dv + j];
-            for (int64_t j = 0; j < lk; ++j) {
-              dp[i * lk + j] = p[i * lk + j] * (dp[i * lk + j] - delta) * static_cast<T>(scale);
-            }
-          }
-        });
+    ParallelFor(lq, std::max<int64_t>(1, 16384 / std::max<int64_t>(lk, 1)),
+                [&](int64_t r0, int64_t r1) {
+      for (int64_t i = r0; i < r1; ++i) {
+        T delta = 0;
+        for (int64_t j = 0; j < dv; ++j) delta += dob[i * dv + j] * ob[i * dv + j];
+        for (int64_t j = 0; j < lk; ++j) {
+          dp[i * lk + j] = p[i * lk + j] * (dp[i * lk + j] - delta) * static_cast<T>(scale);
+        }
+      }
+    });
     MatMulRowMajor<T>(false, false, lq, d, lk, dp, kb,
                       static_cast<T*>(dq.raw_data()) + bh * lq * d);
-    MatMulRowMajor<T>(true, false, lk, d, lq, dp, qb, static_cast<T*>(dk.raw_data()) + bh * lk * d);
+    MatMulRowMajor<T>(true, false, lk, d, lq, dp, qb,
+                      static_cast<T*>(dk.raw_data()) + bh * lk * d);
   }
   return {dq, dk, dvt};
 }
@@ -202,9 +169,9 @@ ops::AttentionGrads AttentionBackward(const Tensor& dout, const Tensor& q, const
                                       const Tensor& out, const Tensor&) {
   if (q.dtype() == kF64) return AttentionBackwardTyped<double>(dout, q, k, v, mask, scale, out);
   if (q.dtype() == kF32) return AttentionBackwardTyped<float>(dout, q, k, v, mask, scale, out);
-  ops::AttentionGrads g =
-      AttentionBackwardTyped<float>(F32(dout), F32(q), F32(k), F32(v),
-                                    mask.defined() ? ops::Cast(mask, kF32) : mask, scale, F32(out));
+  ops::AttentionGrads g = AttentionBackwardTyped<float>(
+      F32(dout), F32(q), F32(k), F32(v), mask.defined() ? ops::Cast(mask, kF32) : mask, scale,
+      F32(out));
   return {ops::Cast(g.dq, q.dtype()), ops::Cast(g.dk, q.dtype()), ops::Cast(g.dv, q.dtype())};
 }
 

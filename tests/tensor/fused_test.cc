@@ -285,29 +285,6 @@ TEST(Attention, ThreadCountIndependence) {
   }
 }
 
-TEST(Attention, LongKeysSplitQueriesIntoBlocks) {
-  // The forward runs blocks of query rows whose scores fit in about 256 KiB, at least 16 rows:
-  // with 4100 keys a block is 16 rows, so 37 queries take blocks of 16, 16 and 5 (f32 and f64),
-  // each with its own rows of a per-head bias and a key padding mask.
-  const int64_t B = 2, H = 2, lq = 37, lk = 4100, d = 8;
-  for (DType dtype : {kF64, kF32}) {
-    SCOPED_TRACE(DTypeName(dtype));
-    Tensor q = Bhld(B, H, lq, d, 41, dtype), k = Bhld(B, H, lk, d, 42, dtype),
-           v = Bhld(B, H, lk, 5, 43, dtype);
-    std::vector<double> pad(B * lk, 0.0);
-    for (int64_t j = lk - 7; j < lk; ++j) pad[lk + j] = -kInf;  // batch 1 ignores 7 keys
-    Tensor mask = ops::Add(RandomTensor({1, H, lq, lk}, 44, dtype),
-                           Tensor::FromVector(pad, {B, 1, 1, lk}, dtype));
-    ops::AttentionResult r = ops::Attention(q, k, v, mask, 1.0);
-    AttnRef ref = NaiveAttention(q, k, v, mask, 1.0);
-    double tol = TolFor(dtype);
-    EXPECT_TRUE(AllClose(r.out, ref.out, tol, tol));
-    EXPECT_TRUE(AllClose(r.lse, ref.lse, std::max(tol, 1e-6), std::max(tol, 1e-6)));
-    ScopedNumThreads threads(3);  // the blocks do not depend on the thread count
-    EXPECT_TRUE(BitEqual(ops::Attention(q, k, v, mask, 1.0).out, r.out));
-  }
-}
-
 // ------------------------------------------------------------------------- rope
 
 // cos/sin [L, D/2] for angle(l, j) = l * 10000^(-2j / D).
