@@ -1,9 +1,13 @@
 #include "trainers/cogvideox_folder.h"
 
+#include <cstdio>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "autograd/grad_mode.h"
+#include "models/cogvideox/vae.h"
 #include "tensor/error.h"
+#include "tensor/ops.h"
 
 namespace sdpo::trainers {
 
@@ -56,12 +60,65 @@ std::unique_ptr<umt5::PromptEncoder> OpenCogVideoXTextEncoder(const CogVideoXFol
   return encoder;
 }
 
+namespace {
+
+// The VAE in f32 on the CPU (its GroupNorm has no CUDA kernel yet), one clip per call.
+class FolderVae final : public CogVideoXVaeRunner {
+ public:
+  FolderVae(std::unique_ptr<cogvideox::CogVideoXVae> vae, std::string hash)
+      : vae_(std::move(vae)), hash_(std::move(hash)) {}
+
+  Tensor Encode(const Tensor& video) override {
+    SDPO_CHECK(video.dim() == 4 && video.size(0) == 3,
+               "the CogVideoX VAE encodes a video [3, T, H, W], got ", ShapeStr(video.shape()));
+    NoGradGuard no_grad;
+    return Unbatched(vae_->Encode(Batched(video)).latents);
+  }
+  Tensor Decode(const Tensor& latent) override {
+    SDPO_CHECK(latent.dim() == 4, "the CogVideoX VAE decodes a latent [C, F, H, W], got ",
+               ShapeStr(latent.shape()));
+    NoGradGuard no_grad;
+    return Unbatched(vae_->Decode(Batched(latent)));
+  }
+  std::string WeightsHash() const override { return hash_; }
+
+ private:
+  static Tensor Batched(const Tensor& x) {
+    return ops::Unsqueeze(ops::Contiguous(ops::Cast(ops::To(x, Device::CPU()), kF32)), 0);
+  }
+  static Tensor Unbatched(const Tensor& x) {
+    return ops::Contiguous(ops::Cast(ops::Select(x, 0, 0), kF32));
+  }
+  std::unique_ptr<cogvideox::CogVideoXVae> vae_;
+  std::string hash_;
+};
+
+// SHA-256 over the VAE's weight files and its config.json (scaling_factor decides the latents).
+std::string VaeHash(const std::string& dir) {
+  std::string summary;
+  std::vector<std::string> files = umt5::WeightFiles(dir);
+  const std::string config = (fs::path(dir) / "config.json").string();
+  if (fs::exists(config)) files.push_back(config);
+  for (const std::string& f : files) {
+    absl::StrAppend(&summary, fs::path(f).filename().string(), " ", umt5::Sha256File(f), "\n");
+  }
+  return umt5::Sha256(summary);
+}
+
+}  // namespace
+
 std::unique_ptr<CogVideoXVaeRunner> CogVideoXVaeRunner::Open(const CogVideoXFolder& folder,
                                                              Device device, std::string* why_not) {
-  (void)device;
-  *why_not = folder.vae.empty() ? absl::StrCat(folder.dir, " has no vae/ folder")
-                                : "this build has no CogVideoX VAE yet";
-  return nullptr;
+  if (folder.vae.empty()) {
+    *why_not = absl::StrCat(folder.dir, " has no vae/ folder");
+    return nullptr;
+  }
+  if (!device.is_cpu()) {
+    std::printf("the CogVideoX VAE runs on the CPU (its GroupNorm has no CUDA kernel yet)\n");
+  }
+  std::unique_ptr<cogvideox::CogVideoXVae> vae = cogvideox::LoadVae(folder.vae);
+  vae->SetRequiresGrad(false);
+  return std::make_unique<FolderVae>(std::move(vae), VaeHash(folder.vae));
 }
 
 }  // namespace sdpo::trainers
