@@ -1,10 +1,10 @@
 // //trainers:export_lora — trained adapters (//trainers:sdpo's adapters.safetensors) for other
 // tools, or the merged model:
 //
-//   bazel run //trainers:export_lora -- --adapters=$PWD/runs/sdpo/adapters.safetensors \
+//   bazel run //trainers:export_lora -- --adapters=$PWD/runs/sdpo/adapters.safetensors
 //       --lora_format=comfyui --out=$PWD/wan_sdpo_lora.safetensors
 //   bazel run //trainers:export_lora -- --adapters=... --lora_format=peft --out=$PWD/peft_adapter
-//   bazel run //trainers:export_lora -- --adapters=... --merge --checkpoint=$PWD/Wan2.1-T2V-1.3B \
+//   bazel run //trainers:export_lora -- --adapters=... --merge --checkpoint=$PWD/Wan2.1-T2V-1.3B
 //       --out=$PWD/merged/diffusion_pytorch_model.safetensors
 #include <cstdio>
 #include <filesystem>

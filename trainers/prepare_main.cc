@@ -1,10 +1,10 @@
 // //trainers:prepare: raw videos + a preference table -> the dataset
 // //trainers:sdpo trains on.
 //
-//   bazel run //trainers:prepare -- --model=wan21 --checkpoint=Wan2.1-T2V-1.3B \
-//       --pairs=pairs.jsonl --videos=videos/ --out=data/my_prefs [--frames=81 --height=480 \
+//   bazel run //trainers:prepare -- --model=wan21 --checkpoint=Wan2.1-T2V-1.3B
+//       --pairs=pairs.jsonl --videos=videos/ --out=data/my_prefs [--frames=81 --height=480
 //       --width=832 --fps=16 --device=cpu --skip_bad_rows]
-//   bazel run //trainers:prepare -- --model=cogvideox-2b --checkpoint=CogVideoX-2b \
+//   bazel run //trainers:prepare -- --model=cogvideox-2b --checkpoint=CogVideoX-2b
 //       --pairs=pairs.jsonl --videos=videos/ --out=data/my_prefs   (49 x 480 x 720 at 8 fps)
 //
 // docs/data.md describes the table layouts, the conditioning and resuming.

@@ -3,17 +3,17 @@
 // latents and, through the Wan2.1 VAE, an H.264 mp4. Without --checkpoint it samples the demo
 // world's base model and writes GIF, mp4 and PNG renderings of the latents with their rewards.
 //
-//   bazel run -c opt //trainers:sample -- --model=wan21 --checkpoint=$PWD/Wan2.1-T2V-1.3B \
-//       --lora=$PWD/runs/sdpo/adapters.safetensors --context=$PWD/prompt.safetensors \
-//       --frames=81 --height=480 --width=832 --steps=50 --sampler=unipc --guidance=5 \
+//   bazel run -c opt //trainers:sample -- --model=wan21 --checkpoint=$PWD/Wan2.1-T2V-1.3B
+//       --lora=$PWD/runs/sdpo/adapters.safetensors --context=$PWD/prompt.safetensors
+//       --frames=81 --height=480 --width=832 --steps=50 --sampler=unipc --guidance=5
 //       --out=$PWD/video.mp4
 //   (or --prompt="a cat walks on the grass" [--negative_prompt=...] instead of --context: the
 //   folder's umT5 encodes it, through an embedding cache beside --out)
-//   bazel run -c opt //trainers:sample -- --model=cogvideox-2b --checkpoint=$PWD/CogVideoX-2b \
+//   bazel run -c opt //trainers:sample -- --model=cogvideox-2b --checkpoint=$PWD/CogVideoX-2b
 //       --prompt="a cat walks on the grass" --out=$PWD/video.mp4
 //   (a diffusers folder: transformer/, vae/, text_encoder/ (T5 v1.1), tokenizer/spiece.model;
 //   49 frames at 480x720, 8 fps, DDIM 50 steps, guidance 6 by default)
-//   bazel run -c opt //trainers:sample -- --lora=$PWD/runs/sdpo-seed0/adapters.safetensors \
+//   bazel run -c opt //trainers:sample -- --lora=$PWD/runs/sdpo-seed0/adapters.safetensors
 //       --prompts="a red blob moving right slow,a blue blob moving up fast" --out=/tmp/samples
 #include <cmath>
 #include <cstdio>

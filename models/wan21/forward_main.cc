@@ -1,6 +1,6 @@
 // Wan2.1 forward on a case file, for parity checks against other implementations:
 //
-//   bazel run //models/wan21:forward -- --weights W.safetensors --inputs CASE.safetensors \
+//   bazel run //models/wan21:forward -- --weights W.safetensors --inputs CASE.safetensors
 //       --out OUT.safetensors [--config CONFIG.json] [--dtype f32|f64] [--threads N]
 //
 // The case file holds x_0 .. x_{B-1} ([16, F, H, W]), t ([B]), context_0 .. context_{B-1}

@@ -1,6 +1,6 @@
 // Wan2.1 VAE on a case file, for parity checks against the official `WanVAE_`:
 //
-//   bazel run //models/wan21:vae -- --weights W.safetensors --inputs CASE.safetensors \
+//   bazel run //models/wan21:vae -- --weights W.safetensors --inputs CASE.safetensors
 //       --out OUT.safetensors [--config CONFIG.json] [--dtype f32|f64] [--threads N] [--nochunked]
 //       [--device cpu|cuda|cuda:N]
 //
