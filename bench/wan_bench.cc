@@ -19,8 +19,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
@@ -30,6 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "autograd/ops.h"
+#include "bench/proc_status.h"
 #include "io/command_line.h"
 #include "io/json.h"
 #include "models/wan21/model.h"
@@ -61,15 +60,6 @@ struct Args {
   bool peer, recompute;
   std::string rope, peer_env, python, peer_script, self;
 };
-
-double RssMib(const char* field) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.rfind(field, 0) == 0) return std::atof(line.c_str() + std::strlen(field)) / 1024.0;
-  }
-  return -1;
-}
 
 double MaxRssMib() {
   struct rusage ru;
@@ -112,7 +102,7 @@ int Worker(const Args& a) {
   Tensor ctx = ops::RandomNormal({cfg.text_len, cfg.text_dim}, 12, 0);
   Tensor t = Tensor::FromVector(std::vector<double>{500.0}, {1}, kF32);
   Tensor target = ops::RandomNormal(latent, 13, 0);
-  const double rss_model = RssMib("VmRSS:");
+  const double rss_model = bench::ProcStatusMib("VmRSS:");
   const bool bwd = a.case_name == "fwd_bwd";
   auto params = model.Parameters();
   auto step = [&] {

@@ -3,12 +3,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
-#include <cstring>
-#include <fstream>
 #include <memory>
 #include <optional>
 
 #include "absl/strings/str_format.h"
+#include "bench/proc_status.h"
 #include "models/forward_tool.h"
 #include "models/wan21/vae.h"
 #include "tensor/ops.h"
@@ -20,15 +19,6 @@
 
 namespace sdpo::bench {
 namespace {
-
-double StatusMib(const char* field) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.rfind(field, 0) == 0) return std::atof(line.c_str() + std::strlen(field)) / 1024.0;
-  }
-  return -1;
-}
 
 // Random values for every parameter by its role (see the header).
 void RandomizeWeights(wan21::WanVae& vae, uint64_t seed) {
@@ -86,7 +76,7 @@ std::string RunWanVaeBench(const WanVaeBenchOptions& o) {
   vae->ToDevice(o.device);
   Sync(o.device);
   const double load_s = Since(t0);
-  const double rss_loaded = StatusMib("VmRSS:");
+  const double rss_loaded = ProcStatusMib("VmRSS:");
 #ifdef SDPO_HAVE_CUDA_BACKEND
   if (o.device.is_cuda()) cuda::ResetPeakStats(o.device.index);
 #endif
@@ -140,7 +130,7 @@ std::string RunWanVaeBench(const WanVaeBenchOptions& o) {
       "\"decode_s\": %.2f, \"rss_after_load_mib\": %.0f, \"peak_rss_mib\": %.0f%s}",
       o.mode, DTypeName(o.dtype), o.device.str(), o.chunked ? "true" : "false", o.frames, o.height,
       o.width, ShapeStr(latent.shape()), video_shape, NumThreads(), load_s, encode_s, decode_s,
-      rss_loaded, StatusMib("VmHWM:"), device_memory);
+      rss_loaded, ProcStatusMib("VmHWM:"), device_memory);
 }
 
 }  // namespace sdpo::bench

@@ -110,7 +110,6 @@ HeldOutEvaluator::HeldOutEvaluator(const data::PairDataset& pairs, const NoiseSc
                                    TimestepSamplerConfig timesteps, PredictionType target,
                                    int64_t batch, uint64_t seed)
     : pairs_(pairs),
-      schedule_(schedule),
       reference_(reference),
       objective_(std::move(objective)),
       sampler_(schedule, timesteps),

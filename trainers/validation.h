@@ -68,7 +68,6 @@ class HeldOutEvaluator : public Evaluator {
 
  private:
   const data::PairDataset& pairs_;
-  const NoiseSchedule& schedule_;
   models::DiffusionModel* reference_;
   ObjectiveConfig objective_;
   TimestepSampler sampler_;
