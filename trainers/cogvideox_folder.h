@@ -5,14 +5,18 @@
 //   DIR/vae/           config.json, diffusion_pytorch_model.safetensors
 //   DIR/text_encoder/  config.json (transformers T5Config), model.safetensors (or shards + index)
 //   DIR/tokenizer/     spiece.model (the T5 v1.1 SentencePiece model)
+//   DIR/scheduler/     scheduler_config.json (optional; checked against --model's built-in
+//   schedule)
 //
-// (scheduler/ and model_index.json may be there; they are not read: the schedules are built in.)
+// (model_index.json may be there; it is not read.)
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
 
+#include "models/cogvideox/config.h"
+#include "models/schedules.h"
 #include "models/umt5/prompt_encoder.h"
 #include "tensor/device.h"
 #include "tensor/tensor.h"
@@ -25,13 +29,33 @@ struct CogVideoXFolder {
   std::string vae;           // DIR/vae, empty when absent
   std::string text_encoder;  // DIR/text_encoder, empty when absent
   std::string tokenizer;     // DIR/tokenizer/spiece.model, empty when absent
+  std::string scheduler;     // DIR/scheduler/scheduler_config.json, empty when absent
 };
 
 inline constexpr char kCogVideoXTokenizer[] = "tokenizer/spiece.model";
+inline constexpr char kCogVideoXScheduler[] = "scheduler/scheduler_config.json";
 
 // Finds the parts of a diffusers CogVideoX folder; a path that is not a directory or has no
 // transformer/ is an error naming what was looked for.
 CogVideoXFolder FindCogVideoXCheckpoint(const std::string& dir);
+
+// The transformer's config (transformer/config.json, or the weights' metadata), read without
+// loading the weights: the text length and width the prompts are encoded to.
+cogvideox::CogVideoXConfig ReadTransformerConfig(const CogVideoXFolder& folder);
+
+// A diffusers CogVideoX scheduler config (scheduler_config.json of CogVideoXDDIMScheduler or
+// CogVideoXDPMScheduler) as the training schedule it describes. The samplers always step on the
+// "trailing" grid (as the official demo does), so timestep_spacing is not read; keys that do not
+// shape the schedule are ignored. What this implementation does not follow (another class or
+// beta schedule, a prediction other than v_prediction, trained_betas, clip_sample,
+// steps_offset != 0) is an error naming the file and the key.
+DdpmScheduleConfig ReadCogVideoXScheduler(const std::string& path);
+
+// Throws, naming the file and the differing value, unless the folder's scheduler config (when it
+// has one) describes `expected` (the schedule of --model): a 5B folder trained as --model=
+// cogvideox-2b would train on the wrong SNR shift.
+void CheckCogVideoXScheduler(const CogVideoXFolder& folder, const DdpmScheduleConfig& expected,
+                             const std::string& model_name);
 
 struct CogVideoXTextOptions {
   std::string weights;    // default: the folder's text_encoder/

@@ -4,6 +4,7 @@
 
 #include "models/cogvideox/checkpoint.h"
 #include "models/wan21/checkpoint.h"
+#include "trainers/cogvideox_folder.h"
 
 namespace sdpo::trainers {
 namespace {
@@ -32,6 +33,13 @@ class FrameMajorAdapter final : public models::DiffusionModel {
 
 }  // namespace
 
+NoiseSchedule TrainSchedule(const std::string& name) {
+  if (name == "wan21") return NoiseSchedule::Flow(FlowScheduleConfig::Wan21());
+  if (name == "cogvideox-2b") return NoiseSchedule::Ddpm(DdpmScheduleConfig::CogVideoX2B());
+  if (name == "cogvideox-5b") return NoiseSchedule::Ddpm(DdpmScheduleConfig::CogVideoX5B());
+  SDPO_FAIL("--model=", name, ": expected wan21, cogvideox-2b or cogvideox-5b");
+}
+
 TrainModel LoadTrainModel(const std::string& name, const std::string& checkpoint) {
   TrainModel t;
   if (name == "wan21") {
@@ -41,7 +49,7 @@ TrainModel LoadTrainModel(const std::string& name, const std::string& checkpoint
     t.max_text_len = m->config().text_len;
     t.latent_patch = m->config().patch_size;
     t.model = std::move(m);
-    t.schedule = NoiseSchedule::Flow(FlowScheduleConfig::Wan21());
+    t.schedule = TrainSchedule(name);
     t.lora_targets = {"blocks.*.self_attn.{q,k,v,o}", "blocks.*.cross_attn.{q,k,v,o}",
                       "blocks.*.ffn.{0,2}"};
     return t;
@@ -50,15 +58,17 @@ TrainModel LoadTrainModel(const std::string& name, const std::string& checkpoint
     // A diffusers folder (transformer/, vae/, ...) stands for its transformer/.
     const std::filesystem::path transformer = std::filesystem::path(checkpoint) / "transformer";
     std::error_code ec;
-    auto m = cogvideox::LoadModel(
-        std::filesystem::is_directory(transformer, ec) ? transformer.string() : checkpoint);
+    const bool folder = std::filesystem::is_directory(transformer, ec);
+    t.schedule = TrainSchedule(name);
+    if (folder) {
+      CheckCogVideoXScheduler(FindCogVideoXCheckpoint(checkpoint), t.schedule->ddpm_config(), name);
+    }
+    auto m = cogvideox::LoadModel(folder ? transformer.string() : checkpoint);
     t.latent_channels = m->config().in_channels;
     t.text_dim = m->config().text_embed_dim;
     t.max_text_len = m->config().max_text_seq_length;
     t.latent_patch = {1, m->config().patch_size, m->config().patch_size};
     t.model = std::make_unique<FrameMajorAdapter>(std::move(m));
-    t.schedule = NoiseSchedule::Ddpm(name == "cogvideox-2b" ? DdpmScheduleConfig::CogVideoX2B()
-                                                            : DdpmScheduleConfig::CogVideoX5B());
     t.lora_targets = {"transformer_blocks.*.attn1.{to_q,to_k,to_v}",
                       "transformer_blocks.*.attn1.to_out.0", "transformer_blocks.*.ff.net.0.proj",
                       "transformer_blocks.*.ff.net.2"};

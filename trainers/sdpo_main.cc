@@ -31,14 +31,15 @@
 #include "nn/lora.h"
 #include "tensor/cuda/cuda_available.h"
 #include "tensor/thread_pool.h"
+#include "trainers/cogvideox_folder.h"
 #include "trainers/config_check.h"
 #include "trainers/data/preference_dataset.h"
 #include "trainers/demo/rounds.h"
 #include "trainers/demo_setup.h"
 #include "trainers/device_flags.h"
-#include "trainers/lora_export.h"
 #include "trainers/distributed/device_communicator.h"
 #include "trainers/distributed/mpi_communicator.h"
+#include "trainers/lora_export.h"
 #include "trainers/model_factory.h"
 #include "trainers/prepare_vae.h"
 #include "trainers/reward_command.h"
@@ -49,7 +50,8 @@
 #include "trainers/trainer.h"
 #include "trainers/validation.h"
 
-ABSL_FLAG(std::string, model, "wan21", "wan21 | cogvideox-2b | cogvideox-5b (CogVideoX needs --checkpoint and --data)");
+ABSL_FLAG(std::string, model, "wan21",
+          "wan21 | cogvideox-2b | cogvideox-5b (CogVideoX needs --checkpoint and --data)");
 ABSL_FLAG(std::string, checkpoint, "",
           "model safetensors (file, sharded index or directory; Wan2.1 official or diffusers "
           "names, CogVideoX diffusers names); empty: the demo model (wan21)");
@@ -62,7 +64,8 @@ ABSL_FLAG(double, beta, -1,
           "DPO beta (diffusers convention), finite and > 0; -1 (or left out): the objective's "
           "default, or 100 for the demo (calibrated on the demo world, docs/results.md)");
 ABSL_FLAG(double, lr, 1e-3, "peak learning rate");
-ABSL_FLAG(std::string, schedule, "constant_with_warmup", "constant | constant_with_warmup | cosine");
+ABSL_FLAG(std::string, schedule, "constant_with_warmup",
+          "constant | constant_with_warmup | cosine");
 ABSL_FLAG(int64_t, warmup, 10, "warmup steps");
 ABSL_FLAG(int64_t, steps, 150, "optimizer steps");
 ABSL_FLAG(int64_t, batch, 8, "pairs per micro-batch");
@@ -83,7 +86,8 @@ ABSL_FLAG(std::string, device, "cpu",
           "cpu | cuda | cuda:N (cuda under mpirun: the GPU of the process's local rank)");
 ABSL_FLAG(int, threads, 0, "CPU threads (0: all)");
 ABSL_FLAG(uint64_t, seed, 0, "seed: data order, timesteps, noise, demo pairs");
-ABSL_FLAG(std::string, out, "", "output directory (default: runs/<objective>-<seed> under the "
+ABSL_FLAG(std::string, out, "",
+          "output directory (default: runs/<objective>-<seed> under the "
           "workspace, or the current directory outside bazel run)");
 ABSL_FLAG(bool, resume, false,
           "continue the run in --out from its checkpoint.safetensors (from step 0 when it has "
@@ -98,7 +102,8 @@ ABSL_FLAG(int64_t, eval_every, 50, "evaluate every N steps (0: before and after 
 ABSL_FLAG(int64_t, save_every, 50, "checkpoint every N steps (0: at the end only)");
 ABSL_FLAG(double, max_grad_norm, 1.0, "gradient clipping (<=0: off)");
 ABSL_FLAG(int64_t, max_bad_steps, 5, "stop after this many consecutive NaN/Inf steps");
-ABSL_FLAG(std::string, timestep_sampling, "uniform_grid", "uniform_grid | uniform_sigma | logit_normal");
+ABSL_FLAG(std::string, timestep_sampling, "uniform_grid",
+          "uniform_grid | uniform_sigma | logit_normal");
 ABSL_FLAG(int, pairs_per_prompt, 8, "demo: preference pairs generated per training prompt");
 ABSL_FLAG(int, eval_samples, 8, "demo: samples per held-out prompt in the evaluation");
 ABSL_FLAG(int, rounds, 1,
@@ -135,25 +140,33 @@ ABSL_FLAG(std::string, val_data, "",
           "a preference dataset of held-out pairs, reported like --val_fraction's (exclusive "
           "with it)");
 ABSL_FLAG(std::string, validation_prompts, "",
-          "a checkpoint folder: render these prompts (one per line, or JSONL with prompt, seed, "
-          "negative_prompt) at every evaluation with fixed noise into "
-          "validation/step_NNNNNN/pK.{mp4,gif} and report.md");
-ABSL_FLAG(int, validation_frames, 81, "validation videos: frames (1 + 4k)");
+          "a checkpoint folder (Wan2.1, or CogVideoX in the diffusers layout): render these "
+          "prompts (one per line, or JSONL with prompt, seed, negative_prompt) at every "
+          "evaluation with fixed noise into validation/step_NNNNNN/pK.{mp4,gif} and report.md");
+ABSL_FLAG(int, validation_frames, 0,
+          "validation videos: frames (1 + 4k; 0: Wan2.1 81, CogVideoX 49)");
 ABSL_FLAG(int, validation_height, 480, "validation videos: height (a multiple of 16)");
-ABSL_FLAG(int, validation_width, 832, "validation videos: width (a multiple of 16)");
+ABSL_FLAG(int, validation_width, 0,
+          "validation videos: width (a multiple of 16; 0: Wan2.1 832, CogVideoX 720)");
 ABSL_FLAG(int, validation_steps, 50, "validation videos: sampling steps");
-ABSL_FLAG(std::string, validation_sampler, "unipc", "validation videos: euler | unipc");
-ABSL_FLAG(double, validation_shift, 5.0, "validation videos: flow shift of the sigma grid");
-ABSL_FLAG(double, validation_guidance, 5.0,
-          "validation videos: classifier-free guidance scale (1: conditional only)");
+ABSL_FLAG(std::string, validation_sampler, "",
+          "validation videos: Wan2.1 euler | unipc (default unipc); CogVideoX ddim | dpm "
+          "(default ddim)");
+ABSL_FLAG(double, validation_shift, 5.0,
+          "validation videos: flow shift of the sigma grid (Wan2.1)");
+ABSL_FLAG(double, validation_guidance, -1,
+          "validation videos: classifier-free guidance scale (1: conditional only; default "
+          "Wan2.1 5, CogVideoX 6)");
 ABSL_FLAG(std::string, validation_negative_prompt, "",
           "validation videos: the negative prompt of prompts that give none");
-ABSL_FLAG(double, validation_fps, 16, "validation videos: frame rate of the mp4 and GIF");
+ABSL_FLAG(double, validation_fps, 0,
+          "validation videos: frame rate of the mp4 and GIF (0: Wan2.1 16, CogVideoX 8)");
 ABSL_FLAG(std::string, text_encoder, "",
-          "validation prompts: umT5 weights (default: the checkpoint folder's "
-          "models_t5_umt5-xxl-enc-bf16.safetensors or .pth)");
+          "validation prompts: text encoder weights (default: the checkpoint folder's "
+          "models_t5_umt5-xxl-enc-bf16.safetensors or .pth; CogVideoX: text_encoder/)");
 ABSL_FLAG(std::string, tokenizer, "",
-          "validation prompts: SentencePiece model (default: beside the text encoder)");
+          "validation prompts: SentencePiece model (default: beside the text encoder; "
+          "CogVideoX: tokenizer/spiece.model)");
 ABSL_FLAG(std::string, text_cache, "",
           "validation prompts: embedding cache directory (default: text_cache in --out)");
 ABSL_FLAG(int, zero, 0,
@@ -197,8 +210,8 @@ ObjectiveConfig MakeObjective(bool demo) {
 std::string OutDir() {
   std::string out = absl::GetFlag(FLAGS_out);
   if (!out.empty()) return out;
-  std::string name = absl::StrCat("runs/", absl::GetFlag(FLAGS_objective), "-seed",
-                                  absl::GetFlag(FLAGS_seed));
+  std::string name =
+      absl::StrCat("runs/", absl::GetFlag(FLAGS_objective), "-seed", absl::GetFlag(FLAGS_seed));
   // bazel run: write next to the user's workspace, not into the runfiles tree.
   if (const char* ws = std::getenv("BUILD_WORKSPACE_DIRECTORY")) {
     return (std::filesystem::path(ws) / name).string();
@@ -269,8 +282,7 @@ ScoredRoundSetup OpenScoredRounds(const std::string& checkpoint, const TrainMode
   const std::string cache = absl::GetFlag(FLAGS_text_cache);
   const umt5::PromptEncoderOptions o = FolderPromptEncoderOptions(
       folder.dir, absl::GetFlag(FLAGS_text_encoder), absl::GetFlag(FLAGS_tokenizer),
-      cache.empty() ? (std::filesystem::path(out) / "text_cache").string() : cache,
-      "--reward_cmd");
+      cache.empty() ? (std::filesystem::path(out) / "text_cache").string() : cache, "--reward_cmd");
   std::vector<std::string> texts = s.prompts;
   texts.push_back(absl::GetFlag(FLAGS_negative_prompt));
   std::vector<Tensor> encoded = umt5::PromptEncoder::Open(o)->EncodePrompts(texts);
@@ -320,8 +332,36 @@ void CheckOtherFlags() {
              "--overwrite replaces it");
 }
 
-// The held-out and validation flags: they need real data and, for videos, a Wan2.1 checkpoint
-// folder with its VAE and text encoder.
+// The validation videos' settings of a model family: a flag, or the family's default (as
+// //trainers:sample).
+struct ValidationDefaults {
+  bool cogvideox = false;
+  int frames() const {
+    const int f = absl::GetFlag(FLAGS_validation_frames);
+    return f != 0 ? f : cogvideox ? 49 : 81;
+  }
+  int width() const {
+    const int w = absl::GetFlag(FLAGS_validation_width);
+    return w != 0 ? w : cogvideox ? 720 : 832;
+  }
+  std::string sampler() const {
+    const std::string s = absl::GetFlag(FLAGS_validation_sampler);
+    return !s.empty() ? s : cogvideox ? "ddim" : "unipc";
+  }
+  double guidance() const {
+    const double g = absl::GetFlag(FLAGS_validation_guidance);
+    return g != -1 ? g : cogvideox ? 6.0 : 5.0;
+  }
+  double fps() const {
+    const double f = absl::GetFlag(FLAGS_validation_fps);
+    return f != 0 ? f : cogvideox ? 8.0 : 16.0;
+  }
+};
+
+bool IsCogVideoX(const std::string& model_name) { return model_name != "wan21"; }
+
+// The held-out and validation flags: they need real data and, for videos, a checkpoint folder
+// with its VAE and text encoder.
 void CheckValidationFlags(bool demo, const std::string& model_name) {
   const double fraction = absl::GetFlag(FLAGS_val_fraction);
   const std::string val_data = absl::GetFlag(FLAGS_val_data);
@@ -336,43 +376,59 @@ void CheckValidationFlags(bool demo, const std::string& model_name) {
              "--val_fraction, --val_data and --validation_prompts need --data and --checkpoint; "
              "the demo evaluates on its own held-out prompts");
   if (prompts.empty()) return;
-  SDPO_CHECK(model_name == "wan21",
-             "--validation_prompts: videos are rendered for wan21 only "
-             "(the CogVideoX VAE is not implemented), found --model=",
-             model_name);
+  const ValidationDefaults d{IsCogVideoX(model_name)};
   SDPO_CHECK(absl::GetFlag(FLAGS_validation_steps) >= 1,
              "--validation_steps=", absl::GetFlag(FLAGS_validation_steps), ": must be >= 1");
-  SDPO_CHECK(std::isfinite(absl::GetFlag(FLAGS_validation_guidance)) &&
-                 absl::GetFlag(FLAGS_validation_guidance) >= 0,
-             "--validation_guidance=", absl::GetFlag(FLAGS_validation_guidance),
-             ": must be a finite number >= 0");
-  SDPO_CHECK(
-      std::isfinite(absl::GetFlag(FLAGS_validation_fps)) && absl::GetFlag(FLAGS_validation_fps) > 0,
-      "--validation_fps=", absl::GetFlag(FLAGS_validation_fps), ": must be > 0");
-  samplers::ParseFlowSolver(absl::GetFlag(FLAGS_validation_sampler));
-  const int frames = absl::GetFlag(FLAGS_validation_frames);
+  SDPO_CHECK(std::isfinite(d.guidance()) && d.guidance() >= 0,
+             "--validation_guidance=", d.guidance(), ": must be a finite number >= 0");
+  SDPO_CHECK(std::isfinite(d.fps()) && d.fps() > 0, "--validation_fps=", d.fps(), ": must be > 0");
+  if (d.cogvideox) {
+    SDPO_CHECK(d.sampler() == "ddim" || d.sampler() == "dpm", "--validation_sampler=", d.sampler(),
+               ": CogVideoX samples with ddim or dpm");
+  } else {
+    samplers::ParseFlowSolver(d.sampler());
+  }
+  const int frames = d.frames();
   const int height = absl::GetFlag(FLAGS_validation_height);
-  const int width = absl::GetFlag(FLAGS_validation_width);
+  const int width = d.width();
   SDPO_CHECK(frames >= 1 && (frames - 1) % kWanVaeTimeFactor == 0, "--validation_frames=", frames,
-             ": the Wan2.1 VAE needs 1 + 4k frames (e.g. 81, 49, 17, 1)");
+             ": the ", d.cogvideox ? "CogVideoX" : "Wan2.1",
+             " VAE needs 1 + 4k frames (e.g. 81, 49, 17, 1)");
   SDPO_CHECK(height > 0 && width > 0 && height % 16 == 0 && width % 16 == 0,
              "--validation_height=", height, " --validation_width=", width,
              ": both must be positive multiples of 16 (VAE factor 8 x patch 2)");
 }
 
 // What the validation videos need, made before the DiT loads: the prompts encoded once (through
-// the embedding cache; the text encoder is freed again) and the checkpoint folder's VAE decoder.
+// the embedding cache; the text encoder is freed again) and the model family's renderer (its
+// sampler and the checkpoint folder's VAE).
 struct ValidationVideos {
   std::vector<ValidationPrompt> prompts;
   std::vector<Tensor> contexts, negatives;
-  std::unique_ptr<WanVideoDecoder> decoder;
+  std::unique_ptr<VideoRenderer> renderer;
   ValidationVideoOptions options;
 };
 
-std::optional<ValidationVideos> PrepareValidationVideos(const std::string& checkpoint,
-                                                        const std::string& out, Device device) {
-  const std::string file = absl::GetFlag(FLAGS_validation_prompts);
-  if (file.empty()) return std::nullopt;
+// Every prompt and its negative through the encoder (prompts first, then the negatives).
+void EncodeValidationPrompts(umt5::PromptEncoder& encoder, const std::string& cache,
+                             ValidationVideos* v) {
+  std::vector<std::string> texts;
+  for (const ValidationPrompt& p : v->prompts) texts.push_back(p.text);
+  for (const ValidationPrompt& p : v->prompts) texts.push_back(p.negative);
+  std::vector<Tensor> encoded = encoder.EncodePrompts(texts);
+  const size_t n = v->prompts.size();
+  v->contexts.assign(encoded.begin(), encoded.begin() + n);
+  v->negatives.assign(encoded.begin() + n, encoded.end());
+  std::printf("validation: %zu prompt(s) from %s (%lld encoded, %lld cached in %s)\n", n,
+              absl::GetFlag(FLAGS_validation_prompts).c_str(),
+              static_cast<long long>(encoder.encoded()),
+              static_cast<long long>(encoder.cache_hits()), cache.c_str());
+}
+
+// Wan2.1: the folder's umT5 and VAE, flow sampling.
+std::unique_ptr<VideoRenderer> PrepareWanValidation(const std::string& checkpoint,
+                                                    const std::string& cache, Device device,
+                                                    ValidationVideos* v) {
   SDPO_CHECK(std::filesystem::is_directory(checkpoint),
              "--validation_prompts needs --checkpoint "
              "to be the Wan2.1 checkpoint folder (with ",
@@ -383,36 +439,65 @@ std::optional<ValidationVideos> PrepareValidationVideos(const std::string& check
              " has no VAE to decode "
              "the videos (expected ",
              kWanVaePth, " or ", kWanVaeSafetensors, ")");
+  EncodeValidationPrompts(*umt5::PromptEncoder::Open(FolderPromptEncoderOptions(
+                              checkpoint, absl::GetFlag(FLAGS_text_encoder),
+                              absl::GetFlag(FLAGS_tokenizer), cache, "--validation_prompts")),
+                          cache, v);
+  std::string why_not;
+  // As //trainers:sample: the VAE decodes on the DiT's device, in f32.
+  std::unique_ptr<WanVideoDecoder> decoder = WanVideoDecoder::Open(folder, device, kF32, &why_not);
+  SDPO_CHECK(decoder != nullptr, "--validation_prompts: ", why_not);
+  const ValidationDefaults d{false};
+  samplers::FlowSampleOptions o;
+  o.solver = samplers::ParseFlowSolver(d.sampler());
+  o.steps = absl::GetFlag(FLAGS_validation_steps);
+  o.shift = absl::GetFlag(FLAGS_validation_shift);
+  o.guide_scale = d.guidance();
+  return MakeWanRenderer(std::move(decoder), o);
+}
+
+// CogVideoX: the diffusers folder's T5 (at the transformer's text length and width, read from
+// its config before the weights load) and VAE, DDIM or DPM on the model's schedule.
+std::unique_ptr<VideoRenderer> PrepareCogVideoXValidation(const std::string& model_name,
+                                                          const std::string& checkpoint,
+                                                          const std::string& cache, Device device,
+                                                          ValidationVideos* v) {
+  const CogVideoXFolder folder = FindCogVideoXCheckpoint(checkpoint);
+  SDPO_CHECK(!folder.vae.empty(), "--validation_prompts: ", checkpoint,
+             " has no vae/ folder to decode the videos");
+  const cogvideox::CogVideoXConfig dit = ReadTransformerConfig(folder);
+  CogVideoXTextOptions text;
+  text.weights = absl::GetFlag(FLAGS_text_encoder);
+  text.tokenizer = absl::GetFlag(FLAGS_tokenizer);
+  text.cache_dir = cache;
+  text.text_dim = dit.text_embed_dim;
+  text.text_len = dit.max_text_seq_length;
+  EncodeValidationPrompts(*OpenCogVideoXTextEncoder(folder, text), cache, v);
+  std::string why_not;
+  std::unique_ptr<CogVideoXVaeRunner> vae = CogVideoXVaeRunner::Open(folder, device, &why_not);
+  SDPO_CHECK(vae != nullptr, "--validation_prompts: ", why_not);
+  const ValidationDefaults d{true};
+  samplers::DdpmSampleOptions o;
+  o.solver = d.sampler() == "dpm" ? samplers::DdpmSolver::kDpm : samplers::DdpmSolver::kDdim;
+  o.steps = absl::GetFlag(FLAGS_validation_steps);
+  o.guidance_scale = d.guidance();
+  return MakeCogVideoXRenderer(std::move(vae), TrainSchedule(model_name).alphas_cumprod(), o);
+}
+
+std::optional<ValidationVideos> PrepareValidationVideos(const std::string& model_name,
+                                                        const std::string& checkpoint,
+                                                        const std::string& out, Device device) {
+  const std::string file = absl::GetFlag(FLAGS_validation_prompts);
+  if (file.empty()) return std::nullopt;
   ValidationVideos v;
   v.prompts = ReadValidationPrompts(file, absl::GetFlag(FLAGS_validation_negative_prompt));
   std::string cache = absl::GetFlag(FLAGS_text_cache);
   if (cache.empty()) cache = (std::filesystem::path(out) / "text_cache").string();
-  {
-    auto encoder = umt5::PromptEncoder::Open(
-        FolderPromptEncoderOptions(checkpoint, absl::GetFlag(FLAGS_text_encoder),
-                                   absl::GetFlag(FLAGS_tokenizer), cache, "--validation_prompts"));
-    std::vector<std::string> texts;
-    for (const ValidationPrompt& p : v.prompts) texts.push_back(p.text);
-    for (const ValidationPrompt& p : v.prompts) texts.push_back(p.negative);
-    std::vector<Tensor> encoded = encoder->EncodePrompts(texts);
-    const size_t n = v.prompts.size();
-    v.contexts.assign(encoded.begin(), encoded.begin() + n);
-    v.negatives.assign(encoded.begin() + n, encoded.end());
-    std::printf("validation: %zu prompt(s) from %s (%lld encoded, %lld cached in %s)\n", n,
-                file.c_str(), static_cast<long long>(encoder->encoded()),
-                static_cast<long long>(encoder->cache_hits()), cache.c_str());
-  }
-  std::string why_not;
-  // As //trainers:sample: the VAE decodes on the DiT's device, in f32.
-  v.decoder = WanVideoDecoder::Open(folder, device, kF32, &why_not);
-  SDPO_CHECK(v.decoder != nullptr, "--validation_prompts: ", why_not);
-  samplers::FlowSampleOptions& o = v.options.sampling;
-  o.solver = samplers::ParseFlowSolver(absl::GetFlag(FLAGS_validation_sampler));
-  o.steps = absl::GetFlag(FLAGS_validation_steps);
-  o.shift = absl::GetFlag(FLAGS_validation_shift);
-  o.guide_scale = absl::GetFlag(FLAGS_validation_guidance);
+  v.renderer = IsCogVideoX(model_name)
+                   ? PrepareCogVideoXValidation(model_name, checkpoint, cache, device, &v)
+                   : PrepareWanValidation(checkpoint, cache, device, &v);
   v.options.out_dir = out;
-  v.options.fps = absl::GetFlag(FLAGS_validation_fps);
+  v.options.fps = ValidationDefaults{IsCogVideoX(model_name)}.fps();
   v.options.progress = absl::GetFlag(FLAGS_progress);
   return v;
 }
@@ -438,8 +523,8 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
   SDPO_CHECK(model_name == "wan21" || model_name == "cogvideox-2b" || model_name == "cogvideox-5b",
              "--model=", model_name, ": expected wan21, cogvideox-2b or cogvideox-5b");
   const DType compute_dtype = ParsePrecision(absl::GetFlag(FLAGS_precision), device);
-  SDPO_CHECK(device.is_cpu() || absl::GetFlag(FLAGS_zero) == 0, "--zero=",
-             absl::GetFlag(FLAGS_zero), " with --device=", device.str(),
+  SDPO_CHECK(device.is_cpu() || absl::GetFlag(FLAGS_zero) == 0,
+             "--zero=", absl::GetFlag(FLAGS_zero), " with --device=", device.str(),
              ": ZeRO-1 keeps its shards on the CPU; use --zero=0 on GPUs (gradients are "
              "all-reduced with NCCL, docs/distributed.md)");
   CheckOtherFlags();
@@ -472,8 +557,10 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
              ": the embedded demo is a Wan2.1 model; CogVideoX needs --checkpoint and --data");
   if (weights.empty()) {
     SDPO_CHECK(std::filesystem::exists(kDemoBaseModelPath), "the demo base model ",
-               kDemoBaseModelPath, " is missing; regenerate it with `bazel run -c opt "
-               "//trainers:pretrain -- --out=$PWD/", kDemoBaseModelPath, "`");
+               kDemoBaseModelPath,
+               " is missing; regenerate it with `bazel run -c opt "
+               "//trainers:pretrain -- --out=$PWD/",
+               kDemoBaseModelPath, "`");
     weights = kDemoBaseModelPath;
   }
 
@@ -562,7 +649,7 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
 
   // --- validation videos: prompts encoded and the VAE loaded before the DiT ------------------
   std::optional<ValidationVideos> validation;
-  if (comm.is_root()) validation = PrepareValidationVideos(weights, out, device);
+  if (comm.is_root()) validation = PrepareValidationVideos(model_name, weights, out, device);
 
   // --- model ------------------------------------------------------------------------------
   TrainModel loaded = LoadTrainModel(model_name, weights);
@@ -583,8 +670,8 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
                                                              : absl::GetFlag(FLAGS_lora_targets);
     nn::SetInitSeed(seed + 1);
     std::vector<std::string> adapted = nn::AttachLora(policy->module(), lora);
-    std::printf("LoRA rank %lld alpha %g on %zu linear layers\n",
-                static_cast<long long>(lora.rank), lora.alpha, adapted.size());
+    std::printf("LoRA rank %lld alpha %g on %zu linear layers\n", static_cast<long long>(lora.rank),
+                lora.alpha, adapted.size());
   }
   // On the device before anything runs (the demo's pairs are generated there too).
   PlaceModels(*policy, reference, device, compute_dtype);
@@ -706,10 +793,10 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
                                                               tc.batch, seed));
     }
     if (validation.has_value() && comm.is_root()) {
+      const ValidationDefaults d{IsCogVideoX(model_name)};
       validation->options.latent_shape =
-          WanLatentShape(loaded.latent_channels, absl::GetFlag(FLAGS_validation_frames),
-                         absl::GetFlag(FLAGS_validation_height),
-                         absl::GetFlag(FLAGS_validation_width), loaded.latent_patch[1]);
+          WanLatentShape(loaded.latent_channels, d.frames(), absl::GetFlag(FLAGS_validation_height),
+                         d.width(), loaded.latent_patch[1]);
       for (size_t k = 0; k < validation->prompts.size(); ++k) {
         for (const Tensor* t : {&validation->contexts[k], &validation->negatives[k]}) {
           SDPO_CHECK(t->size(0) <= loaded.max_text_len, "--validation_prompts: prompt ", k, " (\"",
@@ -721,7 +808,7 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
       }
       evaluators.push_back(std::make_unique<ValidationVideoEvaluator>(
           std::move(validation->prompts), std::move(validation->contexts),
-          std::move(validation->negatives), std::move(validation->decoder),
+          std::move(validation->negatives), std::move(validation->renderer),
           std::move(validation->options)));
     }
     if (!evaluators.empty()) evaluator = std::make_unique<EvaluatorList>(std::move(evaluators));
@@ -731,14 +818,15 @@ int Main(distributed::Communicator& comm, Device device, const std::vector<std::
   const int64_t total = policy->module().NumParameters();
   const double mib = 1.0 / (1024.0 * 1024.0);
   const double reference_bytes = compute_dtype == kBF16 ? 2 : 4;
-  std::printf("memory plan (%s): weights %.1f MiB (f32), trainable %lld params: master %.1f MiB, "
-              "AdamW moments %.1f MiB, gradients %.1f MiB%s\n",
-              device.str().c_str(), total * 4 * mib, static_cast<long long>(trainable),
-              trainable * 4 * mib, trainable * 8 * mib, trainable * 4 * mib,
-              full ? absl::StrFormat(", reference copy %.1f MiB (%s)",
-                                     total * reference_bytes * mib, DTypeName(compute_dtype))
-                         .c_str()
-                   : "");
+  std::printf(
+      "memory plan (%s): weights %.1f MiB (f32), trainable %lld params: master %.1f MiB, "
+      "AdamW moments %.1f MiB, gradients %.1f MiB%s\n",
+      device.str().c_str(), total * 4 * mib, static_cast<long long>(trainable), trainable * 4 * mib,
+      trainable * 8 * mib, trainable * 4 * mib,
+      full ? absl::StrFormat(", reference copy %.1f MiB (%s)", total * reference_bytes * mib,
+                             DTypeName(compute_dtype))
+                 .c_str()
+           : "");
   if (comm.world_size() > 1) {
     const std::string optimizer =
         tc.zero_stage == 1 ? absl::StrFormat("ZeRO-1 (master + moments %.1f MiB per rank)",
@@ -919,8 +1007,8 @@ int main(int argc, char** argv) {
     return sdpo::trainers::Main(*comm, device, std::vector<std::string>(argv, argv + argc));
   } catch (const std::exception& e) {
     if (comm->world_size() > 1) {
-      std::fprintf(stderr, "\nsdpo: error (rank %d of %d): %s\n", comm->rank(),
-                   comm->world_size(), e.what());
+      std::fprintf(stderr, "\nsdpo: error (rank %d of %d): %s\n", comm->rank(), comm->world_size(),
+                   e.what());
       // Other ranks may be waiting in a collective: end the whole job.
       comm->Abort(1);
     }

@@ -215,17 +215,17 @@ std::vector<ValidationPrompt> ReadValidationPrompts(const std::string& path,
 ValidationVideoEvaluator::ValidationVideoEvaluator(std::vector<ValidationPrompt> prompts,
                                                    std::vector<Tensor> contexts,
                                                    std::vector<Tensor> negatives,
-                                                   std::unique_ptr<WanVideoDecoder> decoder,
+                                                   std::unique_ptr<VideoRenderer> renderer,
                                                    ValidationVideoOptions options)
     : prompts_(std::move(prompts)),
       contexts_(std::move(contexts)),
       negatives_(std::move(negatives)),
-      decoder_(std::move(decoder)),
+      renderer_(std::move(renderer)),
       options_(std::move(options)) {
   SDPO_CHECK(contexts_.size() == prompts_.size() && negatives_.size() == prompts_.size(),
              "validation videos: ", prompts_.size(), " prompts but ", contexts_.size(),
              " embeddings and ", negatives_.size(), " negative embeddings");
-  SDPO_CHECK(decoder_ != nullptr, "validation videos: no VAE decoder");
+  SDPO_CHECK(renderer_ != nullptr, "validation videos: no renderer (sampler and VAE)");
   const fs::path dir = fs::path(options_.out_dir) / "validation";
   fs::create_directories(dir);
   std::string listing;
@@ -256,18 +256,13 @@ EvalResult ValidationVideoEvaluator::EvaluateAt(models::DiffusionModel& policy, 
   fs::remove_all(tmp_dir);
   fs::create_directories(tmp_dir);
   NoGradGuard no_grad;
-  const bool guided = options_.sampling.guide_scale != 1.0;
   for (size_t k = 0; k < prompts_.size(); ++k) {
     SamplingContexts contexts;
     contexts.prompts = {contexts_[k]};
-    if (guided) contexts.negative = negatives_[k];
-    VideoSampleRequest request;
-    request.latent_shape = options_.latent_shape;
-    request.seed = prompts_[k].seed;  // fixed noise: the same at every evaluation
-    request.options = options_.sampling;
-    request.progress = options_.progress;
-    const std::vector<Tensor> latents = SampleLatentVideos(policy, contexts, request);
-    const Tensor video = decoder_->Decode(latents.front());
+    contexts.negative = negatives_[k];
+    // Fixed noise: the prompt's seed, the same at every evaluation.
+    const Tensor video = renderer_->Render(policy, contexts, options_.latent_shape,
+                                           prompts_[k].seed, options_.progress);
     const std::string stem = (fs::path(tmp_dir) / absl::StrCat("p", k)).string();
     video::WriteOptions wo;
     wo.fps = options_.fps;
@@ -276,6 +271,66 @@ EvalResult ValidationVideoEvaluator::EvaluateAt(models::DiffusionModel& policy, 
   }
   fs::rename(tmp_dir, final_dir);
   return EvalResult{{{"validation_videos", count}}};
+}
+
+namespace {
+
+class WanRenderer final : public VideoRenderer {
+ public:
+  WanRenderer(std::unique_ptr<WanVideoDecoder> decoder, samplers::FlowSampleOptions sampling)
+      : decoder_(std::move(decoder)), sampling_(std::move(sampling)) {}
+  Tensor Render(models::DiffusionModel& policy, const SamplingContexts& contexts,
+                const Shape& latent_shape, uint64_t seed, bool progress) override {
+    VideoSampleRequest request;
+    request.latent_shape = latent_shape;
+    request.seed = seed;
+    request.options = sampling_;
+    request.progress = progress;
+    return decoder_->Decode(SampleLatentVideos(policy, contexts, request).front());
+  }
+
+ private:
+  std::unique_ptr<WanVideoDecoder> decoder_;
+  samplers::FlowSampleOptions sampling_;
+};
+
+class CogVideoXRenderer final : public VideoRenderer {
+ public:
+  CogVideoXRenderer(std::unique_ptr<CogVideoXVaeRunner> vae, std::vector<double> alphas_cumprod,
+                    samplers::DdpmSampleOptions sampling)
+      : vae_(std::move(vae)),
+        alphas_cumprod_(std::move(alphas_cumprod)),
+        sampling_(std::move(sampling)) {}
+  Tensor Render(models::DiffusionModel& policy, const SamplingContexts& contexts,
+                const Shape& latent_shape, uint64_t seed, bool progress) override {
+    DdpmVideoSampleRequest request;
+    request.latent_shape = latent_shape;
+    request.seed = seed;
+    request.options = sampling_;
+    request.progress = progress;
+    return vae_->Decode(SampleDdpmLatentVideos(policy, alphas_cumprod_, contexts, request).front());
+  }
+
+ private:
+  std::unique_ptr<CogVideoXVaeRunner> vae_;
+  std::vector<double> alphas_cumprod_;
+  samplers::DdpmSampleOptions sampling_;
+};
+
+}  // namespace
+
+std::unique_ptr<VideoRenderer> MakeWanRenderer(std::unique_ptr<WanVideoDecoder> decoder,
+                                               samplers::FlowSampleOptions sampling) {
+  SDPO_CHECK(decoder != nullptr, "validation videos: no Wan2.1 VAE decoder");
+  return std::make_unique<WanRenderer>(std::move(decoder), std::move(sampling));
+}
+
+std::unique_ptr<VideoRenderer> MakeCogVideoXRenderer(std::unique_ptr<CogVideoXVaeRunner> vae,
+                                                     std::vector<double> alphas_cumprod,
+                                                     samplers::DdpmSampleOptions sampling) {
+  SDPO_CHECK(vae != nullptr, "validation videos: no CogVideoX VAE");
+  return std::make_unique<CogVideoXRenderer>(std::move(vae), std::move(alphas_cumprod),
+                                             std::move(sampling));
 }
 
 EvalResult EvaluatorList::EvaluateAt(models::DiffusionModel& policy, int64_t step) {

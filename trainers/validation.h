@@ -16,6 +16,7 @@
 #include "models/diffusion_model.h"
 #include "models/schedules.h"
 #include "sdpo/objectives.h"
+#include "trainers/cogvideox_folder.h"
 #include "trainers/data/preference_dataset.h"
 #include "trainers/sampling.h"
 #include "trainers/trainer.h"
@@ -91,10 +92,29 @@ struct ValidationPrompt {
 std::vector<ValidationPrompt> ReadValidationPrompts(const std::string& path,
                                                     const std::string& default_negative);
 
+// A model family's way from a prompt to a validation video: its sampler (with its guidance) from
+// the noise of a seed, then its VAE. One evaluator serves every family through it.
+class VideoRenderer {
+ public:
+  virtual ~VideoRenderer() = default;
+  // The video [3, T, H, W] in [-1, 1] on the CPU of contexts.prompts[0] (contexts.negative: its
+  // negative prompt, used when guided) from latent noise of `latent_shape` [C, F, H, W] drawn
+  // from `seed`: the same seed gives the same noise.
+  virtual Tensor Render(models::DiffusionModel& policy, const SamplingContexts& contexts,
+                        const Shape& latent_shape, uint64_t seed, bool progress) = 0;
+};
+
+// Wan2.1: flow sampling (Euler / UniPC, shifted sigmas) and the Wan2.1 VAE.
+std::unique_ptr<VideoRenderer> MakeWanRenderer(std::unique_ptr<WanVideoDecoder> decoder,
+                                               samplers::FlowSampleOptions sampling);
+// CogVideoX: DDIM / DPM on the model's alphas_cumprod (as //trainers:sample) and the folder's VAE.
+std::unique_ptr<VideoRenderer> MakeCogVideoXRenderer(std::unique_ptr<CogVideoXVaeRunner> vae,
+                                                     std::vector<double> alphas_cumprod,
+                                                     samplers::DdpmSampleOptions sampling);
+
 struct ValidationVideoOptions {
   std::string out_dir;  // the run folder: videos go to out_dir/validation/
   Shape latent_shape;   // [C, F, H, W]
-  samplers::FlowSampleOptions sampling;
   double fps = 16;
   bool progress = true;
 };
@@ -107,7 +127,7 @@ class ValidationVideoEvaluator : public Evaluator {
  public:
   // contexts[k]: prompt k's embedding; negatives[k]: its negative prompt's (used when guided).
   ValidationVideoEvaluator(std::vector<ValidationPrompt> prompts, std::vector<Tensor> contexts,
-                           std::vector<Tensor> negatives, std::unique_ptr<WanVideoDecoder> decoder,
+                           std::vector<Tensor> negatives, std::unique_ptr<VideoRenderer> renderer,
                            ValidationVideoOptions options);
   EvalResult Evaluate(models::DiffusionModel& policy) override { return EvaluateAt(policy, 0); }
   // validation_videos: the number of videos of this step's folder.
@@ -118,7 +138,7 @@ class ValidationVideoEvaluator : public Evaluator {
  private:
   std::vector<ValidationPrompt> prompts_;
   std::vector<Tensor> contexts_, negatives_;
-  std::unique_ptr<WanVideoDecoder> decoder_;
+  std::unique_ptr<VideoRenderer> renderer_;
   ValidationVideoOptions options_;
 };
 
