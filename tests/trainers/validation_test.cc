@@ -1,9 +1,12 @@
 // The held-out split (deterministic by seed, disjoint, recorded and checked on resume), the
 // held-out evaluator (fixed draws: the same numbers at every evaluation of the same weights,
-// others after training; on the emulated CUDA device the CPU's) and the validation prompt files.
+// others after training; on the emulated CUDA device the CPU's), the validation prompt files and
+// the video evaluator's use of a model family's renderer (seeds and embeddings per prompt, once
+// per step).
 #include "trainers/validation.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <set>
 
@@ -147,6 +150,64 @@ TEST(ReadValidationPrompts, ErrorsNameTheLine) {
   ExpectErrorContains([&] { ReadValidationPrompts(dir + "/empty.txt", ""); }, {"no prompts"});
   ExpectErrorContains([&] { ReadValidationPrompts(dir + "/missing.txt", ""); },
                       {"missing.txt", "cannot open"});
+}
+
+// A renderer that records what the evaluator asks of it (the model-family part of validation)
+// and returns a grey video.
+class RecordingRenderer : public VideoRenderer {
+ public:
+  struct Call {
+    uint64_t seed;
+    Shape latent_shape;
+    double context, negative;  // the first value of each embedding
+  };
+  explicit RecordingRenderer(std::vector<Call>* calls) : calls_(calls) {}
+  Tensor Render(models::DiffusionModel& /*policy*/, const SamplingContexts& contexts,
+                const Shape& latent_shape, uint64_t seed, bool /*progress*/) override {
+    EXPECT_EQ(contexts.prompts.size(), 1u);
+    calls_->push_back(
+        {seed, latent_shape, contexts.prompts[0].ToVector()[0], contexts.negative.ToVector()[0]});
+    return Tensor::Full({3, 5, 16, 16}, 0.25);
+  }
+
+ private:
+  std::vector<Call>* calls_;
+};
+
+TEST(ValidationVideoEvaluator, RendersEachPromptFromItsSeedOncePerStep) {
+  const std::string out = FreshTmpDir("validation_renderer");
+  std::vector<RecordingRenderer::Call> calls;
+  std::vector<ValidationPrompt> prompts(2);
+  prompts[0].text = "a";
+  prompts[0].seed = 0;
+  prompts[1].text = "b";
+  prompts[1].seed = 7;
+  std::vector<Tensor> contexts = {Tensor::Full({2, 4}, 1.0), Tensor::Full({2, 4}, 2.0)};
+  std::vector<Tensor> negatives = {Tensor::Full({2, 4}, -1.0), Tensor::Full({2, 4}, -2.0)};
+  ValidationVideoOptions options;
+  options.out_dir = out;
+  options.latent_shape = {4, 2, 2, 2};
+  options.fps = 8;
+  options.progress = false;
+  ValidationVideoEvaluator eval(prompts, contexts, negatives,
+                                std::make_unique<RecordingRenderer>(&calls), options);
+  auto model = testing::MakeTinyLoraModel();
+  EXPECT_EQ(eval.EvaluateAt(*model, 0).Get("validation_videos"), 2);
+  EXPECT_EQ(eval.EvaluateAt(*model, 3).Get("validation_videos"), 2);
+  ASSERT_EQ(calls.size(), 4u);
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const size_t k = i % 2;  // prompt k, at both steps the same seed and embeddings
+    EXPECT_EQ(calls[i].seed, prompts[k].seed);
+    EXPECT_EQ(calls[i].latent_shape, options.latent_shape);
+    EXPECT_EQ(calls[i].context, k == 0 ? 1.0 : 2.0);
+    EXPECT_EQ(calls[i].negative, k == 0 ? -1.0 : -2.0);
+  }
+  for (const char* file : {"step_000000/p0.mp4", "step_000000/p1.gif", "step_000003/p1.mp4"}) {
+    EXPECT_TRUE(std::filesystem::is_regular_file(out + "/validation/" + file)) << file;
+  }
+  // A step whose folder exists (a resumed run's) is not rendered again.
+  EXPECT_EQ(eval.EvaluateAt(*model, 3).Get("validation_videos"), 2);
+  EXPECT_EQ(calls.size(), 4u);
 }
 
 }  // namespace
