@@ -158,7 +158,7 @@ std::unique_ptr<umt5::PromptEncoder> OpenCogVideoXTextEncoder(const CogVideoXFol
 
 namespace {
 
-// The VAE in f32 on the CPU (its GroupNorm has no CUDA kernel yet), one clip per call.
+// The VAE in f32 on the run's device (CPU or CUDA), one clip per call; results on the CPU.
 class FolderVae final : public CogVideoXVaeRunner {
  public:
   FolderVae(std::unique_ptr<cogvideox::CogVideoXVae> vae, std::string hash)
@@ -183,7 +183,7 @@ class FolderVae final : public CogVideoXVaeRunner {
     return ops::Unsqueeze(ops::Contiguous(ops::Cast(ops::To(x, Device::CPU()), kF32)), 0);
   }
   static Tensor Unbatched(const Tensor& x) {
-    return ops::Contiguous(ops::Cast(ops::Select(x, 0, 0), kF32));
+    return ops::Contiguous(ops::Cast(ops::To(ops::Select(x, 0, 0), Device::CPU()), kF32));
   }
   std::unique_ptr<cogvideox::CogVideoXVae> vae_;
   std::string hash_;
@@ -209,10 +209,7 @@ std::unique_ptr<CogVideoXVaeRunner> CogVideoXVaeRunner::Open(const CogVideoXFold
     *why_not = absl::StrCat(folder.dir, " has no vae/ folder");
     return nullptr;
   }
-  if (!device.is_cpu()) {
-    std::printf("the CogVideoX VAE runs on the CPU (its GroupNorm has no CUDA kernel yet)\n");
-  }
-  std::unique_ptr<cogvideox::CogVideoXVae> vae = cogvideox::LoadVae(folder.vae);
+  std::unique_ptr<cogvideox::CogVideoXVae> vae = cogvideox::LoadVae(folder.vae, device);
   vae->SetRequiresGrad(false);
   return std::make_unique<FolderVae>(std::move(vae), VaeHash(folder.vae));
 }

@@ -10,8 +10,7 @@
 // the odd/even temporal resampling rules are per piece. Activation memory is bounded by one piece.
 //
 // Precision and device follow the parameters (CastParameters(kBF16 / kF64), ToDevice()); norms
-// accumulate in f64; outputs are f32 (f64 for f64). CPU only until a CUDA group_norm kernel
-// exists (the op reports "no kernel on cuda").
+// accumulate in f64; outputs are f32 (f64 for f64). Runs on the CPU and on CUDA.
 #pragma once
 
 #include <map>

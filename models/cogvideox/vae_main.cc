@@ -2,6 +2,7 @@
 //
 //   bazel run //models/cogvideox:vae -- --weights W --inputs CASE.safetensors
 //       --out OUT.safetensors [--config CONFIG.json] [--dtype f32|f64] [--threads N] [--nobatched]
+//       [--device cpu|cuda|cuda:N]
 //
 // W: a diffusers `vae/` folder, a .safetensors file or a shard index. A case holding `x`
 // ([B, 3, T, H, W] in [-1, 1]) is encoded: the output holds `mean`, `logvar` and
@@ -10,7 +11,8 @@
 // config comes from --config, else a config.json in / next to the weights, else the
 // CogVideoX-2B values. --nobatched runs the clip as one piece instead of the official frame
 // batches (different numbers). Relative paths are taken from the directory `bazel run` was
-// started in.
+// started in. --device=cuda runs the VAE on a GPU (the outputs come back to the host and are
+// written the same way).
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -29,6 +31,7 @@
 ABSL_FLAG(bool, batched, true,
           "the official frame batches with the causal conv cache; --nobatched: the clip as one "
           "piece");
+ABSL_FLAG(std::string, device, "cpu", "cpu, cuda or cuda:N");
 
 namespace {
 
@@ -38,6 +41,7 @@ using forward_tool::ReadCaseTensor;
 constexpr char kUsage[] =
     "usage: vae --weights W --inputs CASE.safetensors --out OUT.safetensors\n"
     "           [--config CONFIG.json] [--dtype f32|f64] [--threads N] [--nobatched]\n"
+    "           [--device cpu|cuda|cuda:N]\n"
     "CogVideoX VAE on a case file: a case with x is encoded (mean, logvar, latents), a case\n"
     "with z (latents / scaling_factor) is decoded (video).\n";
 
@@ -47,10 +51,11 @@ int Run(int argc, char** argv) {
 
   std::optional<cogvideox::CogVideoXVaeConfig> config;
   if (!flags.config.empty()) config = cogvideox::CogVideoXVaeConfig::FromFile(flags.config);
+  const Device device = forward_tool::ParseDevice(absl::GetFlag(FLAGS_device));
   auto t0 = std::chrono::steady_clock::now();
   cogvideox::VaeLoadReport report;
   std::unique_ptr<cogvideox::CogVideoXVae> vae =
-      cogvideox::LoadVae(flags.weights, Device::CPU(), dtype, config, &report);
+      cogvideox::LoadVae(flags.weights, device, dtype, config, &report);
   std::fprintf(stderr, "weights: %s (%lld tensors, %lld values), config %s (%s)\n",
                report.path.c_str(), static_cast<long long>(report.tensors),
                static_cast<long long>(report.values), vae->config().ToJson().c_str(),
@@ -77,8 +82,8 @@ int Run(int argc, char** argv) {
   const SafetensorsDType file_dtype =
       dtype == kF64 ? SafetensorsDType::kF64 : SafetensorsDType::kF32;
   for (const auto& [name, t] : outputs) {
-    forward_tool::CheckFiniteOutput(t, name);
-    Tensor o = ops::Contiguous(ops::Cast(t, dtype));
+    Tensor o = ops::Contiguous(ops::To(ops::Cast(t, dtype), Device::CPU()));
+    forward_tool::CheckFiniteOutput(o, name);
     keep.push_back(o);
     write.push_back({name, file_dtype, o.shape(), o.raw_data(), o.nbytes()});
   }

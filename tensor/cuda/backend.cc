@@ -667,6 +667,27 @@ class CudaKernels final : public Kernels {
                          x.size(0), x.size(1), x.size(2), eps, silu, StreamOf(x));
   }
 
+  void GroupNorm(const Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                 int64_t groups, double eps, bool silu) override {
+    CheckCuda(x, "group_norm");
+    DeviceGuard guard(Dev(x));
+    GroupNormArgs a;
+    a.x = x.raw_data();
+    a.weight = PtrOr(weight);
+    a.bias = PtrOr(bias);
+    a.out = out.raw_data();
+    a.dtype = Code(x.dtype());
+    a.batch = x.size(0);
+    a.c = x.size(1);
+    a.inner = x.size(2);
+    a.groups = groups;
+    a.eps = eps;
+    a.silu = silu;
+    Tensor ws = Workspace(GroupNormWorkspaceBytes(a), x.device());
+    a.workspace = ws.raw_data();
+    LaunchGroupNorm(a, StreamOf(x));
+  }
+
   bool FusedAdamW(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
                   const Tensor& exp_avg_sq, const AdamWStep& h) override {
     AdamWOptions o;

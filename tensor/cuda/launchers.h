@@ -151,6 +151,23 @@ void LaunchConv3d(const Conv3dArgs& a, cudaStream_t s);
 void LaunchChannelRmsNorm(void* out, const void* x, const void* gamma, int dtype, int64_t outer,
                           int64_t c, int64_t inner, double eps, bool silu, cudaStream_t s);
 
+// --- group_norm.cu ----------------------------------------------------------------------------
+// x, out contiguous [batch, c, inner]; weight/bias [c] f32 (f64 for f64 x) or null; groups
+// divides c; see ops::GroupNorm. `workspace` holds GroupNormWorkspaceBytes(args) bytes.
+struct GroupNormArgs {
+  const void* x = nullptr;
+  const void* weight = nullptr;
+  const void* bias = nullptr;
+  void* out = nullptr;
+  void* workspace = nullptr;
+  int dtype = kCodeF32;
+  int64_t batch = 0, c = 0, inner = 0, groups = 1;
+  double eps = 1e-5;
+  bool silu = false;
+};
+size_t GroupNormWorkspaceBytes(const GroupNormArgs& a);
+void LaunchGroupNorm(const GroupNormArgs& a, cudaStream_t s);
+
 // --- rope.cu (also index ops) -----------------------------------------------------------------
 // x, out contiguous [n, l, h, d]; cos/sin contiguous [l, d/2] of x's dtype.
 void LaunchRope(void* out, const void* x, const void* cos, const void* sin, int dtype, int64_t n,

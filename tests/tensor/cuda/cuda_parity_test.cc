@@ -618,6 +618,32 @@ std::vector<Case>& Table() {
                             ops::ChannelRmsNorm(ops::MulScalar(in[2], 0.0), in[3], 1e-6, false)};
            },
            {}, Tol(t)});
+      // Group norm (+ SiLU) over (C/G, T, H, W): two channels per group on odd T/H/W with an
+      // offset mean, one channel per group without affine parameters, [B, C, H, W], and one
+      // group of 24,420 elements, which the kernel splits over several blocks (> 8 * 256 each).
+      add({Name("group_norm", t),
+           [t] {
+             return Tensors{Randn({2, 6, 3, 5, 7}, t, 2.0, 3.0),
+                            Randn({6}, t, 0.5, 1.0),
+                            Randn({6}, t),
+                            Randn({2, 5, 3, 7, 9}, t),
+                            Randn({3, 8, 11, 13}, t, 0.7, -0.4),
+                            Randn({8}, t, 0.5, 1.0),
+                            Randn({8}, t),
+                            Randn({1, 4, 5, 33, 37}, t, 1.5, 0.5),
+                            Randn({4}, t, 0.5, 1.0)};
+           },
+           [](const Tensors& in) {
+             return Tensors{ops::GroupNorm(in[0], 3, in[1], in[2], 1e-6, false),
+                            ops::GroupNorm(in[0], 3, in[1], in[2], 1e-6, true),
+                            ops::GroupNorm(in[3], 5, Tensor(), Tensor(), 1e-5, false),
+                            ops::GroupNorm(in[4], 2, in[5], in[6], 1e-5, true),
+                            ops::GroupNorm(in[7], 1, in[8], Tensor(), 1e-6, true),
+                            // a constant group: variance 0, the output is the bias
+                            ops::GroupNorm(ops::MulScalar(in[4], 0.0), 4, in[5], in[6], 1e-5)};
+           },
+           {},
+           Tol(t)});
       // Composed of copies and fills that run on CUDA already: parity only.
       add({Name("upsample_pad", t), [t] { return Tensors{Randn({2, 3, 5, 7}, t)}; },
            [](const Tensors& in) {
