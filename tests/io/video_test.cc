@@ -2,6 +2,8 @@
 // PNG writers, and the errors for files that are not (whole) videos.
 #include "io/video.h"
 
+#include <malloc.h>
+
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -103,6 +105,33 @@ TEST(VideoTest, Mp4RoundTripKeepsTheFramesAbove35Db) {
   std::printf("PSNR %.2f dB\n", psnr);
   EXPECT_GE(psnr, 35.0);
   EXPECT_FALSE(std::filesystem::exists(dir + "/clip.mp4.tmp"));
+}
+
+// libx264's AVX-512 kernels read memory it never wrote, so one clip gave one of two mp4 files
+// from run to run (//trainers:sample --threads=2: 3 of 8 runs). glibc's M_PERTURB fills freed heap
+// blocks with a chosen byte: files written over heaps of different garbage must be the same bytes.
+// Before the fix the 480x720 clip differed for every pair of bytes tried, every run.
+TEST(VideoTest, Mp4BytesDoNotDependOnWhatTheHeapHeld) {
+#ifndef M_PERTURB
+  GTEST_SKIP() << "no mallopt(M_PERTURB) (not glibc)";
+#else
+  const std::string dir = FreshTmpDir("video_heap");
+  for (const int h : {32, 480}) {
+    const int w = h * 3 / 2;
+    const Tensor clip = SyntheticClip(9, h, w);
+    std::string reference;
+    for (const int perturb : {0x01, 0x55, 0xAA}) {
+      mallopt(M_PERTURB, perturb);
+      // The second write gets the blocks the first freed, now holding `perturb`.
+      for (int k = 0; k < 2; ++k) WriteMp4(dir + "/clip.mp4", clip);
+      mallopt(M_PERTURB, 0);
+      const std::string bytes = ReadBytes(dir + "/clip.mp4");
+      if (reference.empty()) reference = bytes;
+      EXPECT_TRUE(bytes == reference) << h << "x" << w << ": the mp4 written over heap "
+                                      << "garbage 0x" << std::hex << perturb << " differs from 0x1";
+    }
+  }
+#endif
 }
 
 TEST(VideoTest, OddSizesArePaddedToEven) {
