@@ -39,13 +39,10 @@ grep -q "wrote 8 pairs" "$tmp/prepare.out" || { cat "$tmp/prepare.out"; fail "pr
 printf '{"prompt": "a square moving right, 0"}\n{"prompt": "a square moving left", "seed": 7, "negative_prompt": "blurry"}\n' \
   > "$tmp/prompts.jsonl"
 
-# One thread: with two, the same latents through the CogVideoX VAE decode and the mp4 writer gave
-# different mp4 bytes in 1 of 4 //trainers:sample runs (identical in 6 of 6 with one thread); that
-# is outside the validation path, which this test checks byte for byte.
 train() {  # train OUT STEPS [flags...]
   local out=$1 steps=$2; shift 2
   trainers/sdpo --model=cogvideox-2b --checkpoint="$ckpt" --data="$tmp/data" --steps="$steps" \
-    --batch=2 --lora_rank=4 --lr=1e-2 --eval_every=2 --save_every=2 --progress=false --threads=1 \
+    --batch=2 --lora_rank=4 --lr=1e-2 --eval_every=2 --save_every=2 --progress=false --threads=2 \
     --val_fraction=0.25 --validation_prompts="$tmp/prompts.jsonl" --validation_frames=9 \
     --validation_height=32 --validation_width=32 --validation_steps=2 --validation_guidance=3 \
     --text_cache="$tmp/cache" --out="$out" "$@"
