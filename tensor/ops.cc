@@ -613,12 +613,21 @@ Tensor AsGemmOperand(const Tensor& x, bool* trans) {
 }
 }  // namespace
 
-Tensor Matmul(const Tensor& a, const Tensor& b) {
+Tensor Matmul(const Tensor& a, const Tensor& b) { return Matmul(a, b, a.dtype()); }
+
+Tensor Matmul(const Tensor& a, const Tensor& b, DType out_dtype) {
   CheckSameDevice(a, b, "matmul");
   SDPO_CHECK(a.dim() >= 2 && b.dim() >= 2, "matmul: operands must have at least 2 dims, got ",
              a.str(), " and ", b.str());
   SDPO_CHECK(IsFloating(a.dtype()), "matmul: needs floating-point operands, got ", a.str());
-  if (a.dtype() != b.dtype()) {
+  if (out_dtype != a.dtype()) {
+    SDPO_CHECK(out_dtype == kF32 && a.dtype() == kBF16 && b.dtype() == kBF16,
+               "matmul: a result dtype other than the operands' is only f32 for bf16 operands, "
+               "got ",
+               DTypeName(out_dtype), " for ", a.str(), " x ", b.str());
+    // Other devices: the same products (bf16 -> f32 is exact) on converted copies.
+    if (!a.device().is_cpu()) return Matmul(Cast(a, kF32), Cast(b, kF32));
+  } else if (a.dtype() != b.dtype()) {
     // b may be a narrower float than a (bf16/f16 under f32; those or f32 under f64), e.g. a
     // weight kept in its storage dtype: the product has a's dtype and is computed as if b were
     // converted first. The CPU kernel converts b panel by panel as the product uses it, never as
@@ -635,7 +644,7 @@ Tensor Matmul(const Tensor& a, const Tensor& b) {
   Shape out_shape = batch;
   out_shape.push_back(m);
   out_shape.push_back(n);
-  Tensor out = Tensor::Empty(out_shape, a.dtype(), a.device());
+  Tensor out = Tensor::Empty(out_shape, out_dtype, a.device());
   if (out.numel() == 0) return out;
   if (k == 0) {
     Fill(out, 0);

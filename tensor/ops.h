@@ -98,6 +98,10 @@ Tensor LogSoftmax(const Tensor& x, int64_t dim);
 // a [..., M, K] x b [..., K, N] -> [..., M, N] with broadcast batch dims; transposed views
 // (e.g. Transpose(w, 0, 1)) are used without copying. 1-D operands are not accepted.
 Tensor Matmul(const Tensor& a, const Tensor& b);
+// The same with the result in `out_dtype`: a's dtype, or f32 for bf16 a and b (products of the
+// bf16 values accumulated in f32 and returned unrounded; on the CPU through oneDNN's bf16 matmul,
+// tensor/cpu/dnnl_gemm.h). How a model runs its projections with bf16 inputs (docs/text.md).
+Tensor Matmul(const Tensor& a, const Tensor& b, DType out_dtype);
 
 // --- joining and indexing -----------------------------------------------------------------
 Tensor Concat(const std::vector<Tensor>& xs, int64_t dim);

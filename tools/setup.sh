@@ -8,6 +8,7 @@ PACKAGES=(
   g++ clang            # compilers (clang for the libFuzzer targets)
   libeigen3-dev        # CPU vector kernels
   libopenblas-dev      # CPU GEMM (sgemm/dgemm), linked statically
+  libdnnl-dev          # CPU bf16 GEMM (oneDNN matmul on AMX / avx512_bf16), shared
   libabsl-dev          # flags, strings, status (linked statically)
   libgtest-dev         # tests
   libbenchmark-dev     # micro-benchmarks

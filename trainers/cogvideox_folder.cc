@@ -146,6 +146,7 @@ std::unique_ptr<umt5::PromptEncoder> OpenCogVideoXTextEncoder(const CogVideoXFol
   o.text_len = options.text_len;
   o.mode = umt5::ContextMode::kFull;
   o.cache_dir = options.cache_dir;
+  o.projection_inputs = options.projection_inputs;
   std::unique_ptr<umt5::PromptEncoder> encoder = umt5::PromptEncoder::Open(o);
   const umt5::T5Config& c = encoder->config();
   SDPO_CHECK(options.text_dim <= 0 || c.dim == options.text_dim, o.weights,

@@ -66,6 +66,7 @@ struct CogVideoXTextOptions {
   // that length.
   int64_t text_dim = 0;
   int64_t text_len = 226;
+  umt5::ProjectionInputs projection_inputs = umt5::ProjectionInputs::kF32;  // --text_compute
 };
 
 // T5 v1.1 as the CogVideoX pipeline runs it: text_len tokens (pads included), no mask, all rows

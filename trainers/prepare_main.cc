@@ -53,6 +53,9 @@ ABSL_FLAG(std::string, tokenizer, "",
           "spiece.model (default: google/umt5-xxl/spiece.model; CogVideoX: "
           "tokenizer/spiece.model)");
 ABSL_FLAG(std::string, text_cache, "", "prompt-embedding cache (default: text_cache beside --out)");
+ABSL_FLAG(std::string, text_compute, "f32",
+          "text encoder numerics: f32 | bf16 (projections on bf16-rounded inputs, f32 "
+          "accumulation; the CPU's bf16 units; docs/text.md)");
 ABSL_FLAG(std::string, prompt_column, "prompt", "table column (JSONL key) of the prompt");
 ABSL_FLAG(std::string, chosen_column, "chosen",
           "column of the chosen video (with --label_column: video A)");
@@ -91,11 +94,18 @@ std::string TextCacheDir(const std::string& out) {
   return flag.empty() ? (fs::absolute(out).parent_path() / "text_cache").string() : flag;
 }
 
+// --text_compute, checked.
+umt5::ProjectionInputs TextCompute() {
+  return umt5::ParseProjectionInputs(absl::GetFlag(FLAGS_text_compute), "--text_compute");
+}
+
 std::unique_ptr<umt5::PromptEncoder> OpenTextEncoder(const fs::path& checkpoint,
                                                      const std::string& out) {
-  return umt5::PromptEncoder::Open(FolderPromptEncoderOptions(
+  umt5::PromptEncoderOptions o = FolderPromptEncoderOptions(
       checkpoint.string(), absl::GetFlag(FLAGS_text_encoder), absl::GetFlag(FLAGS_tokenizer),
-      TextCacheDir(out), "--checkpoint=" + checkpoint.string()));
+      TextCacheDir(out), "--checkpoint=" + checkpoint.string());
+  o.projection_inputs = TextCompute();
+  return umt5::PromptEncoder::Open(o);
 }
 
 // The model's encoders and the settings a resumed run must share (the weights' hashes).
@@ -135,6 +145,7 @@ Encoders OpenCogVideoX(const std::string& model, const std::string& checkpoint, 
   t.cache_dir = TextCacheDir(out);
   t.text_dim = dit.text_embed_dim;
   t.text_len = dit.max_text_seq_length;
+  t.projection_inputs = TextCompute();
   e.text = OpenCogVideoXTextEncoder(folder, t);
   e.settings = absl::StrCat(model, " vae=", vae_hash, " text=", e.text->encoder_hash());
   return e;
@@ -178,6 +189,7 @@ int Main() {
   SDPO_CHECK(options.writer.pairs_per_shard >= 1 && options.writer.pairs_per_shard <= 100000,
              "--pairs_per_shard=", options.writer.pairs_per_shard, ": expected 1..100000");
   const Device device = ParseDevice(absl::GetFlag(FLAGS_device));
+  const umt5::ProjectionInputs text_compute = TextCompute();
 
   const PairTable table =
       ReadPairTable(absl::GetFlag(FLAGS_pairs), LayoutFromFlags(), options.skip_bad_rows);
@@ -185,8 +197,10 @@ int Main() {
   Encoders encoders = cogvideox ? OpenCogVideoX(model, checkpoint, device, options.out)
                                 : OpenWan(checkpoint, device, options.out);
   // The result depends on the weights: their hashes are part of the settings a resume checks.
+  // (f32 text compute adds nothing, so that datasets prepared before the flag still resume.)
   options.settings =
-      absl::StrCat(encoders.settings, " dtype=", dtype, " shard=", options.writer.pairs_per_shard);
+      absl::StrCat(encoders.settings, " dtype=", dtype, " shard=", options.writer.pairs_per_shard,
+                   text_compute == umt5::ProjectionInputs::kBF16 ? " text_compute=bf16" : "");
   std::printf(
       "prepare: %zu rows from %s (%zu skipped while reading), clips "
       "%lldx%lldx%lld at "

@@ -71,6 +71,9 @@ ABSL_FLAG(std::string, tokenizer, "",
           "CogVideoX: tokenizer/spiece.model)");
 ABSL_FLAG(std::string, text_cache, "",
           "prompt-embedding cache directory (default: text_cache beside --out)");
+ABSL_FLAG(std::string, text_compute, "f32",
+          "text encoder numerics: f32 | bf16 (projections on bf16-rounded inputs, f32 "
+          "accumulation; the CPU's bf16 units; docs/text.md)");
 ABSL_FLAG(int, samples, 0, "samples per prompt (0: 1; the demo: 2)");
 ABSL_FLAG(uint64_t, seed, 0, "noise seed");
 ABSL_FLAG(std::string, sampler, "",
@@ -187,15 +190,21 @@ SamplingContexts PromptContexts(const std::string& out, const OpenTextEncoder& o
   return contexts;
 }
 
+// --text_compute, checked.
+umt5::ProjectionInputs TextCompute() {
+  return umt5::ParseProjectionInputs(absl::GetFlag(FLAGS_text_compute), "--text_compute");
+}
+
 // The folder's umT5 (or --text_encoder / --tokenizer).
 std::unique_ptr<umt5::PromptEncoder> OpenWanTextEncoder(const WanCheckpointFolder& folder,
                                                         const std::string& cache_dir) {
   const std::filesystem::path dir = folder.dir.empty()
                                         ? std::filesystem::path(folder.dit).parent_path()
                                         : std::filesystem::path(folder.dir);
-  const umt5::PromptEncoderOptions o =
+  umt5::PromptEncoderOptions o =
       FolderPromptEncoderOptions(dir.string(), absl::GetFlag(FLAGS_text_encoder),
                                  absl::GetFlag(FLAGS_tokenizer), cache_dir, "--prompt");
+  o.projection_inputs = TextCompute();
   std::printf("text encoder: %s\n", o.weights.c_str());
   return umt5::PromptEncoder::Open(o);
 }
@@ -295,6 +304,7 @@ int CogVideoXMain(const std::string& model_name, const std::string& out, const D
     o.cache_dir = cache;
     o.text_dim = tm.text_dim;
     o.text_len = tm.max_text_len;
+    o.projection_inputs = TextCompute();
     return OpenCogVideoXTextEncoder(folder, o);
   });
 
@@ -346,6 +356,7 @@ int Main() {
   if (absl::GetFlag(FLAGS_threads) > 0) SetNumThreads(absl::GetFlag(FLAGS_threads));
   const Device device = ParseDevice(absl::GetFlag(FLAGS_device));
   const DType dtype = ParsePrecision(absl::GetFlag(FLAGS_precision), device);
+  TextCompute();  // checked before anything loads
   if (!absl::GetFlag(FLAGS_checkpoint).empty()) return CheckpointMain(device, dtype);
   auto model = wan21::LoadModel(kDemoBaseModelPath);
   if (!absl::GetFlag(FLAGS_lora).empty()) nn::LoadLora(*model, absl::GetFlag(FLAGS_lora));

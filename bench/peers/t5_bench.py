@@ -11,7 +11,11 @@ and the medians reported, since the machine is shared.
 
     bazel build -c opt //models/umt5:encode
     /usr/bin/python3 bench/peers/t5_bench.py --t5_py ~/Wan2.1/wan/modules/t5.py \\
-        --encode bazel-bin/models/umt5/encode --work /tmp/t5bench [--layers 4 --tokens 512]
+        --encode bazel-bin/models/umt5/encode --work /tmp/t5bench [--layers 4 --tokens 512] \\
+        [--ours_compute f32,bf16]
+
+--ours_compute lists our numerics modes (encode --compute): f32 (the variant "ours") and bf16
+(bf16 projection inputs, "ours_bf16"), each interleaved with the peers and compared with each.
 
 --verify_fixtures DIR first checks the imported t5.py against shared/fixtures/umt5.
 Modes used internally: --peer (one peer process), --make (writes the weights and the case).
@@ -227,6 +231,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=2, help="forwards per process")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--peer_dtypes", default="f32,bf16")
+    ap.add_argument("--ours_compute", default="f32", help="encode --compute modes: f32,bf16")
     ap.add_argument("--verify_fixtures", default="")
     ap.add_argument("--peer", action="store_true")
     ap.add_argument("--dtype", default="f32")
@@ -239,11 +244,13 @@ def main():
     weights = os.path.join(args.work, "weights.safetensors")
     if not os.path.exists(weights):
         make_inputs(args.work, args.layers, args.tokens)
-    ours_out = os.path.join(args.work, "ours.safetensors")
-    ours_cmd = [args.encode, "--weights", weights, "--inputs",
-                os.path.join(args.work, "case.safetensors"), "--out", ours_out, "--threads",
-                str(args.threads), "--repeat", str(args.repeat)]
-    variants = {"ours": ours_cmd}
+    ours_names = {c: "ours" if c == "f32" else f"ours_{c}" for c in args.ours_compute.split(",")}
+    variants = {}
+    for compute, name in ours_names.items():
+        variants[name] = [args.encode, "--weights", weights, "--inputs",
+                          os.path.join(args.work, "case.safetensors"), "--out",
+                          os.path.join(args.work, f"{name}.safetensors"), "--threads",
+                          str(args.threads), "--repeat", str(args.repeat), "--compute", compute]
     for dt in args.peer_dtypes.split(","):
         variants[f"peer_{dt}"] = [sys.executable, os.path.abspath(__file__), "--peer", "--dtype",
                                   dt, "--t5_py", args.t5_py, "--work", args.work, "--threads",
@@ -266,17 +273,19 @@ def main():
                          "forward_cpu_median_s": statistics.median(cpu),
                          "peak_rss_median_mb": statistics.median(r["peak_rss_mb"] for r in recs),
                          "load_median_s": statistics.median(r["load_s"] for r in recs)}
-    ours = read_hidden(ours_out)
-    for dt in args.peer_dtypes.split(","):
-        ref = torch.load(os.path.join(args.work, f"peer_{dt}.pt"))[0]
-        key = f"peer_{dt}"
-        summary[key]["time_ratio_ours_over_peer"] = (summary["ours"]["forward_median_s"] /
-                                                     summary[key]["forward_median_s"])
-        summary[key]["cpu_time_ratio_ours_over_peer"] = (
-            summary["ours"]["forward_cpu_median_s"] / summary[key]["forward_cpu_median_s"])
-        summary[key]["memory_ratio_ours_over_peer"] = (summary["ours"]["peak_rss_median_mb"] /
-                                                       summary[key]["peak_rss_median_mb"])
-        summary[key]["rel_l2_ours_vs_peer"] = float((ours[0] - ref).norm() / ref.norm())
+    # summary[ours][vs_peer_<dtype>]: ours over the peer (time, CPU time, memory) and the rel L2
+    # of our output against the peer's.
+    for name in ours_names.values():
+        ours = read_hidden(os.path.join(args.work, f"{name}.safetensors"))
+        for dt in args.peer_dtypes.split(","):
+            ref = torch.load(os.path.join(args.work, f"peer_{dt}.pt"))[0]
+            peer_summary, mine = summary[f"peer_{dt}"], summary[name]
+            mine[f"vs_peer_{dt}"] = {
+                "time_ratio": mine["forward_median_s"] / peer_summary["forward_median_s"],
+                "cpu_time_ratio": (mine["forward_cpu_median_s"] /
+                                   peer_summary["forward_cpu_median_s"]),
+                "memory_ratio": mine["peak_rss_median_mb"] / peer_summary["peak_rss_median_mb"],
+                "rel_l2": float((ours[0] - ref).norm() / ref.norm())}
     common.emit(summary)
 
 

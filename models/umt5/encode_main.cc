@@ -4,7 +4,7 @@
 //   bazel run //models/umt5:encode -- --weights W.safetensors --inputs
 //   CASE.safetensors
 //       --out OUT.safetensors [--config t5_config.json] [--dtype f32|f64]
-//       [--threads N]
+//       [--compute f32|bf16] [--threads N]
 //
 // The case file holds `ids` [B, L] and optionally `mask` [B, L] (nonzero =
 // token; without it every key is attended to, as CogVideoX runs T5 v1.1), as in
@@ -32,6 +32,8 @@
 #include "models/umt5/model.h"
 #include "tensor/ops.h"
 
+ABSL_FLAG(std::string, compute, "f32",
+          "the projections' inputs: f32 | bf16 (rounded to bf16, f32 accumulation; docs/text.md)");
 ABSL_FLAG(int64_t, repeat, 1, "run the encoder this many times (timing; the output is the last)");
 
 namespace {
@@ -42,7 +44,8 @@ using forward_tool::ReadCaseTensor;
 constexpr char kUsage[] =
     "usage: encode --weights W.safetensors --inputs CASE.safetensors --out "
     "OUT.safetensors\n"
-    "              [--config t5_config.json] [--dtype f32|f64] [--threads N] [--repeat N]\n"
+    "              [--config t5_config.json] [--dtype f32|f64] [--compute f32|bf16]\n"
+    "              [--threads N] [--repeat N]\n"
     "The T5 encoder on a case file (flags as --name=value or --name value).\n";
 
 // User + system CPU time of the process so far (all threads): on a shared machine a forward's
@@ -57,12 +60,17 @@ double ProcessCpuSeconds() {
 int Run(int argc, char** argv) {
   const forward_tool::ToolFlags flags = forward_tool::ParseToolFlags(argc, argv, kUsage);
   const DType dtype = flags.dtype;
+  const umt5::ProjectionInputs inputs =
+      umt5::ParseProjectionInputs(absl::GetFlag(FLAGS_compute), "--compute");
+  SDPO_CHECK(inputs == umt5::ProjectionInputs::kF32 || dtype == kF32,
+             "--compute=bf16 needs --dtype=f32");
   auto t0 = std::chrono::steady_clock::now();
   umt5::LoadOptions options;
   if (!flags.config.empty()) options.config = umt5::T5Config::FromFile(flags.config);
   umt5::LoadReport report;
   auto encoder = umt5::LoadEncoder(flags.weights, options, &report);
   encoder->SetComputeDType(dtype);
+  encoder->SetProjectionInputs(inputs);
   std::fprintf(stderr, "weights: %s (%s names, %lld tensors, %lld values), config %s from %s\n",
                report.path.c_str(), umt5::NameFormatName(report.format),
                static_cast<long long>(report.tensors), static_cast<long long>(report.values),
@@ -109,7 +117,8 @@ int Run(int argc, char** argv) {
                    {{"config", encoder->config().ToJson()},
                     {"weights", report.path},
                     {"inputs", inputs_path},
-                    {"compute_dtype", DTypeName(dtype)}});
+                    {"compute_dtype", DTypeName(dtype)},
+                    {"projection_inputs", umt5::ProjectionInputsName(inputs)}});
   struct rusage usage {};
   getrusage(RUSAGE_SELF, &usage);
   std::fprintf(stderr, "wrote hidden %s to %s\n", ShapeStr(hidden.shape()).c_str(),

@@ -102,9 +102,21 @@ Tensor RelativeEmbedding::Forward(int64_t lq, int64_t lk) const {
 // -----------------------------------------------------------------------------
 // attention, FFN
 
-Tensor Project(const nn::Linear& layer, const Tensor& x) {
+const char* ProjectionInputsName(ProjectionInputs inputs) {
+  return inputs == ProjectionInputs::kBF16 ? "bf16" : "f32";
+}
+
+ProjectionInputs ParseProjectionInputs(const std::string& value, const std::string& flag) {
+  SDPO_CHECK(value == "f32" || value == "bf16", flag, " must be f32 or bf16, got '", value, "'");
+  return value == "bf16" ? ProjectionInputs::kBF16 : ProjectionInputs::kF32;
+}
+
+Tensor Project(const nn::Linear& layer, const Tensor& x, ProjectionInputs inputs) {
   const Tensor& w = layer.weight();
   const DType dt = layer.compute_dtype();
+  if (inputs == ProjectionInputs::kBF16 && dt == kF32 && !GradEnabled()) {
+    return ops::Matmul(ops::Cast(x, kBF16), ops::Transpose(ops::Cast(w, kBF16), 0, 1), kF32);
+  }
   const bool narrower =
       w.dtype() != dt && (dt == kF64 || (dt == kF32 && IsReducedFloat(w.dtype())));
   if (!narrower || GradEnabled()) return layer.Forward(x);
@@ -122,10 +134,11 @@ Attention::Attention(const T5Config& config)
 Tensor Attention::Forward(const Tensor& x, const Tensor& bias) const {
   const int64_t b = x.size(0), l = x.size(1);
   auto heads = [&](const nn::Linear* proj) {  // [B, L, H*D] -> [B, H, L, D]
-    return permute(reshape(Project(*proj, x), {b, l, num_heads_, head_dim_}), {0, 2, 1, 3});
+    return permute(reshape(Project(*proj, x, inputs_), {b, l, num_heads_, head_dim_}),
+                   {0, 2, 1, 3});
   };
   Tensor out = attention(heads(q_), heads(k_), heads(v_), bias, 1.0);  // T5: unscaled
-  return Project(*o_, reshape(permute(out, {0, 2, 1, 3}), {b, l, num_heads_ * head_dim_}));
+  return Project(*o_, reshape(permute(out, {0, 2, 1, 3}), {b, l, num_heads_ * head_dim_}), inputs_);
 }
 
 FeedForward::FeedForward(const T5Config& config) {
@@ -136,8 +149,8 @@ FeedForward::FeedForward(const T5Config& config) {
 }
 
 Tensor FeedForward::Forward(const Tensor& x) const {
-  Tensor gated = gelu_tanh(Project(*gate_, x));
-  return Project(*fc2_, mul(Project(*fc1_, x), gated));
+  Tensor gated = gelu_tanh(Project(*gate_, x, inputs_));
+  return Project(*fc2_, mul(Project(*fc1_, x, inputs_), gated), inputs_);
 }
 
 // -----------------------------------------------------------------------------
@@ -156,6 +169,11 @@ Block::Block(const T5Config& config, DType dtype) {
     pos_embedding_ =
         RegisterModule("pos_embedding", std::make_unique<RelativeEmbedding>(config, dtype));
   }
+}
+
+void Block::SetProjectionInputs(ProjectionInputs inputs) {
+  attn_->set_projection_inputs(inputs);
+  ffn_->set_projection_inputs(inputs);
 }
 
 Tensor Block::Forward(const Tensor& x, const Tensor& key_mask, const Tensor& shared_bias,
@@ -201,10 +219,18 @@ T5Encoder::T5Encoder(const T5Config& config, DType dtype) : config_(config) {
   norm_->CastParameters(dtype);
 }
 
+void T5Encoder::SetProjectionInputs(ProjectionInputs inputs) {
+  inputs_ = inputs;
+  for (int64_t i = 0; i < blocks_->size(); ++i) blocks_->at<Block>(i)->SetProjectionInputs(inputs);
+}
+
 Tensor T5Encoder::Forward(const Tensor& ids, const Tensor& mask, Activations* record) const {
   SDPO_CHECK(ids.defined() && ids.dim() == 2 && ids.size(0) > 0 && ids.size(1) > 0,
              "T5Encoder: ids must be [B, L] with B, L > 0, found ",
              ids.defined() ? ids.str() : "nothing");
+  SDPO_CHECK(inputs_ == ProjectionInputs::kF32 || compute_dtype() == kF32,
+             "T5Encoder: bf16 projection inputs need f32 compute, found ",
+             DTypeName(compute_dtype()));
   const int64_t b = ids.size(0), l = ids.size(1);
   Tensor key_mask;  // [B, 1, 1, L], true at padded keys
   if (mask.defined()) {

@@ -21,8 +21,9 @@
 // Precision: parameters live in the dtype they were built with (bf16 for
 // the 5.7B checkpoint, so the weights take 11.4 GB); each projection converts
 // its weight to the compute dtype (f32 by default; bf16, or f64 for the oracle
-// tests) as the product uses it, a cache-sized panel at a time. The encoder is built without
-// random initialisation: load its weights (models/umt5/checkpoint.h).
+// tests) as the product uses it, a cache-sized panel at a time; or, with ProjectionInputs::kBF16,
+// multiplies bf16-rounded inputs by the bf16 weights (f32 accumulation). The encoder is built
+// without random initialisation: load its weights (models/umt5/checkpoint.h).
 #pragma once
 
 #include <map>
@@ -72,10 +73,22 @@ class RelativeEmbedding : public nn::Module {
   Embedding* embedding_;
 };
 
+// How the projections multiply (docs/text.md), under f32 compute:
+//   kF32   x and W in f32 (a bf16 W converted as the product reads it): the fixtures' numerics;
+//   kBF16  x rounded to bf16, W in bf16 (as stored, else rounded), products accumulated in f32
+//          and returned in f32 (ops::Matmul(x, W^T, kF32): oneDNN's bf16 matmul on the CPU).
+// Norms, softmax, GELU and the residual stream stay in the compute dtype either way.
+enum class ProjectionInputs { kF32, kBF16 };
+const char* ProjectionInputsName(ProjectionInputs inputs);  // "f32" | "bf16"
+// "f32" | "bf16" (the tools' --compute / --text_compute); an error naming `flag` otherwise.
+ProjectionInputs ParseProjectionInputs(const std::string& value, const std::string& flag);
+
 // y = x W^T for a bias-free projection. Without gradients a weight narrower than the compute
 // dtype (bf16 under f32) goes to the matmul as it is stored, which converts it panel by panel
-// (ops::Matmul); otherwise nn::Linear::Forward.
-Tensor Project(const nn::Linear& layer, const Tensor& x);
+// (ops::Matmul); with kBF16 inputs (f32 compute, no gradients) the product is a bf16 one;
+// otherwise nn::Linear::Forward.
+Tensor Project(const nn::Linear& layer, const Tensor& x,
+               ProjectionInputs inputs = ProjectionInputs::kF32);
 
 class Attention : public nn::Module {
  public:
@@ -83,10 +96,12 @@ class Attention : public nn::Module {
   std::string TypeName() const override { return "T5Attention"; }
   // x [B, L, dim]; bias [B or 1, heads, L, L] additive (position bias with the key mask).
   Tensor Forward(const Tensor& x, const Tensor& bias) const;
+  void set_projection_inputs(ProjectionInputs inputs) { inputs_ = inputs; }
 
  private:
   int64_t num_heads_, head_dim_;
   nn::Linear *q_, *k_, *v_, *o_;
+  ProjectionInputs inputs_ = ProjectionInputs::kF32;
 };
 
 class FeedForward : public nn::Module {
@@ -94,9 +109,11 @@ class FeedForward : public nn::Module {
   explicit FeedForward(const T5Config& config);
   std::string TypeName() const override { return "T5FeedForward"; }
   Tensor Forward(const Tensor& x) const;
+  void set_projection_inputs(ProjectionInputs inputs) { inputs_ = inputs; }
 
  private:
   nn::Linear *gate_, *fc1_, *fc2_;
+  ProjectionInputs inputs_ = ProjectionInputs::kF32;
 };
 
 // Tensors recorded during a forward, by the fixtures' names without the "act."
@@ -113,6 +130,7 @@ class Block : public nn::Module {
   // own table).
   Tensor Forward(const Tensor& x, const Tensor& key_mask, const Tensor& shared_bias,
                  Activations* record, const std::string& prefix) const;
+  void SetProjectionInputs(ProjectionInputs inputs);
 
  private:
   nn::RMSNorm *norm1_, *norm2_;
@@ -134,8 +152,13 @@ class T5Encoder : public nn::Module {
   // receives the intermediates.
   Tensor Forward(const Tensor& ids, const Tensor& mask, Activations* record = nullptr) const;
 
+  // Every block's projections (default kF32). kBF16 needs f32 compute (SetComputeDType).
+  void SetProjectionInputs(ProjectionInputs inputs);
+  ProjectionInputs projection_inputs() const { return inputs_; }
+
  private:
   T5Config config_;
+  ProjectionInputs inputs_ = ProjectionInputs::kF32;
   Embedding* token_embedding_;
   RelativeEmbedding* pos_embedding_ = nullptr;
   nn::ModuleList* blocks_;

@@ -50,6 +50,12 @@ class Sha256Stream {
 
 const char* ModeName(ContextMode mode) { return mode == ContextMode::kFull ? "full" : "trimmed"; }
 
+// The numerics in the cache key: "f32" as before the bf16 mode existed (earlier caches stay
+// valid); the bf16 mode by a name no earlier (whole-bf16) cache entry used.
+const char* ComputeKey(ProjectionInputs inputs) {
+  return inputs == ProjectionInputs::kBF16 ? "bf16-projections" : "f32";
+}
+
 // Reads the memo of file hashes (path -> {size, mtime, sha256}); empty when absent or unreadable
 // (it is only a memo: a bad one is recomputed).
 json::Value ReadMemo(const std::string& path) {
@@ -150,9 +156,6 @@ std::vector<std::string> WeightFiles(const std::string& path) {
 
 std::unique_ptr<PromptEncoder> PromptEncoder::Open(const PromptEncoderOptions& options) {
   SDPO_CHECK(!options.weights.empty(), "PromptEncoder: no encoder weights given");
-  SDPO_CHECK(options.compute_dtype == kF32 || options.compute_dtype == kBF16,
-             "PromptEncoder: compute dtype must be f32 or bf16, got ",
-             DTypeName(options.compute_dtype));
   auto p = std::unique_ptr<PromptEncoder>(new PromptEncoder());
   p->options_ = options;
   {
@@ -184,7 +187,7 @@ T5Encoder& PromptEncoder::Encoder() {
     LoadOptions load;
     load.config = config_;
     encoder_ = LoadEncoder(options_.weights, load);
-    encoder_->SetComputeDType(options_.compute_dtype);
+    encoder_->SetProjectionInputs(options_.projection_inputs);
   }
   return *encoder_;
 }
@@ -192,7 +195,7 @@ T5Encoder& PromptEncoder::Encoder() {
 std::string PromptEncoder::CachePath(const std::string& text) const {
   const std::string key =
       Sha256(absl::StrCat("t5-context v1\n", encoder_hash_, "\n", text_len_, "\n", ModeName(mode_),
-                          "\n", DTypeName(options_.compute_dtype), "\n", text));
+                          "\n", ComputeKey(options_.projection_inputs), "\n", text));
   return absl::StrCat(options_.cache_dir, "/", key, ".safetensors");
 }
 
@@ -235,7 +238,7 @@ std::vector<Tensor> PromptEncoder::EncodePrompts(const std::vector<std::string>&
                              {"encoder_sha256", encoder_hash_},
                              {"text_len", std::to_string(text_len_)},
                              {"mode", ModeName(mode_)},
-                             {"compute_dtype", DTypeName(options_.compute_dtype)}});
+                             {"compute", ProjectionInputsName(options_.projection_inputs)}});
       }
     }
     done[text] = out[i];

@@ -12,7 +12,7 @@
 // tokens, no mask, all rows ([226, 4096]). The mode follows the encoder (shared_pos) unless set.
 //
 // The cache: one safetensors file per (prompt, encoder) in cache_dir, named by the SHA-256 of
-// the encoder files' content hash, text_len, mode, compute dtype and the text; the text and the
+// the encoder files' content hash, text_len, mode, projection inputs and the text; the text and the
 // encoder hash are stored in its metadata and checked on reading. The encoder files' SHA-256 is
 // computed once per file version and remembered in cache_dir/encoder_hashes.json (keyed by path,
 // size and modification time). The encoder itself is loaded only when a prompt is not cached.
@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "models/umt5/checkpoint.h"
+#include "models/umt5/model.h"
 #include "models/umt5/tokenizer.h"
 
 namespace sdpo::umt5 {
@@ -44,8 +45,9 @@ struct PromptEncoderOptions {
   std::optional<T5Config> config;   // default: as LoadEncoder resolves it
   int64_t text_len = 0;             // 0: the config's (512 umT5, 226 T5 v1.1)
   std::optional<ContextMode> mode;  // default: kFull for shared_pos (T5 v1.1), else kTrimmed
-  DType compute_dtype = kF32;       // f32 or bf16
-  std::string cache_dir;            // "" = no cache
+  // f32 compute; kBF16: the projections on bf16-rounded inputs (T5Encoder::SetProjectionInputs)
+  ProjectionInputs projection_inputs = ProjectionInputs::kF32;
+  std::string cache_dir;  // "" = no cache
 };
 
 class PromptEncoder {

@@ -4,7 +4,8 @@
 // single-threaded on Eigen so that the pool's threads do not oversubscribe OpenBLAS's.
 // A `b` narrower than the output (a bf16 weight under f32 compute) is converted in panels of
 // output columns, each panel used by one GEMM while it is still in cache (Debian's OpenBLAS has
-// no sbgemm, and a bf16 GEMM would round the activations too).
+// no sbgemm, and a bf16 GEMM would round the activations too). bf16 operands with an f32 output
+// go to oneDNN (tensor/cpu/dnnl_gemm.h), else to this converting path.
 #include <cblas.h>
 
 #include <Eigen/Core>
@@ -12,6 +13,7 @@
 #include <cstring>
 
 #include "tensor/cpu/cpu_kernels.h"
+#include "tensor/cpu/dnnl_gemm.h"
 #include "tensor/cpu/scalar.h"
 #include "tensor/ops.h"
 #include "tensor/thread_pool.h"
@@ -221,6 +223,11 @@ void GemmConvertingB(const Tensor& out, const Tensor& a, bool ta, const Tensor& 
 }  // namespace
 
 void Gemm(const Tensor& out, const Tensor& a, bool ta, const Tensor& b, bool tb) {
+  if (out.dtype() == kF32 && a.dtype() == kBF16) {  // bf16 operands, f32 accumulation and result
+    if (b.dtype() == kBF16 && !InParallelRegion() && DnnlGemmBf16(out, a, ta, b, tb)) return;
+    // Without oneDNN: `a` converted (exactly) to f32, `b` panel by panel as the product uses it.
+    return Gemm(out, ops::Contiguous(ops::Cast(a, kF32)), ta, b, tb);
+  }
   if (b.dtype() != out.dtype() && (out.dtype() == kF32 || out.dtype() == kF64)) {
     if (InParallelRegion()) {  // rare: convert b whole and multiply as usual
       return Gemm(out, a, ta, ops::Contiguous(ops::Cast(b, out.dtype())), tb);

@@ -42,6 +42,29 @@ TEST(EncodeToolTest, ReproducesTheFixtureHidden) {
   }
 }
 
+// --compute=bf16 (bf16 projection inputs) is within the rounding bound the fixture test derives
+// (2.7e-2 for 3 blocks) and not the f32 result (more than a tenth of one projection's 3.2e-3);
+// it is refused with f64 compute and for values other than f32 / bf16.
+TEST(EncodeToolTest, ComputeBf16RoundsTheProjectionInputs) {
+  const std::string w = FixturePath("umt5/tiny_a.weights.safetensors");
+  if (w.empty()) GTEST_SKIP() << testing::FixturesNotFoundMessage();
+  const std::string in = FixturePath("umt5/tiny_a.case2.safetensors");
+  const std::string out = testing::FreshTmpDir("encode_tool_bf16") + "/out.safetensors";
+  ASSERT_EQ(
+      RunTool(absl::StrCat("--weights=", w, " --inputs=", in, " --out=", out, " --compute=bf16")),
+      0);
+  const double err = RelL2(LoadFixtureTensor(*SafetensorsFile::Open(out), "hidden"),
+                           LoadFixtureTensor(*SafetensorsFile::Open(in), "hidden"));
+  EXPECT_LE(err, 2.7e-2);
+  EXPECT_GE(err, 3.2e-4);
+  EXPECT_NE(RunTool(absl::StrCat("--weights=", w, " --inputs=", in, " --out=", out,
+                                 " --compute=bf16 --dtype=f64")),
+            0);
+  EXPECT_NE(
+      RunTool(absl::StrCat("--weights=", w, " --inputs=", in, " --out=", out, " --compute=f16")),
+      0);
+}
+
 TEST(EncodeToolTest, ErrorsExitNonZero) {
   EXPECT_EQ(RunTool("--help"), 0);
   EXPECT_NE(RunTool("--weights x.safetensors"), 0);  // missing flags

@@ -5,6 +5,7 @@
 // and the output within relative L2 1e-5 in f32, the f64 forward within 1e-9 of
 // the official f64 outputs, and the relative-position buckets exactly equal.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "models/umt5/checkpoint.h"
 #include "models/umt5/model.h"
+#include "tensor/cpu/dnnl_gemm.h"
 #include "tests/models/fixture_util.h"
 
 namespace sdpo::umt5 {
@@ -115,6 +117,61 @@ TEST_P(EncoderFixtureTest, OutputEveryIntermediateAndBuckets) {
       "%s %s: %d intermediates (worst rel L2 %.2e), hidden f32 %.2e, "
       "f64 %.2e\n",
       p.dir.c_str(), p.name.c_str(), checked, worst, err32, err64);
+}
+
+// bf16 projection inputs (ProjectionInputs::kBF16) against the same f32 fixtures. Derivation of
+// the bound: bf16 keeps 8 significant bits, so rounding x and W costs each element a relative
+// error of at most u = 2^-8, uniform in [-u, u] (rms u / sqrt(3)). One projection
+// y_j = sum_i x_i W_ji then errs by sum_i x_i W_ji (e_x,i + e_W,ji): independent zero-mean terms,
+// rms sqrt(2/3) u sqrt(sum_i (x_i W_ji)^2), which is sqrt(2/3) u |y_j| for products of random
+// sign (f32 accumulation adds ~1e-7, negligible). A block has S = 6 such stages on the way to
+// its output (q, k, v, o; gate and fc1; fc2), the errors of independent stages add in
+// quadrature, and the residual stream and the RMS norms carry relative errors through without
+// growing them; so after L blocks the output errs by about sqrt(6 L) sqrt(2/3) u in relative L2
+// (1.35e-2 for the fixtures' L = 3), and a factor 2 covers the softmax (unscaled scores: a score
+// error e moves its weight by about e) and sums that cancel: bound 2.7e-2. The lower bound (a
+// tenth of one stage's error) shows that the mode rounds at all.
+double Bf16Bound(int64_t layers) {
+  const double u = 1.0 / 256;
+  return 2 * std::sqrt(6.0 * layers) * std::sqrt(2.0 / 3.0) * u;
+}
+
+TEST_P(EncoderFixtureTest, Bf16ProjectionInputsWithinTheirRoundingBound) {
+  const Param& p = GetParam();
+  const std::string weights = FixturePath(p.dir + "/" + p.weights);
+  if (weights.empty()) GTEST_SKIP() << testing::FixturesNotFoundMessage();
+  auto f = OpenFixture(absl::StrCat(p.dir, "/tiny_a.", p.name, ".safetensors"));
+  LoadOptions options;
+  options.config = T5Config::FromFile(FixturePath(p.dir + "/tiny_a.config.json"));
+  auto encoder = LoadEncoder(weights, options);
+  const Tensor ids = LoadFixtureTensor(*f, "ids"), mask = LoadFixtureTensor(*f, "mask");
+  const Tensor expected = LoadFixtureTensor(*f, "hidden");
+  const double bound = Bf16Bound(encoder->config().num_layers);
+  const double one_stage = std::sqrt(2.0 / 3.0) / 256;
+  NoGradGuard no_grad;
+  encoder->SetProjectionInputs(ProjectionInputs::kBF16);
+  const Tensor hidden = encoder->Forward(ids, mask);
+  EXPECT_EQ(hidden.dtype(), kF32);
+  const double err = RelL2(hidden, expected);
+  EXPECT_LE(err, bound);
+  EXPECT_GE(err, 0.1 * one_stage);
+  // The converting fallback (no oneDNN) holds the same bound. Its products differ from oneDNN's
+  // only in f32 summation order (~1e-7), but the next projection rounds its input to bf16, so
+  // such a difference flips the rounding of a few elements by one bf16 ulp and the two runs
+  // end up ~1e-4 .. 1e-3 apart: each is compared with the fixture, not with the other.
+  cpu::SetDnnlGemmEnabled(false);
+  const Tensor fallback = encoder->Forward(ids, mask);
+  cpu::SetDnnlGemmEnabled(true);
+  EXPECT_LE(RelL2(fallback, expected), bound);
+  EXPECT_GE(RelL2(fallback, expected), 0.1 * one_stage);
+  // The whole module in bf16 (what the official pipeline runs), for comparison only.
+  encoder->SetProjectionInputs(ProjectionInputs::kF32);
+  encoder->SetComputeDType(kBF16);
+  const double err_bf16_module = RelL2(encoder->Forward(ids, mask), expected);
+  std::printf(
+      "%s %s: bf16 projection inputs %.2e (bound %.2e), fallback vs oneDNN %.2e, "
+      "whole module in bf16 %.2e\n",
+      p.dir.c_str(), p.name.c_str(), err, bound, RelL2(fallback, hidden), err_bf16_module);
 }
 
 std::vector<Param> Params() {
