@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_format.h"
 #include "bench/proc_status.h"
+#include "bench/random_weights.h"
 #include "models/forward_tool.h"
 #include "models/wan21/vae.h"
 #include "tensor/ops.h"
@@ -19,23 +20,6 @@
 
 namespace sdpo::bench {
 namespace {
-
-// Random values for every parameter by its role (see the header).
-void RandomizeWeights(wan21::WanVae& vae, uint64_t seed) {
-  uint64_t i = 0;
-  for (auto& [name, p] : vae.NamedParameters()) {
-    Tensor r = ops::RandomNormal(p.shape(), seed, (i++) << 32, kF32);
-    if (name.size() >= 5 && name.compare(name.size() - 5, 5, "gamma") == 0) {
-      r = ops::AddScalar(ops::MulScalar(r, 0.1), 1.0);
-    } else if (name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0) {
-      r = ops::MulScalar(r, 0.05);
-    } else {
-      const double fan_in = static_cast<double>(p.numel() / p.size(0));
-      r = ops::MulScalar(r, 1.0 / std::sqrt(fan_in));
-    }
-    ops::CopyInto(p, r);
-  }
-}
 
 // Waits for the device's queued work (the timers stop after it).
 void Sync(Device device) {
@@ -69,7 +53,7 @@ std::string RunWanVaeBench(const WanVaeBenchOptions& o) {
     vae = wan21::LoadVae(forward_tool::Resolve(o.weights), config);
   } else {
     vae = std::make_unique<wan21::WanVae>(wan21::WanVaeConfig());
-    RandomizeWeights(*vae, o.seed);
+    RandomizeParameters(*vae, o.seed);
   }
   vae->SetRequiresGrad(false);
   if (o.dtype == kBF16) vae->CastParameters(kBF16);

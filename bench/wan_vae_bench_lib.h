@@ -23,9 +23,9 @@ struct WanVaeBenchOptions {
 
 // Runs the benchmark and returns its JSON line (no newline): seconds per phase (load, encode,
 // decode), the peak RSS (VmHWM) and, on CUDA, the caching allocator's peak allocated and reserved
-// bytes. Random weights: conv weights N(0, 1/fan_in), gammas 1 + 0.1 N(0, 1), biases 0.05 N(0, 1),
-// so that every activation stays O(1); encode takes a U(-1, 1) video, decode an N(0, 1) latent of
-// 1 + (frames - 1) / 4 frames (or the encoding, with mode both).
+// bytes. Random weights: bench::RandomizeParameters (bench/random_weights.h); encode takes a U(-1,
+// 1) video, decode an N(0, 1) latent of 1 + (frames - 1) / 4 frames (or the encoding, with mode
+// both).
 std::string RunWanVaeBench(const WanVaeBenchOptions& options);
 
 }  // namespace sdpo::bench

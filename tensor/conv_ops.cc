@@ -165,8 +165,11 @@ const Tensor& ChannelRmsNormInPlace(const Tensor& x, const Tensor& gamma, double
   return x;
 }
 
-Tensor GroupNorm(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias,
-                 double eps, bool silu) {
+namespace {
+
+// Checks GroupNorm's arguments and runs the kernel into `out` (which may be x on the CPU).
+void GroupNormInto(const Tensor& out, const Tensor& x, int64_t groups, const Tensor& weight,
+                   const Tensor& bias, double eps, bool silu) {
   SDPO_CHECK(x.dim() >= 2 && IsFloating(x.dtype()),
              "group_norm: x must be a floating [B, C, ...] tensor, got ", x.str());
   const int64_t c = x.size(1);
@@ -182,13 +185,31 @@ Tensor GroupNorm(const Tensor& x, int64_t groups, const Tensor& weight, const Te
     return Contiguous(Reshape(Cast(p, stat), {c}));
   };
   const Tensor w = affine(weight, "weight"), b = affine(bias, "bias");
-  Tensor out = Tensor::Empty(x.shape(), x.dtype(), x.device());
-  if (x.numel() == 0) return out;
+  if (x.numel() == 0) return;
   const int64_t batch = x.size(0), inner = x.numel() / (batch * c);
   KernelsFor(x.device())
       .GroupNorm(View(out, {batch, c, inner}), View(Contiguous(x), {batch, c, inner}), w, b, groups,
                  eps, silu);
+}
+
+}  // namespace
+
+Tensor GroupNorm(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias,
+                 double eps, bool silu) {
+  Tensor out = Tensor::Empty(x.shape(), x.dtype(), x.device());
+  GroupNormInto(out, x, groups, weight, bias, eps, silu);
   return out;
+}
+
+const Tensor& GroupNormInPlace(const Tensor& x, int64_t groups, const Tensor& weight,
+                               const Tensor& bias, double eps, bool silu) {
+  SDPO_CHECK(x.is_contiguous(), "group_norm (in place): x must be contiguous, got ", x.str());
+  if (x.device().is_cpu()) {  // the CPU kernel takes all statistics before writing a row
+    GroupNormInto(x, x, groups, weight, bias, eps, silu);
+  } else {  // other devices' kernels are not known to allow out == x
+    CopyInto(x, GroupNorm(x, groups, weight, bias, eps, silu));
+  }
+  return x;
 }
 
 }  // namespace sdpo::ops

@@ -209,6 +209,9 @@ Tensor GroupNorm(const Tensor& x, int64_t groups, const Tensor& weight, const Te
 // x contiguous: x = ChannelRmsNorm(x, gamma, eps, silu), the same values. Returns x.
 const Tensor& ChannelRmsNormInPlace(const Tensor& x, const Tensor& gamma, double eps,
                                     bool silu = false);
+// x contiguous: x = GroupNorm(x, groups, weight, bias, eps, silu), the same values. Returns x.
+const Tensor& GroupNormInPlace(const Tensor& x, int64_t groups, const Tensor& weight,
+                               const Tensor& bias, double eps, bool silu = false);
 // dst contiguous: dst = dst + src (src broadcast to dst's shape, dst's dtype). Returns dst.
 const Tensor& AddInPlace(const Tensor& dst, const Tensor& src);
 // x contiguous: x = Clamp(x, min, max). Returns x.

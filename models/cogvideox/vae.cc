@@ -27,6 +27,13 @@ namespace {
 
 constexpr double kSpatialNormEps = 1e-6;  // hard-coded in the official spatial and output norms
 
+// True when no other tensor, view or capture refers to t's values, so that they may be
+// overwritten. The decoder's activations are GBs at 480 x 720: a norm whose input dies with it
+// runs in place (a resnet's input survives only as an identity shortcut, a capture keeps them all).
+bool SoleOwner(const Tensor& t) {
+  return t.impl_ptr().use_count() == 1 && t.storage().use_count() == 1 && t.is_contiguous();
+}
+
 // `weight` [out, in, k...] and `bias` [out] of an nn.Conv3d / nn.Conv2d.
 class ConvParams : public nn::Module {
  public:
@@ -39,12 +46,14 @@ class ConvParams : public nn::Module {
   std::string TypeName() const override { return "Conv"; }
   // A 1x1x1 conv (conv_shortcut, the spatial norm's conv_y / conv_b): no padding, no cache.
   Tensor Pointwise(const Tensor& x) const { return ops::Conv3d(x, weight_, bias_); }
-  // A 2-D kernel on every frame of [B, C, T, H, W].
-  Tensor PerFrame(const Tensor& x, std::array<int64_t, 3> stride,
-                  std::array<int64_t, 6> padding) const {
+  // A 2-D kernel on every frame of [B, C, T, H, W]; upsample: on the nearest 2x upsampling of
+  // every frame (not materialised on the CPU).
+  Tensor PerFrame(const Tensor& x, std::array<int64_t, 3> stride, std::array<int64_t, 6> padding,
+                  bool upsample = false) const {
     ops::Conv3dOptions o;
     o.stride = stride;
     o.padding = padding;
+    o.upsample_input = upsample;
     return ops::Conv3d(x, ops::Unsqueeze(weight_, 2), bias_, o);
   }
   const Tensor& weight() const { return weight_; }
@@ -95,7 +104,9 @@ class GroupNormModule : public nn::Module {
     bias_ = RegisterParameter("bias", Tensor::Zeros({channels}), false);
   }
   std::string TypeName() const override { return "GroupNorm"; }
-  Tensor Forward(const Tensor& x, bool silu) const {
+  // In place when x is its caller's alone (see SoleOwner).
+  Tensor Forward(Tensor x, bool silu) const {
+    if (SoleOwner(x)) return ops::GroupNormInPlace(x, groups_, weight_, bias_, eps_, silu);
     return ops::GroupNorm(x, groups_, weight_, bias_, eps_, silu);
   }
 
@@ -123,17 +134,20 @@ std::vector<int64_t> NearestIndex(int64_t in, int64_t out) {
   return index;
 }
 
-// n * resize(y) + resize(b) with y, b [B, C, t, h, w] resized by nearest to n's (T, H, W). When
-// every axis repeats each source index r times (the decoder's case), the resize is a broadcast
-// view: nothing of n's size is materialised besides the result.
-Tensor ModulateNearest(const Tensor& n, const Tensor& y, const Tensor& b) {
+// n = n * resize(y) + resize(b), then SiLU when asked, with y, b [B, C, t, h, w] resized by
+// nearest to n's (T, H, W), one frame of n at a time: besides n only a frame's temporaries exist.
+// When H and W repeat each source index r times (the decoder's case), the resize is a broadcast
+// view.
+void ModulateNearestInPlace(const Tensor& n, const Tensor& y, const Tensor& b, bool silu) {
   const int64_t B = n.size(0), C = n.size(1);
   std::array<int64_t, 3> in = {y.size(2), y.size(3), y.size(4)};
   std::array<int64_t, 3> out = {n.size(2), n.size(3), n.size(4)};
-  bool repeats = true;
   for (int a = 0; a < 3; ++a) {
     SDPO_CHECK(in[a] >= 1, "CogVideoXSpatialNorm3D: the latent ", y.str(),
                " has no frames or pixels to resize to ", n.str());
+  }
+  bool repeats = true;
+  for (int a = 1; a < 3; ++a) {
     if (out[a] % in[a] != 0) {
       repeats = false;
       continue;
@@ -141,20 +155,33 @@ Tensor ModulateNearest(const Tensor& n, const Tensor& y, const Tensor& b) {
     const std::vector<int64_t> index = NearestIndex(in[a], out[a]);
     for (int64_t d = 0; d < out[a]; ++d) repeats = repeats && index[d] == d / (out[a] / in[a]);
   }
-  if (repeats) {
-    const Shape wide = {B, C, in[0], out[0] / in[0], in[1], out[1] / in[1], in[2], out[2] / in[2]};
-    const Shape narrow = {B, C, in[0], 1, in[1], 1, in[2], 1};
-    Tensor r = ops::Add(ops::Mul(ops::View(n, wide), ops::View(y, narrow)), ops::View(b, narrow));
-    return ops::View(r, n.shape());
+  // The spatial resize of one latent frame [B, C, 1, h, w] to n's frame size.
+  auto spatial = [&](const Tensor& t) {
+    Tensor r = t;
+    for (int a = 1; a < 3; ++a) {
+      Tensor idx = ops::To(Tensor::FromVector(NearestIndex(in[a], out[a]), {out[a]}), t.device());
+      r = ops::IndexSelect(r, 2 + a, idx);
+    }
+    return r;
+  };
+  const std::vector<int64_t> frame_source = NearestIndex(in[0], out[0]);
+  for (int64_t d = 0; d < out[0]; ++d) {
+    const Tensor nd = ops::Narrow(n, 2, d, 1);
+    const Tensor yd = ops::Narrow(y, 2, frame_source[d], 1);
+    const Tensor bd = ops::Narrow(b, 2, frame_source[d], 1);
+    Tensor r;
+    if (repeats) {
+      const Shape wide = {B, C, in[1], out[1] / in[1], in[2], out[2] / in[2]};
+      const Shape narrow = {B, C, in[1], 1, in[2], 1};
+      r = ops::Add(ops::Mul(ops::Reshape(nd, wide), ops::Reshape(yd, narrow)),
+                   ops::Reshape(bd, narrow));
+      r = ops::View(r, nd.shape());
+    } else {
+      r = ops::Add(ops::Mul(nd, spatial(yd)), spatial(bd));
+    }
+    if (silu) r = ops::Unary(ops::UnaryOp::kSilu, r);
+    ops::CopyInto(nd, r);
   }
-  Tensor ys = y, bs = b;
-  for (int a = 0; a < 3; ++a) {
-    const std::vector<int64_t> index = NearestIndex(in[a], out[a]);
-    Tensor idx = ops::To(Tensor::FromVector(index, {out[a]}), y.device());
-    ys = ops::IndexSelect(ys, 2 + a, idx);
-    bs = ops::IndexSelect(bs, 2 + a, idx);
-  }
-  return ops::Add(ops::Mul(n, ys), bs);
 }
 
 // `CogVideoXSpatialNorm3D(f, zq)`: GroupNorm(f) * conv_y(zq') + conv_b(zq'), zq' the latent
@@ -173,25 +200,22 @@ class SpatialNorm3D : public nn::Module {
   }
   std::string TypeName() const override { return "CogVideoXSpatialNorm3D"; }
 
-  Tensor Forward(const Tensor& f, const Tensor& zq, bool silu) const {
-    Tensor n = norm_->Forward(f, false);
-    Tensor y = conv_y_->Pointwise(zq), b = conv_b_->Pointwise(zq);
+  // In place over f when f is its caller's alone (see SoleOwner).
+  Tensor Forward(Tensor f, const Tensor& zq, bool silu) const {
     const int64_t t = f.size(2), tz = zq.size(2);
-    Tensor out;
+    SDPO_CHECK(t <= 1 || t % 2 == 0 || tz >= 2, "CogVideoXSpatialNorm3D: ", t, " frames of ",
+               f.str(), " need at least 2 latent frames, got ", zq.str());
+    Tensor n = norm_->Forward(std::move(f), false);
+    Tensor y = conv_y_->Pointwise(zq), b = conv_b_->Pointwise(zq);
     if (t > 1 && t % 2 == 1) {
-      SDPO_CHECK(tz >= 2, "CogVideoXSpatialNorm3D: ", t, " frames of ", f.str(),
-                 " need at least 2 latent frames, got ", zq.str());
-      out = Tensor::Empty(n.shape(), n.dtype(), n.device());
-      ops::CopyInto(ops::Narrow(out, 2, 0, 1),
-                    ModulateNearest(ops::Narrow(n, 2, 0, 1), ops::Narrow(y, 2, 0, 1),
-                                    ops::Narrow(b, 2, 0, 1)));
-      ops::CopyInto(ops::Narrow(out, 2, 1, t - 1),
-                    ModulateNearest(ops::Narrow(n, 2, 1, t - 1), ops::Narrow(y, 2, 1, tz - 1),
-                                    ops::Narrow(b, 2, 1, tz - 1)));
+      ModulateNearestInPlace(ops::Narrow(n, 2, 0, 1), ops::Narrow(y, 2, 0, 1),
+                             ops::Narrow(b, 2, 0, 1), silu);
+      ModulateNearestInPlace(ops::Narrow(n, 2, 1, t - 1), ops::Narrow(y, 2, 1, tz - 1),
+                             ops::Narrow(b, 2, 1, tz - 1), silu);
     } else {
-      out = ModulateNearest(n, y, b);
+      ModulateNearestInPlace(n, y, b, silu);
     }
-    return silu ? ops::Unary(ops::UnaryOp::kSilu, out) : out;
+    return n;
   }
 
  private:
@@ -225,12 +249,16 @@ class ResnetBlock3D : public nn::Module {
   }
   std::string TypeName() const override { return "CogVideoXResnetBlock3D"; }
 
-  Tensor Forward(const Tensor& x, const Tensor& zq, VaeStream& stream) const {
-    Tensor h = snorm1_ ? snorm1_->Forward(x, zq, true) : gnorm1_->Forward(x, true);
+  // x is consumed: with a conv shortcut nothing else needs it and norm1 overwrites it.
+  Tensor Forward(Tensor x, const Tensor& zq, VaeStream& stream) const {
+    const Tensor residual = shortcut_ ? shortcut_->Pointwise(x) : x;
+    Tensor h =
+        snorm1_ ? snorm1_->Forward(std::move(x), zq, true) : gnorm1_->Forward(std::move(x), true);
     h = conv1_->Forward(h, stream);
-    h = snorm2_ ? snorm2_->Forward(h, zq, true) : gnorm2_->Forward(h, true);
+    h = snorm2_ ? snorm2_->Forward(std::move(h), zq, true) : gnorm2_->Forward(std::move(h), true);
     h = conv2_->Forward(h, stream);
-    return ops::Add(shortcut_ ? shortcut_->Pointwise(x) : x, h);
+    ops::AddInPlace(h, residual);  // h is the conv's fresh output
+    return h;
   }
 
  private:
@@ -293,8 +321,8 @@ class Upsample3D : public nn::Module {
     Tensor out = Tensor::Empty({x.size(0), c_out, t_out, 2 * x.size(3), 2 * x.size(4)}, x.dtype(),
                                x.device());
     for (int64_t s = 0; s < t; ++s) {
-      Tensor frame = conv_->PerFrame(ops::UpsampleNearest2x(ops::Narrow(x, 2, s, 1)), {1, 1, 1},
-                                     {0, 0, 1, 1, 1, 1});
+      Tensor frame = conv_->PerFrame(ops::Narrow(x, 2, s, 1), {1, 1, 1}, {0, 0, 1, 1, 1, 1},
+                                     /*upsample=*/true);
       int64_t first = s, copies = 1;
       if (t_out != t) {
         first = t % 2 == 1 ? (s == 0 ? 0 : 2 * s - 1) : 2 * s;
@@ -333,7 +361,7 @@ class VaeBlock : public nn::Module {
   }
 
   Tensor Forward(Tensor x, const Tensor& zq, VaeStream& stream) const {
-    for (const ResnetBlock3D* r : resnets_) x = r->Forward(x, zq, stream);
+    for (const ResnetBlock3D* r : resnets_) x = r->Forward(std::move(x), zq, stream);
     if (down_ != nullptr) x = down_->Forward(x);
     if (up_ != nullptr) x = up_->Forward(x);
     return x;
@@ -401,12 +429,12 @@ class VaeEncoder : public nn::Module {
     Tensor h = conv_in_->Forward(x, stream);
     stream.Record("act.encoder.conv_in", h);
     for (size_t i = 0; i < down_.size(); ++i) {
-      h = down_[i]->Forward(h, Tensor(), stream);
+      h = down_[i]->Forward(std::move(h), Tensor(), stream);
       stream.Record(absl::StrCat("act.encoder.down_blocks.", i), h);
     }
-    h = mid_->Forward(h, Tensor(), stream);
+    h = mid_->Forward(std::move(h), Tensor(), stream);
     stream.Record("act.encoder.mid_block", h);
-    h = norm_out_->Forward(h, false);
+    h = norm_out_->Forward(std::move(h), false);  // the official norm, then its own SiLU
     stream.Record("act.encoder.norm_out", h);
     h = conv_out_->Forward(ops::Unary(ops::UnaryOp::kSilu, h), stream);
     stream.Record("act.encoder.conv_out", h);
@@ -450,15 +478,17 @@ class VaeDecoder : public nn::Module {
   Tensor Forward(const Tensor& z, VaeStream& stream) const {
     Tensor h = conv_in_->Forward(z, stream);
     stream.Record("act.decoder.conv_in", h);
-    h = mid_->Forward(h, z, stream);
+    h = mid_->Forward(std::move(h), z, stream);
     stream.Record("act.decoder.mid_block", h);
     for (size_t i = 0; i < up_.size(); ++i) {
-      h = up_[i]->Forward(h, z, stream);
+      h = up_[i]->Forward(std::move(h), z, stream);
       stream.Record(absl::StrCat("act.decoder.up_blocks.", i), h);
     }
-    h = norm_out_->Forward(h, z, false);
+    const bool capture = stream.recorded != nullptr;  // keep the norm's output apart from SiLU's
+    h = norm_out_->Forward(std::move(h), z, !capture);
     stream.Record("act.decoder.norm_out", h);
-    h = conv_out_->Forward(ops::Unary(ops::UnaryOp::kSilu, h), stream);
+    if (capture) h = ops::Unary(ops::UnaryOp::kSilu, h);
+    h = conv_out_->Forward(h, stream);
     stream.Record("act.decoder.conv_out", h);
     return h;
   }

@@ -159,5 +159,23 @@ TEST(GroupNorm, ErrorsNameTheShapes) {
             std::string::npos);
 }
 
+TEST(GroupNormInPlace, WritesTheSameValuesOverTheInput) {
+  for (DType dtype : {kF64, kF32, kBF16}) {
+    for (bool silu : {false, true}) {
+      Tensor x = RandomTensor({2, 6, 3, 5, 7}, 61, dtype);
+      Tensor weight = RandomTensor({6}, 62, kF32), bias = RandomTensor({6}, 63, kF32);
+      Tensor expected = ops::GroupNorm(x, 3, weight, bias, 1e-6, silu);
+      const Tensor& y = ops::GroupNormInPlace(x, 3, weight, bias, 1e-6, silu);
+      EXPECT_EQ(y.raw_data(), x.raw_data());
+      EXPECT_TRUE(testing::AllClose(x, expected, 0, 0)) << DTypeName(dtype) << " silu " << silu;
+    }
+  }
+  Tensor t = ops::Transpose(RandomTensor({4, 3}, 64, kF32), 0, 1);
+  EXPECT_NE(ErrorMessage([&] {
+              ops::GroupNormInPlace(t, 1, Tensor(), Tensor(), 1e-6);
+            }).find("must be contiguous"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace sdpo

@@ -84,6 +84,28 @@ TEST(CogVideoXVaeFixtureTest, F64MatchesTheOfficialF64Outputs) {
   }
 }
 
+// Without a capture nothing else holds the activations, so the norms run in place over their
+// inputs (vae.cc, SoleOwner): the outputs must be those of the captured run, bit for bit, in f32
+// and f64, and so within the fixtures' tolerances.
+TEST(CogVideoXVaeFixtureTest, InPlaceNormsWithoutCaptureGiveTheSameOutputs) {
+  SDPO_SKIP_WITHOUT_COG_VAE_FIXTURES();
+  for (DType dtype : {kF32, kF64}) {
+    std::unique_ptr<CogVideoXVae> vae = testing::TinyVae(dtype);
+    for (const std::string& name : kCases) {
+      auto f = OpenVaeFixture("tiny_a." + name + ".safetensors");
+      std::map<std::string, Tensor> captured = RunCase(*vae, *f, dtype);
+      const bool encode = f->contains("x");
+      const std::string key = encode ? "mean" : "video";
+      const Tensor got = encode ? vae->Encode(LoadFixtureTensor(*f, "x", dtype)).mean
+                                : vae->DecodeUnscaled(LoadFixtureTensor(*f, "z", dtype));
+      EXPECT_EQ(got.ToVector(), captured[key].ToVector()) << DTypeName(dtype) << " " << name;
+      const std::string ref = dtype == kF64 ? key + "_f64" : key;
+      EXPECT_LE(RelL2(got, LoadFixtureTensor(*f, ref, dtype)), dtype == kF64 ? 1e-9 : 1e-5)
+          << DTypeName(dtype) << " " << name;
+    }
+  }
+}
+
 TEST(CogVideoXVaeFixtureTest, OnePieceInsteadOfTheOfficialBatchesChangesTheOutput) {
   SDPO_SKIP_WITHOUT_COG_VAE_FIXTURES();
   // report.json: one piece differs from the official batches by 0.28 (enc4) and 0.13 (dec5).
