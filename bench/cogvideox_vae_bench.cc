@@ -14,7 +14,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -105,7 +104,7 @@ int Run(int argc, char** argv) {
         ops::Contiguous(ops::Narrow(ops::Reshape(video, {-1}), 0, 0, 1)).ToFloatVector();
     SDPO_CHECK(std::isfinite(first[0]), "decode produced a non-finite value");
   }
-  std::printf(
+  absl::PrintF(
       "{\"bench\": \"cogvideox_vae\", \"mode\": \"%s\", \"dtype\": \"f32\", \"latent_frames\": %d, "
       "\"height\": %d, \"width\": %d, \"latent\": %s, \"video\": %s, \"threads\": %d, "
       "\"load_s\": %.2f, \"encode_s\": %.2f, \"decode_s\": %.2f, \"encode_cpu_s\": %.2f, "
