@@ -1,10 +1,12 @@
 #include "models/forward_tool.h"
 
 #include <cstdlib>
+#include <vector>
 
 #include "models/checkpoint_util.h"
 #include "tensor/cuda/cuda_available.h"
 #include "tensor/error.h"
+#include "tensor/ops.h"
 
 namespace sdpo::forward_tool {
 
@@ -24,6 +26,28 @@ void CheckFiniteOutput(const Tensor& out, const std::string& name) {
   SDPO_CHECK(index < 0, name, " ", ShapeStr(out.shape()), " has a non-finite value (", value,
              ") at flat index ", index,
              ": the forward overflowed or the weights/inputs are not finite; nothing written");
+}
+
+size_t WriteOutputs(const std::string& path, const std::map<std::string, Tensor>& outputs,
+                    DType dtype, const std::map<std::string, std::string>& metadata) {
+  SDPO_CHECK(dtype == kF32 || dtype == kF64, "the outputs of ", path,
+             " are written as F32 or F64, got ", DTypeName(dtype));
+  // The values as written (a cast to F32 can overflow), all checked before anything is written.
+  std::vector<Tensor> host;
+  for (const auto& [name, t] : outputs) {
+    host.push_back(ops::Contiguous(ops::Cast(ops::To(t, Device::CPU()), dtype)));
+    CheckFiniteOutput(host.back(), name);
+  }
+  std::vector<TensorToWrite> write;
+  const SafetensorsDType file_dtype =
+      dtype == kF64 ? SafetensorsDType::kF64 : SafetensorsDType::kF32;
+  size_t i = 0;
+  for (const auto& [name, t] : outputs) {
+    const Tensor& o = host[i++];
+    write.push_back({name, file_dtype, o.shape(), o.raw_data(), o.nbytes()});
+  }
+  WriteSafetensors(path, write, metadata);
+  return write.size();
 }
 
 Device ParseDevice(const std::string& flag) {

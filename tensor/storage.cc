@@ -1,5 +1,6 @@
 #include "tensor/storage.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -46,7 +47,29 @@ Registry& GetRegistry() {
   return *registry;
 }
 
+std::atomic<int64_t> host_live_bytes{0};
+std::atomic<int64_t> host_peak_bytes{0};
+
+void CountHostBytes(int64_t delta) {
+  const int64_t live = host_live_bytes.fetch_add(delta, std::memory_order_relaxed) + delta;
+  int64_t peak = host_peak_bytes.load(std::memory_order_relaxed);
+  while (live > peak &&
+         !host_peak_bytes.compare_exchange_weak(peak, live, std::memory_order_relaxed)) {
+  }
+}
+
 }  // namespace
+
+HostTensorMemory GetHostTensorMemory() {
+  HostTensorMemory m;
+  m.live_bytes = host_live_bytes.load(std::memory_order_relaxed);
+  m.peak_bytes = host_peak_bytes.load(std::memory_order_relaxed);
+  return m;
+}
+
+void ResetHostPeakBytes() {
+  host_peak_bytes.store(host_live_bytes.load(std::memory_order_relaxed), std::memory_order_relaxed);
+}
 
 void RegisterDeviceBackend(DeviceType type, DeviceBackend* backend) {
   Registry& r = GetRegistry();
@@ -71,6 +94,7 @@ DeviceBackend& GetDeviceBackend(DeviceType type) {
 
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
   data_ = GetDeviceBackend(device.type).Allocate(nbytes, device.index);
+  if (device.is_cpu()) CountHostBytes(static_cast<int64_t>(nbytes));
 }
 
 Storage::Storage(void* data, size_t nbytes, Device device, std::function<void()> release)
@@ -81,6 +105,7 @@ Storage::~Storage() {
     release_();
   } else if (data_ != nullptr) {
     GetDeviceBackend(device_.type).Free(data_, device_.index);
+    if (device_.is_cpu()) CountHostBytes(-static_cast<int64_t>(nbytes_));
   }
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 
@@ -50,6 +51,17 @@ class Storage {
   Device device_;
   std::function<void()> release_;
 };
+
+// Host memory held by tensors (storages this process allocated on the CPU; memory-mapped files
+// and other wrapped memory are not counted): now, and the most at once since the start or the
+// last ResetHostPeakBytes. Counts the tensors' bytes, not the allocator's or the kernels' scratch.
+struct HostTensorMemory {
+  int64_t live_bytes = 0;
+  int64_t peak_bytes = 0;
+};
+HostTensorMemory GetHostTensorMemory();
+// Starts a new peak at the current live bytes.
+void ResetHostPeakBytes();
 
 // Copies bytes between devices through the right backend.
 void CopyBytes(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes);

@@ -39,16 +39,24 @@ namespace {
 
 constexpr double kNormEps = 1e-12;  // F.normalize's default, on the norm
 
-// The last n frames of concat(history, x) along T, as a new tensor (never a view that would keep
-// a whole chunk alive).
-Tensor LastFrames(const Tensor& history, const Tensor& x, int64_t n) {
+// cache <- the last n frames of concat(cache, x) along T. A full cache followed by fewer frames
+// (one frame a step, as the chunked runs go) is shifted in place, so that no second cache is
+// alive at once; otherwise a new tensor (never a view that would keep a whole chunk alive).
+void KeepLastFrames(Tensor& cache, const Tensor& x, int64_t n) {
   const int64_t t = x.size(2);
-  if (t >= n || !history.defined()) {
+  if (t >= n || !cache.defined()) {
     const int64_t keep = std::min(t, n);
-    return ops::Clone(ops::Narrow(x, 2, t - keep, keep));
+    cache = ops::Clone(ops::Narrow(x, 2, t - keep, keep));
+    return;
   }
-  const int64_t from_history = std::min(n - t, history.size(2));
-  return ops::Concat({ops::Narrow(history, 2, history.size(2) - from_history, from_history), x}, 2);
+  // The kept frames [t, n) move to [0, n - t): disjoint ranges when n - t <= t.
+  if (cache.size(2) == n && n - t <= t && cache.is_contiguous() && !cache.SharesStorage(x)) {
+    ops::CopyInto(ops::Narrow(cache, 2, 0, n - t), ops::Narrow(cache, 2, t, n - t));
+    ops::CopyInto(ops::Narrow(cache, 2, n - t, t), x);
+    return;
+  }
+  const int64_t from_history = std::min(n - t, cache.size(2));
+  cache = ops::Concat({ops::Narrow(cache, 2, cache.size(2) - from_history, from_history), x}, 2);
 }
 
 Tensor ConcatFrames(const Tensor& a, const Tensor& b) {
@@ -70,7 +78,11 @@ class VaeCausalConv3d : public nn::Module {
  public:
   VaeCausalConv3d(int64_t in, int64_t out, std::array<int64_t, 3> kernel,
                   std::array<int64_t, 3> stride, std::array<int64_t, 3> padding, int* slots)
-      : stride_(stride), padding_(padding), slot_(padding[0] > 0 ? (*slots)++ : -1) {
+      : stride_(stride),
+        padding_(padding),
+        slot_(padding[0] > 0 ? (*slots)++ : -1),
+        caches_outputs_(slot_ >= 0 && out < in && stride[0] == 1 &&
+                        kernel[0] == 2 * padding[0] + 1) {
     weight_ = RegisterParameter("weight", Tensor::Zeros({out, in, kernel[0], kernel[1], kernel[2]}),
                                 false);
     bias_ = RegisterParameter("bias", Tensor::Zeros({out}), false);
@@ -83,18 +95,74 @@ class VaeCausalConv3d : public nn::Module {
     o.padding = {2 * padding_[0], 0, padding_[1], padding_[1], padding_[2], padding_[2]};
     if (slot_ < 0) return ops::Conv3d(x, weight_, bias_, o);
     StreamSlot& slot = stream.slots[slot_];
+    if (caches_outputs_ && (x.dtype() == kF32 || x.dtype() == kF64)) {
+      return ForwardCachingSums(x, slot);
+    }
+    const int64_t cached = 2 * padding_[0];
+    if (!slot.frames.defined() && x.size(2) < cached) {
+      // The causal zero padding as the cache's first value: the cache then has its final size
+      // from the first frame on and is only ever shifted in place (KeepLastFrames).
+      slot.frames = Tensor::Zeros({x.size(0), x.size(1), cached, x.size(3), x.size(4)}, x.dtype(),
+                                  x.device());
+    }
     if (slot.frames.defined()) {
       o.history = slot.frames;
       o.padding[0] = std::max<int64_t>(0, o.padding[0] - slot.frames.size(2));
     }
     Tensor out = ops::Conv3d(x, weight_, bias_, o);
-    slot.frames = LastFrames(slot.frames, x, 2 * padding_[0]);
+    o.history = Tensor();
+    KeepLastFrames(slot.frames, x, cached);
     return out;
   }
 
  private:
+  // The same convolution for Cout < Cin (the heads: 96 -> 3 in the decoder), with a smaller
+  // cache: instead of the last kt - 1 input frames, the partial sums that the next kt - 1 output
+  // frames still need from the frames already seen (Cout instead of Cin channels each). Output
+  // frame s = bias + sum over dt of tap_dt(x[s - (kt - 1) + dt]), tap_dt = the 2-D convolution
+  // with the time slice dt of the kernel; zero padding frames add nothing. Forward only, f32/f64
+  // (the partial sums are kept in the activations' type).
+  Tensor ForwardCachingSums(const Tensor& x, StreamSlot& slot) const {
+    const int64_t kt = weight_.size(2), cout = weight_.size(0), pending_frames = kt - 1;
+    if (x.size(2) == 0) {
+      return Tensor::Empty({x.size(0), cout, 0, x.size(3) + 2 * padding_[1] - weight_.size(3) + 1,
+                            x.size(4) + 2 * padding_[2] - weight_.size(4) + 1},
+                           x.dtype(), x.device());
+    }
+    // Every time slice as one kernel: taps[:, dt * Cout + co] = tap_dt(x)[:, co].
+    const Tensor w =
+        ops::Reshape(ops::Contiguous(ops::Permute(weight_, {2, 0, 1, 3, 4})),
+                     {kt * cout, weight_.size(1), 1, weight_.size(3), weight_.size(4)});
+    ops::Conv3dOptions o;
+    o.padding = {0, 0, padding_[1], padding_[1], padding_[2], padding_[2]};
+    const Tensor taps = ops::Conv3d(x, w, Tensor(), o);
+    auto tap = [&](int64_t dt, int64_t s) {
+      return ops::Narrow(ops::Narrow(taps, 1, dt * cout, cout), 2, s, 1);
+    };
+    // pending[j]: what output frame s + 1 + j has received so far.
+    Tensor pending = slot.frames;
+    if (!pending.defined()) {
+      pending = Tensor::Zeros({x.size(0), cout, pending_frames, taps.size(3), taps.size(4)},
+                              x.dtype(), x.device());
+    }
+    const Tensor bias = ops::Reshape(ops::Cast(bias_, x.dtype()), {1, cout, 1, 1, 1});
+    std::vector<Tensor> outs, next(pending_frames);
+    for (int64_t s = 0; s < x.size(2); ++s) {
+      outs.push_back(ops::Add(ops::Add(ops::Narrow(pending, 2, 0, 1), tap(kt - 1, s)), bias));
+      for (int64_t j = 0; j < pending_frames; ++j) {
+        const Tensor t = tap(kt - 2 - j, s);
+        next[j] = j + 1 < pending_frames ? ops::Add(ops::Narrow(pending, 2, j + 1, 1), t)
+                                         : ops::Contiguous(t);
+      }
+      pending = ops::Concat(next, 2);
+    }
+    slot.frames = pending;
+    return outs.size() == 1 ? outs[0] : ops::Concat(outs, 2);
+  }
+
   std::array<int64_t, 3> stride_, padding_;
   int slot_;
+  bool caches_outputs_;  // Cout < Cin: ForwardCachingSums
   Tensor weight_, bias_;
 };
 
@@ -233,6 +301,7 @@ class VaeResample : public VaeLayer {
     if (time_conv_ != nullptr) slot_ = (*slots)++;
   }
   std::string TypeName() const override { return "Resample"; }
+  Mode mode() const { return mode_; }
 
   Tensor Forward(const Tensor& x, VaeStream& stream) const override {
     switch (mode_) {
@@ -248,7 +317,7 @@ class VaeResample : public VaeLayer {
     return x;
   }
 
- private:
+  // The parts of Forward, for callers that run frames one at a time between them.
   // Nearest 2x then a 3x3 conv (C -> C/2), the conv reading x upsampled.
   Tensor Upsample(const Tensor& x) const {
     return resample_->Forward(x, {1, 1}, {1, 1, 1, 1}, /*upsample=*/true);
@@ -291,6 +360,7 @@ class VaeResample : public VaeLayer {
     return ConcatFrames(first, y);
   }
 
+ private:
   int64_t dim_;
   Mode mode_;
   VaeConv2d* resample_;
@@ -320,6 +390,16 @@ Tensor RunLayers(const std::vector<const VaeLayer*>& layers, size_t begin, size_
     stream.Record(absl::StrCat(name, ".", i), x);
   }
   return x;
+}
+
+using FrameSink = std::function<void(const Tensor&)>;
+
+// The frames of x as separate tensors.
+std::vector<Tensor> SplitFrames(const Tensor& x) {
+  std::vector<Tensor> frames;
+  for (int64_t f = 0; f < x.size(2); ++f)
+    frames.push_back(ops::Contiguous(ops::Narrow(x, 2, f, 1)));
+  return frames;
 }
 
 // Runs `part` on every frame of x in turn and joins the outputs in time. Every layer is a causal
@@ -361,10 +441,12 @@ class VaeEncoder : public nn::Module {
       if (i != levels - 1) {
         const auto mode = c.temperal_downsample[i] ? VaeResample::Mode::kDownsample3d
                                                    : VaeResample::Mode::kDownsample2d;
-        if (c.temperal_downsample[i]) {
-          per_frame_layers_ = std::min(per_frame_layers_, downsamples_.size());
-        }
+        const bool first_temporal = c.temperal_downsample[i] && first_temporal_ == nullptr;
+        if (first_temporal) per_frame_layers_ = downsamples_.size();
         Append(downsamples, &downsamples_, std::make_unique<VaeResample>(out_dim, mode, &slots_));
+        if (first_temporal) {
+          first_temporal_ = static_cast<const VaeResample*>(downsamples_.back());
+        }
         scale /= 2.0;
       }
     }
@@ -379,16 +461,21 @@ class VaeEncoder : public nn::Module {
   std::string TypeName() const override { return "Encoder3d"; }
   int slots() const { return slots_; }
 
-  // The layers before the first temporal downsample (the full and half resolutions) run one
-  // frame at a time.
+  // The layers before the first temporal downsample (the full and half resolutions) and that
+  // downsample's spatial half run one frame at a time.
   Tensor Forward(const Tensor& x, VaeStream& stream) const {
     Tensor y = PerFrame(x, [&](const Tensor& frame) {
       Tensor out = conv1_->Forward(frame, stream);
       stream.Record("act.encoder.conv1", out);
-      return RunLayers(downsamples_, 0, per_frame_layers_, out, stream, "act.encoder.downsamples");
+      out = RunLayers(downsamples_, 0, per_frame_layers_, out, stream, "act.encoder.downsamples");
+      return first_temporal_ != nullptr ? first_temporal_->Downsample(out) : out;
     });
-    y = RunLayers(downsamples_, per_frame_layers_, downsamples_.size(), y, stream,
-                  "act.encoder.downsamples");
+    size_t next = per_frame_layers_;
+    if (first_temporal_ != nullptr) {
+      y = first_temporal_->TemporalDownsample(y, stream);
+      stream.Record(absl::StrCat("act.encoder.downsamples.", next++), y);
+    }
+    y = RunLayers(downsamples_, next, downsamples_.size(), y, stream, "act.encoder.downsamples");
     y = RunLayers(middle_, 0, middle_.size(), y, stream, "act.encoder.middle");
     y = head_conv_->Forward(NormForHead(*head_norm_, y, stream), stream);
     stream.Record("act.encoder.head.2", y);
@@ -409,8 +496,10 @@ class VaeEncoder : public nn::Module {
 
  private:
   int slots_ = 0;
-  // The number of downsamples_ before the first temporal downsample (all of them without one).
+  // The number of downsamples_ before the first temporal downsample (all of them without one),
+  // and that downsample.
   size_t per_frame_layers_ = std::numeric_limits<size_t>::max();
+  const VaeResample* first_temporal_ = nullptr;
   VaeCausalConv3d* conv1_;
   std::vector<const VaeLayer*> downsamples_, middle_;
   VaeRmsNorm* head_norm_;
@@ -450,30 +539,29 @@ class VaeDecoder : public nn::Module {
         const auto mode =
             temporal ? VaeResample::Mode::kUpsample3d : VaeResample::Mode::kUpsample2d;
         Append(upsamples, &upsamples_, std::make_unique<VaeResample>(out_dim, mode, &slots_));
-        if (temporal) per_frame_from_ = upsamples_.size();
+        temporal_upsamples_.resize(upsamples_.size());
+        if (temporal) {
+          temporal_upsamples_.back() = static_cast<const VaeResample*>(upsamples_.back());
+        }
         scale *= 2.0;
       }
     }
+    temporal_upsamples_.resize(upsamples_.size());
     head_norm_ = RegisterModuleAt("head.0", std::make_unique<VaeRmsNorm>(out_dim, false));
     head_conv_ = RegisterModuleAt("head.2", Conv3(out_dim, 3));
   }
   std::string TypeName() const override { return "Decoder3d"; }
   int slots() const { return slots_; }
 
-  // The layers after the last temporal upsample (the half and full resolutions) and the head
-  // run one frame at a time.
-  Tensor Forward(const Tensor& x, VaeStream& stream) const {
+  // Decodes a chunk, handing the output frames to `emit` in order. The frames a temporal upsample
+  // makes go through the rest of the decoder one at a time (depth first), so that besides the
+  // streams' state only one frame per level waits; every layer is a causal stream, so this
+  // equals one pass over the chunk.
+  void Forward(const Tensor& x, VaeStream& stream, const FrameSink& emit) const {
     Tensor y = conv1_->Forward(x, stream);
     stream.Record("act.decoder.conv1", y);
     y = RunLayers(middle_, 0, middle_.size(), y, stream, "act.decoder.middle");
-    y = RunLayers(upsamples_, 0, per_frame_from_, y, stream, "act.decoder.upsamples");
-    return PerFrame(y, [&](const Tensor& frame) {
-      Tensor out = RunLayers(upsamples_, per_frame_from_, upsamples_.size(), frame, stream,
-                             "act.decoder.upsamples");
-      out = head_conv_->Forward(NormForHead(*head_norm_, out, stream), stream);
-      stream.Record("act.decoder.head.2", out);
-      return out;
-    });
+    RunUpsamples(0, std::move(y), stream, emit);
   }
 
  private:
@@ -483,10 +571,34 @@ class VaeDecoder : public nn::Module {
                                              std::array<int64_t, 3>{1, 1, 1}, &slots_);
   }
 
+  // upsamples_[i..] and the head on x.
+  void RunUpsamples(size_t i, Tensor x, VaeStream& stream, const FrameSink& emit) const {
+    for (; i < upsamples_.size(); ++i) {
+      const VaeResample* temporal = temporal_upsamples_[i];
+      if (temporal == nullptr) {
+        x = upsamples_[i]->Forward(x, stream);
+        stream.Record(absl::StrCat("act.decoder.upsamples.", i), x);
+        continue;
+      }
+      std::vector<Tensor> frames = SplitFrames(temporal->TemporalUpsample(x, stream));
+      x = Tensor();
+      for (Tensor& frame : frames) {
+        Tensor y = temporal->Upsample(frame);
+        frame = Tensor();
+        stream.Record(absl::StrCat("act.decoder.upsamples.", i), y);
+        RunUpsamples(i + 1, std::move(y), stream, emit);
+      }
+      return;
+    }
+    x = head_conv_->Forward(NormForHead(*head_norm_, x, stream), stream);
+    stream.Record("act.decoder.head.2", x);
+    emit(x);
+  }
+
   int slots_ = 0;
-  size_t per_frame_from_ = 0;  // the first of upsamples_ after the last temporal upsample
   VaeCausalConv3d* conv1_;
   std::vector<const VaeLayer*> middle_, upsamples_;
+  std::vector<const VaeResample*> temporal_upsamples_;  // per upsamples_ entry: null, or itself
   VaeRmsNorm* head_norm_;
   VaeCausalConv3d* head_conv_;
 };
@@ -646,10 +758,10 @@ Tensor WanVae::DecodeRaw(const Tensor& z_in, const VaeScale& scale,
   };
   if (options.chunked) {
     for (int64_t i = 0; i < latent_frames; ++i) {
-      emit(decoder_->Forward(ops::Contiguous(ops::Narrow(x, 2, i, 1)), stream));
+      decoder_->Forward(ops::Contiguous(ops::Narrow(x, 2, i, 1)), stream, emit);
     }
   } else {
-    emit(decoder_->Forward(x, stream));
+    decoder_->Forward(x, stream, emit);
   }
   SDPO_CHECK(written == out.size(2), "WanVAE_ decode: produced ", written, " frames, expected ",
              out.size(2));

@@ -7,10 +7,13 @@
 // temporal upsamples pass their stream's first frame through without the temporal conv. So a
 // clip can be cut into chunks of any length with the same result as one pass: Encode and Decode
 // use the official chunking (encode: the first frame, then 4 frames at a time; decode: one latent
-// frame at a time), or one whole-clip pass. Inside a chunk the high-resolution layers (the
-// encoder's before its first temporal downsample, the decoder's after its last temporal upsample)
-// run one frame at a time, and the forward-only blocks normalise and add in place, so that the
-// peak memory is the streams' state plus about three frame-sized tensors (docs/wan21.md).
+// frame at a time), or one whole-clip pass. Inside a chunk the encoder's high-resolution layers
+// (before its first temporal downsample, and that downsample's spatial half) run one frame at a
+// time; in the decoder the frames each temporal upsample makes go through the rest one at a time
+// (depth first). The caches are shifted in place, the 3-channel head caches partial sums instead
+// of input frames, and the forward-only blocks normalise and add in place, so that the peak
+// memory is the streams' state plus about three full-resolution frames (docs/wan21.md, "Memory
+// bound"; tests/models/wan21/vae_memory_test.cc).
 //
 // Precision and device follow the parameters: CastParameters(kBF16 / kF64) and ToDevice() switch
 // the arithmetic; norms accumulate in f32 (f64 for f64), the latent (de)normalisation runs in f32

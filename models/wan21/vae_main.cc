@@ -89,23 +89,15 @@ int Run(int argc, char** argv) {
   }
   auto t1 = std::chrono::steady_clock::now();
 
-  std::vector<Tensor> keep;
-  std::vector<TensorToWrite> write;
-  const SafetensorsDType file_dtype =
-      dtype == kF64 ? SafetensorsDType::kF64 : SafetensorsDType::kF32;
-  for (const auto& [name, t] : outputs) {
-    Tensor o = ops::Contiguous(ops::To(ops::Cast(t, dtype), Device::CPU()));
-    keep.push_back(o);
-    write.push_back({name, file_dtype, o.shape(), o.raw_data(), o.nbytes()});
-  }
   const std::string& out_path = flags.out;
-  WriteSafetensors(out_path, write,
-                   {{"config", vae->config().ToJson()},
-                    {"weights", report.path},
-                    {"inputs", inputs_path},
-                    {"compute_dtype", DTypeName(dtype)},
-                    {"chunked", options.chunked ? "true" : "false"}});
-  std::fprintf(stderr, "wrote %zu tensors to %s (%.3f s)\n", write.size(), out_path.c_str(),
+  const size_t written =
+      forward_tool::WriteOutputs(out_path, outputs, dtype,
+                                 {{"config", vae->config().ToJson()},
+                                  {"weights", report.path},
+                                  {"inputs", inputs_path},
+                                  {"compute_dtype", DTypeName(dtype)},
+                                  {"chunked", options.chunked ? "true" : "false"}});
+  std::fprintf(stderr, "wrote %zu tensors to %s (%.3f s)\n", written, out_path.c_str(),
                std::chrono::duration<double>(t1 - t0).count());
   return 0;
 }

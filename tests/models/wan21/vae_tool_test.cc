@@ -1,10 +1,12 @@
 // The command-line parity tool (//models/wan21:vae) reproduces the fixtures' outputs: encode
 // cases (x -> mu, log_var) and decode cases (z -> video_raw, video), f32 and f64, the config from
 // --config or from a vae_config.json next to the weights.
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -85,6 +87,30 @@ TEST(VaeToolTest, ReportsBadInputs) {
   std::fclose(f);
   EXPECT_NE(std::string(buf).find("shape mismatch"), std::string::npos) << buf;
   EXPECT_NE(RunTool("--weights x --inputs y", dir), 0);  // no --out
+}
+
+TEST(VaeToolTest, ANonFiniteOutputIsAnErrorAndNothingIsWritten) {
+  SDPO_SKIP_WITHOUT_VAE_FIXTURES();
+  const std::string dir = ::sdpo::testing::FreshTmpDir("vae_tool_nan");
+  // A latent with one NaN: the decoded video is not finite.
+  auto in = SafetensorsFile::Open(VaeFixtureFile("tiny_a.dec1.safetensors"));
+  std::vector<float> z = ReadAsF32(in->at("z"));
+  z[0] = std::nanf("");
+  const std::string nan_case = dir + "/nan.case.safetensors", out = dir + "/nan.out.safetensors";
+  WriteSafetensors(nan_case, {{"z", SafetensorsDType::kF32, in->at("z").shape, z.data(),
+                               z.size() * sizeof(float)}});
+  EXPECT_NE(RunTool(absl::StrCat("--weights ", VaeFixtureFile("tiny_a.weights.safetensors"),
+                                 " --config=", VaeFixtureFile("tiny_a.config.json"), " --inputs ",
+                                 nan_case, " --out ", out),
+                    dir),
+            0);
+  std::FILE* f = std::fopen((dir + "/stderr.txt").c_str(), "r");
+  ASSERT_NE(f, nullptr);
+  char buf[4096] = {0};
+  const size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+  std::fclose(f);
+  EXPECT_NE(std::string(buf, n).find("has a non-finite value"), std::string::npos) << buf;
+  EXPECT_EQ(std::fopen(out.c_str(), "r"), nullptr);
 }
 
 }  // namespace
