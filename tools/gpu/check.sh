@@ -5,7 +5,7 @@
 #   bash tools/gpu/check.sh --dry-run        (or SDPO_CHECK_DRY_RUN=1)
 #
 # Parts (SDPO_CHECK_PARTS, comma-separated; default "parity,nccl,bench,wan_step,trainer,compile,
-# sample" plus "32k" when time is left; vae only when named):
+# sample" plus "32k" when time is left; vae and cogvideox_vae only when named):
 #   parity    the CUDA parity tests of gpu_bundle/cuda/cuda_check (two runs)
 #   nccl      the NCCL communicator with world size 1 (cuda_check nccl)
 #   bench     the micro-benchmarks, ours and PyTorch's (bench/peers/gpu_ops.py)
@@ -14,6 +14,9 @@
 #             81x480x832 (random weights of the released shapes, `cuda_check vae`): ours with
 #             cuDNN convolutions, ours with our own conv kernel (SDPO_CUDNN_CONV=0) and the
 #             PyTorch peer (bench/peers/wan_vae_peer.py): time and peak device memory
+#   cogvideox_vae  the group norm parity cases, then a bf16 CogVideoX-2B VAE decode of 13 latent
+#             frames at 60x90 to 49x480x720 (random weights of the released shapes,
+#             `cuda_check cogvideox_vae`): time and peak device memory
 #   wan_step  one Wan2.1-1.3B SDPO step (tools/gpu/wan_step.sh) and the PyTorch peer's eager step,
 #             without and with per-block checkpointing, 9,360 tokens per sample
 #   trainer   the trainer binary (sdpo --device=cuda --precision=bf16) on a generated 1.3B-shaped
@@ -310,6 +313,13 @@ if has_part vae; then
     --device cuda --dtype bf16 --frames 81 --height 480 --width 832 --json "$OUTDIR/vae_torch.jsonl"
   SDPO_CUDNN_CONV=0 step vae_sdpo_own 150 "$OUTDIR/vae_sdpo_own.log" "$BUNDLE/cuda_check" \
     "${VAE[@]}" --json "$OUTDIR/vae_sdpo_own.jsonl"
+fi
+if has_part cogvideox_vae; then
+  SDPO_CUDA_SYNC=1 step parity_cogvideox_vae 30 "$OUTDIR/parity_cogvideox_vae.log" \
+    "$BUNDLE/cuda_check" --gtest_color=no --gtest_filter='*group_norm*' \
+    --gtest_output="json:$OUTDIR/parity_cogvideox_vae.json"
+  step cogvideox_vae_sdpo 150 "$OUTDIR/cogvideox_vae_sdpo.log" "$BUNDLE/cuda_check" cogvideox_vae \
+    --latent_frames=13 --height=480 --width=720 --dtype=bf16 --json "$OUTDIR/cogvideox_vae_sdpo.jsonl"
 fi
 if has_part wan_step; then
   # One SDPO step of Wan2.1-1.3B (bench/cuda/wan_step.h), tried in decreasing sizes (see

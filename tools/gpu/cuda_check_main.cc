@@ -5,6 +5,9 @@
 // cuda_check make_data [...]         full-scale random checkpoint and data (tools/data/full_scale.h)
 // cuda_check vae [--mode=decode --frames=81 --height=480 --width=832 --dtype=bf16 --json FILE]
 //                                    the Wan2.1 VAE on GPU 0 (bench/wan_vae_bench_lib.h)
+// cuda_check cogvideox_vae [--latent_frames=13 --height=480 --width=720 --dtype=bf16
+//                           --json FILE]
+//                                    the CogVideoX-2B VAE decode on GPU 0 (cogvideox_vae_check.h)
 // The flags of bench, wan_step, vae and nccl are defined here (one flag namespace per binary) and
 // parsed with io/command_line.h after the command word; make_data parses its own arguments.
 #include <cstdint>
@@ -18,6 +21,7 @@
 #include "gtest/gtest.h"
 #include "io/command_line.h"
 #include "tools/data/full_scale.h"
+#include "tools/gpu/cogvideox_vae_check.h"
 #include "tools/gpu/nccl_check.h"
 
 // bench and wan_step
@@ -44,14 +48,16 @@ ABSL_FLAG(std::string, mode, "decode", "vae: decode, encode or both");
 ABSL_FLAG(int64_t, frames, 81, "vae: video frames (1 + 4k)");
 ABSL_FLAG(int64_t, height, 480, "vae: video height");
 ABSL_FLAG(int64_t, width, 832, "vae: video width");
-ABSL_FLAG(std::string, dtype, "bf16", "vae: f32 or bf16");
+ABSL_FLAG(std::string, dtype, "bf16", "vae, cogvideox_vae: f32 or bf16");
+// cogvideox_vae (also --height, --width: the video's, --dtype and --json)
+ABSL_FLAG(int64_t, latent_frames, 13, "cogvideox_vae: latent frames to decode");
 
 namespace {
 
 constexpr char kUsage[] =
-    "[gtest flags] | bench [--json FILE] [--only S] | wan_step [flags] | vae [flags] | nccl |\n"
-    "make_data\n"
-    "The CUDA parity tests, micro-benchmarks, Wan2.1 step and VAE benchmarks and NCCL check.";
+    "[gtest flags] | bench [--json FILE] [--only S] | wan_step [flags] | vae [flags] |\n"
+    "cogvideox_vae [flags] | nccl | make_data\n"
+    "The CUDA parity tests, micro-benchmarks, Wan2.1 step, the VAE benchmarks and NCCL check.";
 
 WanStepCliOptions WanStepFromFlags() {
   WanStepCliOptions o;
@@ -73,18 +79,14 @@ WanStepCliOptions WanStepFromFlags() {
   return o;
 }
 
-// The VAE benchmark's JSON line on stdout, appended to --json when given.
-int RunVae() {
+sdpo::DType VaeDtypeFlag() {
   const std::string dtype = absl::GetFlag(FLAGS_dtype);
   SDPO_CHECK(dtype == "f32" || dtype == "bf16", "--dtype must be f32 or bf16, got ", dtype);
-  sdpo::bench::WanVaeBenchOptions o;
-  o.mode = absl::GetFlag(FLAGS_mode);
-  o.frames = absl::GetFlag(FLAGS_frames);
-  o.height = absl::GetFlag(FLAGS_height);
-  o.width = absl::GetFlag(FLAGS_width);
-  o.dtype = dtype == "bf16" ? sdpo::kBF16 : sdpo::kF32;
-  o.device = sdpo::Device::CUDA(0);
-  const std::string line = sdpo::bench::RunWanVaeBench(o);
+  return dtype == "bf16" ? sdpo::kBF16 : sdpo::kF32;
+}
+
+// A benchmark's JSON line on stdout, appended to --json when given.
+int PrintJsonLine(const std::string& line) {
   std::printf("%s\n", line.c_str());
   if (!absl::GetFlag(FLAGS_json).empty()) {
     std::ofstream(absl::GetFlag(FLAGS_json), std::ios::app) << line << "\n";
@@ -92,12 +94,33 @@ int RunVae() {
   return 0;
 }
 
+int RunVae() {
+  sdpo::bench::WanVaeBenchOptions o;
+  o.mode = absl::GetFlag(FLAGS_mode);
+  o.frames = absl::GetFlag(FLAGS_frames);
+  o.height = absl::GetFlag(FLAGS_height);
+  o.width = absl::GetFlag(FLAGS_width);
+  o.dtype = VaeDtypeFlag();
+  o.device = sdpo::Device::CUDA(0);
+  return PrintJsonLine(sdpo::bench::RunWanVaeBench(o));
+}
+
+int RunCogVideoXVae() {
+  sdpo::tools::CogVideoXVaeCheckOptions o;
+  o.latent_frames = absl::GetFlag(FLAGS_latent_frames);
+  o.height = absl::GetFlag(FLAGS_height);
+  o.width = absl::GetFlag(FLAGS_width);
+  o.dtype = VaeDtypeFlag();
+  return PrintJsonLine(sdpo::tools::RunCogVideoXVaeDecode(o));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const std::string command = argc > 1 ? argv[1] : "";
   if (command == "make_data") return sdpo::tools::MakeFullScaleMain(argc - 1, argv + 1);
-  if (command == "bench" || command == "wan_step" || command == "vae" || command == "nccl") {
+  if (command == "bench" || command == "wan_step" || command == "vae" ||
+      command == "cogvideox_vae" || command == "nccl") {
     // The command word stands for the program name.
     sdpo::ParseCommandLine(argc - 1, argv + 1, kUsage);
     if (command == "bench") {
@@ -106,6 +129,9 @@ int main(int argc, char** argv) {
     if (command == "wan_step") return RunWanStepBench(WanStepFromFlags());
     if (command == "vae") {
       return sdpo::RunReportingErrors("cuda_check vae", [] { return RunVae(); });
+    }
+    if (command == "cogvideox_vae") {
+      return sdpo::RunReportingErrors("cuda_check cogvideox_vae", [] { return RunCogVideoXVae(); });
     }
     return RunNcclCheck();
   }

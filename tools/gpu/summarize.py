@@ -42,7 +42,7 @@ ORDER = [
 
 def tests(outdir):
     rows = []
-    for name in ("parity_ops", "parity_attention", "parity_vae"):
+    for name in ("parity_ops", "parity_attention", "parity_vae", "parity_cogvideox_vae"):
         jpath = os.path.join(outdir, name + ".json")
         lpath = os.path.join(outdir, name + ".log")
         passed = failed = skipped = 0
@@ -358,6 +358,23 @@ def vae(outdir, status):
               f"{ours['peak_allocated_mib'] / peer['peak_allocated_mib']:.2f}x")
 
 
+def cogvideox_vae(outdir, status):
+    """The bf16 CogVideoX-2B VAE decode (part cogvideox_vae), from cogvideox_vae_sdpo.jsonl."""
+    step = "cogvideox_vae_sdpo"
+    r = (json_lines(os.path.join(outdir, step + ".jsonl")) or [None])[-1]
+    if r is None and step not in status:
+        return
+    print()
+    print("CogVideoX-2B VAE decode, bf16, random weights of the released shapes, "
+          f"latent {r['latent'] if r else '-'} -> video {r['video'] if r else '-'}")
+    print(f"  {'run':<28} {'decode s':>9} {'peak alloc MiB':>15} {'peak reserved MiB':>18}")
+    if r is None:
+        print(f"  {'sdpo (cogvideox_vae)':<28} {'-':>9}  {why_not(status, step)}")
+    else:
+        print(f"  {'sdpo (cogvideox_vae)':<28} {r['decode_s']:>9.2f} {r['peak_allocated_mib']:>15.0f} "
+              f"{r['peak_reserved_mib']:>18.0f}")
+
+
 def targets(outdir):
     """Issue 20's targets, one row each: ours, PyTorch's best, the ratio and the verdict."""
     status = step_status(outdir)
@@ -499,6 +516,10 @@ def main():
         vae(outdir, step_status(outdir))
     except Exception as e:
         print(f"vae summary failed: {type(e).__name__}: {e}")
+    try:
+        cogvideox_vae(outdir, step_status(outdir))
+    except Exception as e:
+        print(f"cogvideox_vae summary failed: {type(e).__name__}: {e}")
     try:
         targets(outdir)
     except Exception as e:  # the rest of the output is already printed

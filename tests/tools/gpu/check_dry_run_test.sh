@@ -8,7 +8,7 @@ export SDPO_CHECK_OUTDIR="$TEST_TMPDIR/check" SDPO_CHECK_DATA="$TEST_TMPDIR/data
 export SDPO_CHECK_ALLOW_NO_BUNDLE=1 OUT="$TEST_TMPDIR/out"
 export SDPO_MAKE_DATA="$PWD/tools/data/make_full_scale" SDPO_TRAINER="$PWD/trainers/sdpo"
 export SDPO_SAMPLE="$PWD/trainers/sample"
-export SDPO_CHECK_PARTS=parity,nccl,bench,vae,wan_step,trainer,compile,sample,32k,14b
+export SDPO_CHECK_PARTS=parity,nccl,bench,vae,cogvideox_vae,wan_step,trainer,compile,sample,32k,14b
 bash tools/gpu/check.sh --dry-run > "$TEST_TMPDIR/stdout.txt" 2>&1 || {
   cat "$TEST_TMPDIR/stdout.txt"
   exit 1
@@ -24,7 +24,7 @@ done
 n=$(grep -c . "$SDPO_CHECK_OUTDIR/dry_trainer/metrics.jsonl")
 ((n >= 2 && n < 1000)) || { echo "the tiny trainer wrote $n steps"; exit 1; }
 # Every GPU step was listed, none run; the table ends the output.
-for s in parity_ops parity_vae vae_sdpo vae_torch vae_sdpo_own wan_step trainer_full trainer_full_recompute trainer_lora_recompute_f21 \
+for s in parity_ops parity_vae vae_sdpo vae_torch vae_sdpo_own parity_cogvideox_vae cogvideox_vae_sdpo wan_step trainer_full trainer_full_recompute trainer_lora_recompute_f21 \
   torch_compile torch_compile_ckpt sample_sdpo sample_torch wan_step_14b trainer_14b_lora_recompute_f21; do
   grep -q "^$s	not run (dry run)	" "$steps" || { echo "step $s not listed"; exit 1; }
 done

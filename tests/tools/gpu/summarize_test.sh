@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # tools/gpu/summarize.py on the files a GPU run writes (written here by hand, in the formats of
 # cuda_check wan_step, bench/peers/wan_bench.py, make_data, the trainer's metrics.jsonl,
-# nvidia-smi and steps.tsv): the targets table compares the trainer with the FASTER PyTorch
-# variant, judges 0.8x / 45% / 5 GB / 5% correctly, and names why a cell is missing.
+# nvidia-smi, cuda_check cogvideox_vae and steps.tsv): the targets table compares the trainer
+# with the FASTER PyTorch variant, judges 0.8x / 45% / 5 GB / 5% correctly, and names why a cell
+# is missing; the CogVideoX VAE table shows its decode.
 set -euo pipefail
 d="$TEST_TMPDIR/check"
 mkdir -p "$d/trainer_full" "$d/trainer_full_recompute"
@@ -29,6 +30,9 @@ cat > "$d/bench_wan_step.jsonl" <<'JSON'
 JSON
 echo 'sampling 1 video(s): latent [16, 21, 60, 104], unipc 50 steps, shift 5, guidance 5, cuda:0 bf16' > "$d/sample_sdpo.log"
 echo '{"name": "wan_sample_1.3b", "config": {"steps": 50, "solver": "flow Euler"}, "loop_s": 40.0, "warmup_s": 5.0, "build_s": 5.0}' > "$d/sample_torch.log"
+printf 'cogvideox_vae_sdpo\tok\t45\n' >> "$d/steps.tsv"
+echo '{"bench": "cogvideox_vae", "mode": "decode", "dtype": "bf16", "device": "cuda:0", "latent": "[1, 16, 13, 60, 90]", "video": "[1, 3, 49, 480, 720]", "load_s": 9.50, "decode_s": 3.25, "peak_allocated_mib": 21034, "peak_reserved_mib": 23552}' \
+  > "$d/cogvideox_vae_sdpo.jsonl"
 
 python3 tools/gpu/summarize.py "$d" > "$TEST_TMPDIR/out.txt"
 cat "$TEST_TMPDIR/out.txt"
@@ -55,4 +59,6 @@ expect "14B LoRA r64+recompute, 32760 tok: s/step, MFU (wan_step)" "30.00 s" "MF
 expect "14B LoRA r64+recompute, 32760 tok: plan vs peak" "+2.6%" met
 expect "1.3B full, recompute, 32760 tok: s/step (trainer)" "not run (part not selected)"
 expect "sampling 50 steps" "40.0 s" "50.0 s" 0.80 met
+expect "CogVideoX-2B VAE decode, bf16" "[1, 16, 13, 60, 90]" "[1, 3, 49, 480, 720]"
+expect "sdpo (cogvideox_vae)" 3.25 21034 23552
 echo PASS
