@@ -204,7 +204,8 @@ Tensor GroupNorm(const Tensor& x, int64_t groups, const Tensor& weight, const Te
 const Tensor& GroupNormInPlace(const Tensor& x, int64_t groups, const Tensor& weight,
                                const Tensor& bias, double eps, bool silu) {
   SDPO_CHECK(x.is_contiguous(), "group_norm (in place): x must be contiguous, got ", x.str());
-  if (x.device().is_cpu()) {  // the CPU kernel takes all statistics before writing a row
+  // The CPU and CUDA kernels take every statistic before they write (Kernels::GroupNorm).
+  if (x.device().is_cpu() || x.device().is_cuda()) {
     GroupNormInto(x, x, groups, weight, bias, eps, silu);
   } else {  // other devices' kernels are not known to allow out == x
     CopyInto(x, GroupNorm(x, groups, weight, bias, eps, silu));

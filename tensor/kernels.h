@@ -88,7 +88,8 @@ class Kernels {
     SDPO_FAIL("channel_rms_norm: no kernel on ", out.device().str());
   }
   // out, x contiguous [B, C, inner]; weight and bias contiguous [C] in the statistics dtype (f64
-  // for f64 x, else f32) or undefined; groups divides C; see ops::GroupNorm.
+  // for f64 x, else f32) or undefined; groups divides C; see ops::GroupNorm. out may be x: the
+  // CPU and CUDA kernels take every statistic before they write (ops::GroupNormInPlace).
   virtual void GroupNorm(const Tensor& out, const Tensor& x, const Tensor& weight,
                          const Tensor& bias, int64_t groups, double eps, bool silu) {
     SDPO_FAIL("group_norm: no kernel on ", out.device().str());

@@ -9,6 +9,8 @@
 //   2. statistics: one thread per group adds its chunks in order: mean, rstd = 1/sqrt(var + eps);
 //   3. apply: per channel row a = rstd * weight[c], b = bias[c] - mean * a (in f64, then rounded
 //      to the statistics dtype as the CPU does), y = x * a + b, SiLU when asked.
+// out may be x (ops::GroupNormInPlace): every statistic is taken before the apply launch, which
+// reads and writes each element in one thread.
 // Traffic: 2 reads + 1 write of x (the bound of a non-fused group norm); work per element: 3 f64
 // FLOPs for the statistics, 2 FLOPs for the affine step (+ exp and a division for SiLU), so it
 // is a bandwidth kernel on GPUs with full-rate f64 (H100 SXM: 34 f64 TFLOP/s (no tensor cores)

@@ -620,7 +620,8 @@ std::vector<Case>& Table() {
            {}, Tol(t)});
       // Group norm (+ SiLU) over (C/G, T, H, W): two channels per group on odd T/H/W with an
       // offset mean, one channel per group without affine parameters, [B, C, H, W], and one
-      // group of 24,420 elements, which the kernel splits over several blocks (> 8 * 256 each).
+      // group of 24,420 elements, which the kernel splits over several blocks (> 8 * 256 each);
+      // then in place (GroupNormInPlace: out == x).
       add({Name("group_norm", t),
            [t] {
              return Tensors{Randn({2, 6, 3, 5, 7}, t, 2.0, 3.0),
@@ -634,13 +635,17 @@ std::vector<Case>& Table() {
                             Randn({4}, t, 0.5, 1.0)};
            },
            [](const Tensors& in) {
-             return Tensors{ops::GroupNorm(in[0], 3, in[1], in[2], 1e-6, false),
-                            ops::GroupNorm(in[0], 3, in[1], in[2], 1e-6, true),
-                            ops::GroupNorm(in[3], 5, Tensor(), Tensor(), 1e-5, false),
-                            ops::GroupNorm(in[4], 2, in[5], in[6], 1e-5, true),
-                            ops::GroupNorm(in[7], 1, in[8], Tensor(), 1e-6, true),
-                            // a constant group: variance 0, the output is the bias
-                            ops::GroupNorm(ops::MulScalar(in[4], 0.0), 4, in[5], in[6], 1e-5)};
+             return Tensors{
+                 ops::GroupNorm(in[0], 3, in[1], in[2], 1e-6, false),
+                 ops::GroupNorm(in[0], 3, in[1], in[2], 1e-6, true),
+                 ops::GroupNorm(in[3], 5, Tensor(), Tensor(), 1e-5, false),
+                 ops::GroupNorm(in[4], 2, in[5], in[6], 1e-5, true),
+                 ops::GroupNorm(in[7], 1, in[8], Tensor(), 1e-6, true),
+                 // a constant group: variance 0, the output is the bias
+                 ops::GroupNorm(ops::MulScalar(in[4], 0.0), 4, in[5], in[6], 1e-5),
+                 // in place over a copy of the input (out == x in the kernel)
+                 ops::GroupNormInPlace(ops::Clone(in[7]), 1, in[8], Tensor(), 1e-6, true),
+                 ops::GroupNormInPlace(ops::Clone(in[0]), 3, in[1], in[2], 1e-6)};
            },
            {},
            Tol(t)});
