@@ -168,7 +168,7 @@ TEST(LoadEncoderTest, PthFilesLoadLikeTheSafetensors) {
   EXPECT_LE(testing::RelL2(f32->Forward(ids, mask), ref), 1e-5);
   auto bf16 = LoadEncoder("tests/models/umt5/testdata/umt5_tiny_a.bf16.pth");
   EXPECT_EQ(bf16->FindParameter("blocks.0.attn.q.weight").dtype(), kBF16);  // kept in bf16
-  // bf16 weights (8-bit mantissas, 2^-9 relative rounding) through 3 blocks.
+  // bf16 weights (8-bit significands: unit roundoff 2^-8) through 3 blocks.
   EXPECT_LE(testing::RelL2(bf16->Forward(ids, mask), ref), 2e-2);
 }
 
