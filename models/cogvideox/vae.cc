@@ -389,6 +389,18 @@ std::vector<std::pair<int64_t, int64_t>> FramePieces(int64_t frames, int64_t siz
   return pieces;
 }
 
+// Frames after `levels` temporal steps of `per_level`, summed over the official pieces of a clip.
+int64_t FramesThroughPieces(int64_t frames, int64_t batch, int64_t levels,
+                            int64_t (*per_level)(int64_t)) {
+  int64_t total = 0;
+  for (const auto& [start, length] : FramePieces(frames, batch)) {
+    int64_t t = length;
+    for (int64_t l = 0; l < levels; ++l) t = per_level(t);
+    total += t;
+  }
+  return total;
+}
+
 void JoinRecorded(std::map<std::string, std::vector<Tensor>>& recorded,
                   std::map<std::string, Tensor>* capture) {
   for (auto& [name, parts] : recorded) {
@@ -515,25 +527,15 @@ CogVideoXVae::~CogVideoXVae() = default;
 int64_t CogVideoXVae::LatentFrames(int64_t video_frames) const {
   SDPO_CHECK(video_frames >= 1, "AutoencoderKLCogVideoX: a video needs at least 1 frame, got ",
              video_frames);
-  int64_t total = 0;
-  for (const auto& [start, length] : FramePieces(video_frames, config_.encode_frame_batch)) {
-    int64_t t = length;
-    for (int64_t l = 0; l < config_.temporal_levels(); ++l) t = DownsampledFrames(t);
-    total += t;
-  }
-  return total;
+  return FramesThroughPieces(video_frames, config_.encode_frame_batch, config_.temporal_levels(),
+                             DownsampledFrames);
 }
 
 int64_t CogVideoXVae::VideoFrames(int64_t latent_frames) const {
   SDPO_CHECK(latent_frames >= 1, "AutoencoderKLCogVideoX: a latent needs at least 1 frame, got ",
              latent_frames);
-  int64_t total = 0;
-  for (const auto& [start, length] : FramePieces(latent_frames, config_.decode_latent_batch)) {
-    int64_t t = length;
-    for (int64_t l = 0; l < config_.temporal_levels(); ++l) t = UpsampledFrames(t);
-    total += t;
-  }
-  return total;
+  return FramesThroughPieces(latent_frames, config_.decode_latent_batch, config_.temporal_levels(),
+                             UpsampledFrames);
 }
 
 VaeEncoding CogVideoXVae::Encode(const Tensor& video, const VaeRunOptions& options) const {
