@@ -3,7 +3,7 @@
 //
 //   bazel build -c opt //bench:cogvideox_vae_bench
 //   bazel-bin/bench/cogvideox_vae_bench --mode=decode --latent_frames=13 --height=60 --width=90
-//       [--threads=N] [--seed=S] [--names=PATH]
+//       [--threads=N] [--seed=S] [--names=PATH] [--tiling=off|on|HxW:SHxSW]
 //
 // Random weights with the released shapes (checked against the fixtures' names list, --names)
 // and the values of bench/random_weights.h. --height / --width are the latent's (the video is 8x
@@ -33,6 +33,8 @@ ABSL_FLAG(int64_t, height, 60, "latent height (the video's is 8x)");
 ABSL_FLAG(int64_t, width, 90, "latent width (the video's is 8x)");
 ABSL_FLAG(int, threads, 0, "CPU threads (0: SDPO_NUM_THREADS or all)");
 ABSL_FLAG(uint64_t, seed, 1, "seed of the random weights");
+ABSL_FLAG(std::string, tiling, "off",
+          "diffusers' enable_tiling(): off | on (240x360 pixels every 200x288) | HxW:SHxSW");
 ABSL_FLAG(std::string, names, "../shared/fixtures/cogvideox_vae/cogvideox_2b_vae_full.names.json",
           "the released model's parameter names and shapes (empty: no check)");
 
@@ -69,6 +71,8 @@ int Run(int argc, char** argv) {
                 w = absl::GetFlag(FLAGS_width);
   SDPO_CHECK(frames >= 1 && h >= 1 && w >= 1, "--latent_frames, --height and --width must be >= 1");
 
+  cogvideox::VaeRunOptions options;
+  options.tiling = cogvideox::ParseVaeTiling(absl::GetFlag(FLAGS_tiling));
   PhaseTimer load;
   cogvideox::CogVideoXVae vae(cogvideox::CogVideoXVaeConfig::CogVideoX2B());
   const std::string names = absl::GetFlag(FLAGS_names);
@@ -87,7 +91,7 @@ int Run(int argc, char** argv) {
             ops::RandomUniform({1, c.in_channels, 1 + 4 * (frames - 1), f * h, f * w}, 7, 0), 2.0),
         -1.0);
     PhaseTimer t;
-    z = vae.Encode(video).mean;
+    z = vae.Encode(video, options).mean;
     encode_s = t.wall_s();
     encode_cpu_s = t.cpu_s();
   } else {
@@ -96,7 +100,7 @@ int Run(int argc, char** argv) {
   std::string video_shape = "null";
   if (mode != "encode") {
     PhaseTimer t;
-    Tensor video = vae.DecodeUnscaled(z);
+    Tensor video = vae.DecodeUnscaled(z, options);
     decode_s = t.wall_s();
     decode_cpu_s = t.cpu_s();
     video_shape = ShapeStr(video.shape());
@@ -107,10 +111,12 @@ int Run(int argc, char** argv) {
   absl::PrintF(
       "{\"bench\": \"cogvideox_vae\", \"mode\": \"%s\", \"dtype\": \"f32\", \"latent_frames\": %d, "
       "\"height\": %d, \"width\": %d, \"latent\": %s, \"video\": %s, \"threads\": %d, "
+      "\"tiling\": \"%s\", "
       "\"load_s\": %.2f, \"encode_s\": %.2f, \"decode_s\": %.2f, \"encode_cpu_s\": %.2f, "
       "\"decode_cpu_s\": %.2f, \"rss_after_load_mib\": %.0f, \"peak_rss_mib\": %.0f}\n",
-      mode, frames, h, w, ShapeStr(z.shape()), video_shape, NumThreads(), load_s, encode_s,
-      decode_s, encode_cpu_s, decode_cpu_s, rss_loaded, bench::ProcStatusMib("VmHWM:"));
+      mode, frames, h, w, ShapeStr(z.shape()), video_shape, NumThreads(),
+      options.tiling ? options.tiling->str() : "off", load_s, encode_s, decode_s, encode_cpu_s,
+      decode_cpu_s, rss_loaded, bench::ProcStatusMib("VmHWM:"));
   return 0;
 }
 

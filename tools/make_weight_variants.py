@@ -20,17 +20,20 @@ against an independent implementation.
 """
 import collections
 import json
+import os
 import struct
 import sys
 
 import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench", "peers"))
+from common import write_safetensors  # noqa: E402
 
 DTYPES = {
     "F32": torch.float32, "F64": torch.float64, "F16": torch.float16, "BF16": torch.bfloat16,
     "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
     "U8": torch.uint8, "BOOL": torch.bool,
 }
-NAMES = {v: k for k, v in DTYPES.items()}
 
 
 def read_safetensors(path):
@@ -50,20 +53,6 @@ def read_safetensors(path):
             torch.empty(0, dtype=DTYPES[info["dtype"]])
         out[name] = t.reshape(info["shape"]).clone()
     return out
-
-
-def write_safetensors(path, tensors):
-    header, chunks, offset = {}, [], 0
-    for name, t in tensors.items():
-        raw = t.contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b""
-        header[name] = {"dtype": NAMES[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(raw)]}
-        chunks.append(raw)
-        offset += len(raw)
-    text = json.dumps(header, separators=(",", ":"))
-    text += " " * ((8 - (8 + len(text)) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text.encode() + b"".join(chunks))
 
 
 RESIDUAL = [("residual.0.", "norm1."), ("residual.2.", "conv1."), ("residual.3.", "norm2."),

@@ -162,20 +162,23 @@ namespace {
 // The VAE in f32 on the run's device (CPU or CUDA), one clip per call; results on the CPU.
 class FolderVae final : public CogVideoXVaeRunner {
  public:
-  FolderVae(std::unique_ptr<cogvideox::CogVideoXVae> vae, std::string hash)
-      : vae_(std::move(vae)), hash_(std::move(hash)) {}
+  FolderVae(std::unique_ptr<cogvideox::CogVideoXVae> vae, std::string hash,
+            const std::optional<cogvideox::VaeTiling>& tiling)
+      : vae_(std::move(vae)), hash_(std::move(hash)) {
+    options_.tiling = tiling;
+  }
 
   Tensor Encode(const Tensor& video) override {
     SDPO_CHECK(video.dim() == 4 && video.size(0) == 3,
                "the CogVideoX VAE encodes a video [3, T, H, W], got ", ShapeStr(video.shape()));
     NoGradGuard no_grad;
-    return Unbatched(vae_->Encode(Batched(video)).latents);
+    return Unbatched(vae_->Encode(Batched(video), options_).latents);
   }
   Tensor Decode(const Tensor& latent) override {
     SDPO_CHECK(latent.dim() == 4, "the CogVideoX VAE decodes a latent [C, F, H, W], got ",
                ShapeStr(latent.shape()));
     NoGradGuard no_grad;
-    return Unbatched(vae_->Decode(Batched(latent)));
+    return Unbatched(vae_->Decode(Batched(latent), options_));
   }
   std::string WeightsHash() const override { return hash_; }
 
@@ -188,6 +191,7 @@ class FolderVae final : public CogVideoXVaeRunner {
   }
   std::unique_ptr<cogvideox::CogVideoXVae> vae_;
   std::string hash_;
+  cogvideox::VaeRunOptions options_;
 };
 
 // SHA-256 over the VAE's weight files and its config.json (scaling_factor decides the latents).
@@ -204,15 +208,16 @@ std::string VaeHash(const std::string& dir) {
 
 }  // namespace
 
-std::unique_ptr<CogVideoXVaeRunner> CogVideoXVaeRunner::Open(const CogVideoXFolder& folder,
-                                                             Device device, std::string* why_not) {
+std::unique_ptr<CogVideoXVaeRunner> CogVideoXVaeRunner::Open(
+    const CogVideoXFolder& folder, Device device, std::string* why_not,
+    const std::optional<cogvideox::VaeTiling>& tiling) {
   if (folder.vae.empty()) {
     *why_not = absl::StrCat(folder.dir, " has no vae/ folder");
     return nullptr;
   }
   std::unique_ptr<cogvideox::CogVideoXVae> vae = cogvideox::LoadVae(folder.vae, device);
   vae->SetRequiresGrad(false);
-  return std::make_unique<FolderVae>(std::move(vae), VaeHash(folder.vae));
+  return std::make_unique<FolderVae>(std::move(vae), VaeHash(folder.vae), tiling);
 }
 
 }  // namespace sdpo::trainers

@@ -13,9 +13,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "models/cogvideox/config.h"
+#include "models/cogvideox/vae.h"
 #include "models/schedules.h"
 #include "models/umt5/prompt_encoder.h"
 #include "tensor/device.h"
@@ -85,9 +87,11 @@ std::unique_ptr<umt5::PromptEncoder> OpenCogVideoXTextEncoder(const CogVideoXFol
 //           latent / scaling_factor through the decoder, as the pipeline's decode_latents.
 class CogVideoXVaeRunner {
  public:
-  // nullptr when the folder has no vae/ (`why_not` says so); load errors throw.
-  static std::unique_ptr<CogVideoXVaeRunner> Open(const CogVideoXFolder& folder, Device device,
-                                                  std::string* why_not);
+  // nullptr when the folder has no vae/ (`why_not` says so); load errors throw. `tiling`:
+  // diffusers' enable_tiling() for both directions (cogvideox::VaeTiling; none by default).
+  static std::unique_ptr<CogVideoXVaeRunner> Open(
+      const CogVideoXFolder& folder, Device device, std::string* why_not,
+      const std::optional<cogvideox::VaeTiling>& tiling = std::nullopt);
   virtual ~CogVideoXVaeRunner() = default;
   virtual Tensor Encode(const Tensor& video) = 0;
   virtual Tensor Decode(const Tensor& latent) = 0;

@@ -10,6 +10,7 @@
 // docs/data.md describes the table layouts, the conditioning and resuming.
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/match.h"
@@ -18,6 +19,7 @@
 #include "io/checkpoint.h"
 #include "io/command_line.h"
 #include "models/cogvideox/checkpoint.h"
+#include "models/cogvideox/vae.h"
 #include "models/umt5/prompt_encoder.h"
 #include "tensor/error.h"
 #include "trainers/cogvideox_folder.h"
@@ -56,6 +58,9 @@ ABSL_FLAG(std::string, text_cache, "", "prompt-embedding cache (default: text_ca
 ABSL_FLAG(std::string, text_compute, "f32",
           "text encoder numerics: f32 | bf16 (projections on bf16-rounded inputs, f32 "
           "accumulation; the CPU's bf16 units; docs/text.md)");
+ABSL_FLAG(std::string, vae_tiling, "off",
+          "CogVideoX VAE tiles as diffusers' enable_tiling(): off | on (240x360 pixels every "
+          "200x288) | HxW:SHxSW; less memory at 480x720, other numbers (docs/cogvideox.md)");
 ABSL_FLAG(std::string, prompt_column, "prompt", "table column (JSONL key) of the prompt");
 ABSL_FLAG(std::string, chosen_column, "chosen",
           "column of the chosen video (with --label_column: video A)");
@@ -135,9 +140,14 @@ Encoders OpenCogVideoX(const std::string& model, const std::string& checkpoint, 
       cogvideox::ResolveConfig(*OpenCheckpoint(folder.transformer));
   std::string why_not;
   Encoders e;
-  std::unique_ptr<CogVideoXVaeRunner> vae = CogVideoXVaeRunner::Open(folder, device, &why_not);
+  const std::optional<cogvideox::VaeTiling> tiling =
+      cogvideox::ParseVaeTiling(absl::GetFlag(FLAGS_vae_tiling));
+  std::unique_ptr<CogVideoXVaeRunner> vae =
+      CogVideoXVaeRunner::Open(folder, device, &why_not, tiling);
   SDPO_CHECK(vae != nullptr, "--checkpoint=", folder.dir, ": ", why_not);
-  const std::string vae_hash = vae->WeightsHash();
+  // Tiles change the latents: a resumed run must use the same ones.
+  const std::string vae_hash =
+      absl::StrCat(vae->WeightsHash(), tiling ? " vae_tiling=" + tiling->str() : "");
   e.video = CogVideoXVideoEncoder(std::move(vae));
   CogVideoXTextOptions t;
   t.weights = absl::GetFlag(FLAGS_text_encoder);
@@ -162,6 +172,8 @@ int Main() {
   const bool cogvideox = model == "cogvideox-2b" || model == "cogvideox-5b";
   SDPO_CHECK(model == "wan21" || cogvideox, "--model=", model,
              ": expected wan21, cogvideox-2b or cogvideox-5b");
+  SDPO_CHECK(cogvideox || absl::GetFlag(FLAGS_vae_tiling) == "off",
+             "--vae_tiling is for the CogVideoX VAE (the Wan2.1 VAE runs untiled)");
   for (const auto& [flag, value] :
        {std::pair<const char*, std::string>{"--checkpoint", absl::GetFlag(FLAGS_checkpoint)},
         {"--pairs", absl::GetFlag(FLAGS_pairs)},

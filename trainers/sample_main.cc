@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/ascii.h"
@@ -28,6 +29,7 @@
 #include "absl/strings/str_split.h"
 #include "io/command_line.h"
 #include "io/video.h"
+#include "models/cogvideox/vae.h"
 #include "models/umt5/prompt_encoder.h"
 #include "models/wan21/checkpoint.h"
 #include "nn/checkpoint_io.h"
@@ -74,6 +76,9 @@ ABSL_FLAG(std::string, text_cache, "",
 ABSL_FLAG(std::string, text_compute, "f32",
           "text encoder numerics: f32 | bf16 (projections on bf16-rounded inputs, f32 "
           "accumulation; the CPU's bf16 units; docs/text.md)");
+ABSL_FLAG(std::string, vae_tiling, "off",
+          "CogVideoX VAE tiles as diffusers' enable_tiling(): off | on (240x360 pixels every "
+          "200x288) | HxW:SHxSW; less memory at 480x720, other numbers (docs/cogvideox.md)");
 ABSL_FLAG(int, samples, 0, "samples per prompt (0: 1; the demo: 2)");
 ABSL_FLAG(uint64_t, seed, 0, "noise seed");
 ABSL_FLAG(std::string, sampler, "",
@@ -334,7 +339,8 @@ int CogVideoXMain(const std::string& model_name, const std::string& out, const D
       SampleDdpmLatentVideos(*tm.model, tm.schedule->alphas_cumprod(), contexts, request);
 
   std::string why_not;
-  std::unique_ptr<CogVideoXVaeRunner> vae = CogVideoXVaeRunner::Open(folder, device, &why_not);
+  std::unique_ptr<CogVideoXVaeRunner> vae = CogVideoXVaeRunner::Open(
+      folder, device, &why_not, cogvideox::ParseVaeTiling(absl::GetFlag(FLAGS_vae_tiling)));
   std::function<Tensor(const Tensor&)> decode;
   if (vae != nullptr) decode = [&](const Tensor& z) { return vae->Decode(z); };
   WriteSamples(latents, out, OrDefault(absl::GetFlag(FLAGS_fps), 8.0), decode, why_not);
@@ -346,7 +352,11 @@ int CheckpointMain(const Device device, const DType dtype) {
   const std::string out = absl::GetFlag(FLAGS_out);
   SDPO_CHECK(absl::EndsWith(out, ".mp4"), "--out=", out,
              ": name the video file to write (ending in .mp4); the latents go next to it");
-  if (model == "wan21") return WanMain(out, device, dtype);
+  if (model == "wan21") {
+    SDPO_CHECK(absl::GetFlag(FLAGS_vae_tiling) == "off",
+               "--vae_tiling is for the CogVideoX VAE (the Wan2.1 VAE runs untiled)");
+    return WanMain(out, device, dtype);
+  }
   SDPO_CHECK(model == "cogvideox-2b" || model == "cogvideox-5b", "--model=", model,
              ": expected wan21, cogvideox-2b or cogvideox-5b");
   return CogVideoXMain(model, out, device, dtype);

@@ -157,10 +157,74 @@ def decode(vae, z):
     return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
 
 
+def parse_tiling(spec):
+    """"off" -> None, "on" -> the 480x720 tiles (240x360 every 200x288), "HxW:SHxSW" -> ints."""
+    if spec in (None, "", "off"):
+        return None
+    if spec == "on":
+        return 240, 360, 200, 288
+    tile, stride = spec.split(":")
+    return tuple(int(v) for v in tile.split("x") + stride.split("x"))
+
+
+def enable_tiling(vae, tiling):
+    mh, mw, sh, sw = tiling
+    vae.enable_tiling(tile_sample_min_height=mh, tile_sample_min_width=mw,
+                      tile_sample_stride_height=sh, tile_sample_stride_width=sw)
+
+
+def tiled(vae, x, run, decode):
+    """The official tiled_encode / tiled_decode (01d6a1b) around `run`, one tile through the
+    fixtures' frame pieces (the official tiled methods cut frames with range(0, n, batch)):
+    the same tile grid, the official vae.blend_v / vae.blend_h in the same order, the same crops.
+    Matches vae.tiled_encode / vae.tiled_decode where the two piece rules agree (--tiled_cases
+    checks it)."""
+    f = vae.spatial_compression_ratio
+    mh, mw = vae.tile_sample_min_height, vae.tile_sample_min_width
+    sh, sw = vae.tile_sample_stride_height, vae.tile_sample_stride_width
+    if decode:
+        size, step = (mh // f, mw // f), (sh // f, sw // f)
+        blend, keep = (mh - sh, mw - sw), (sh, sw)
+        out = (x.shape[3] * f, x.shape[4] * f)
+    else:
+        size, step = (mh, mw), (sh, sw)
+        blend, keep = (mh // f - sh // f, mw // f - sw // f), (sh // f, sw // f)
+        out = (x.shape[3] // f, x.shape[4] // f)
+    rows = []
+    for i in range(0, x.shape[3], step[0]):
+        row = []
+        for j in range(0, x.shape[4], step[1]):
+            tile = run(x[:, :, :, i : i + size[0], j : j + size[1]])
+            if rows:
+                tile = vae.blend_v(rows[-1][len(row)], tile, blend[0])
+            if row:
+                tile = vae.blend_h(row[-1], tile, blend[1])
+            row.append(tile)
+        rows.append(row)
+    joined = [torch.cat([t[:, :, :, : keep[0], : keep[1]] for t in row], dim=4) for row in rows]
+    return torch.cat(joined, dim=3)[:, :, :, : out[0], : out[1]]
+
+
+def encode_moments(vae, x, tiling=None):
+    """The moments of encode(vae, x), through the tiles when `tiling` applies (as _encode)."""
+    if tiling and (x.shape[3] > tiling[0] or x.shape[4] > tiling[1]):
+        return tiled(vae, x, lambda t: encode(vae, t).parameters, decode=False)
+    return encode(vae, x).parameters
+
+
+def decode_video(vae, z, tiling=None):
+    """decode(vae, z), through the tiles when `tiling` applies (a latent taller or wider than
+    a tile)."""
+    f = vae.spatial_compression_ratio
+    if tiling and (z.shape[3] > tiling[0] // f or z.shape[4] > tiling[1] // f):
+        return tiled(vae, z, lambda t: decode(vae, t), decode=True)
+    return decode(vae, z)
+
+
 def build(official, config):
     vae = official.AutoencoderKLCogVideoX(**config)
     assert vae.num_latent_frames_batch_size == 2 and vae.num_sample_frames_batch_size == 8
-    assert not vae.use_tiling and not vae.use_slicing
+    assert not vae.use_tiling and not vae.use_slicing  # enable_tiling() turns tiling on later
     return vae.eval().requires_grad_(False)
 
 
@@ -189,6 +253,46 @@ def verify(directory, official):
         print(f"{case}: rel L2 {err:.3g}  pieces {pieces}")
     print("OK" if worst <= 1e-5 else "FAILED", f"(worst {worst:.3g})")
     return 0 if worst <= 1e-5 else 1
+
+
+def tiled_cases(out_dir, fixtures, official):
+    """Writes the tiled cases of tests/models/cogvideox/testdata/tiled/: the tiny_a model through
+    the official vae.tiled_encode / vae.tiled_decode, with frame counts for which the official
+    methods' range(0, n, batch) pieces equal the fixtures' pieces (8 video frames: one piece;
+    4 latent frames: [0, 2) [2, 4)), and the small tiles of TILING so that the grid has edge
+    tiles of one latent cell."""
+    from common import read_safetensors, write_safetensors
+    config = json.load(open(os.path.join(fixtures, "tiny_a.config.json")))["AutoencoderKLCogVideoX"]
+    vae = build(official, config)
+    weights, _ = read_safetensors(os.path.join(fixtures, "tiny_a.weights.safetensors"))
+    vae.load_state_dict(weights, strict=True)
+    tiling = parse_tiling(TILED_CASES_TILING)
+    enable_tiling(vae, tiling)
+    g = torch.Generator().manual_seed(20261207)
+    x = torch.rand(1, 3, 8, 40, 56, generator=g) * 2 - 1
+    z = torch.randn(1, config["latent_channels"], 4, 5, 7, generator=g)
+    assert frame_pieces(8, 8) == [(0, 8)] and frame_pieces(4, 2) == [(0, 2), (2, 4)]
+    meta = {"tiling": TILED_CASES_TILING, "made_by": "bench/peers/cogvideox_vae_peer.py --tiled_cases",
+            "official": "diffusers 01d6a1b AutoencoderKLCogVideoX.tiled_encode / tiled_decode",
+            "model": "shared/fixtures/cogvideox_vae/tiny_a"}
+    with torch.no_grad():
+        moments = vae.encode(x).latent_dist.parameters
+        video = vae.decode(z).sample
+        # The benchmark's driver (the fixtures' piece rule) agrees with the official methods here.
+        for got, ref in [(encode_moments(vae, x, tiling), moments), (decode_video(vae, z, tiling), video)]:
+            assert got.shape == ref.shape and torch.equal(got, ref), (got.shape, ref.shape)
+    c = config["latent_channels"]
+    os.makedirs(out_dir, exist_ok=True)
+    write_safetensors(os.path.join(out_dir, "tiny_a.tiled_enc.safetensors"),
+                      {"x": x, "moments": moments, "mean": moments[:, :c].contiguous(),
+                       "logvar": moments[:, c:].clamp(-30.0, 20.0).contiguous()}, meta)
+    write_safetensors(os.path.join(out_dir, "tiny_a.tiled_dec.safetensors"),
+                      {"z": z, "video": video}, meta)
+    print(f"wrote {out_dir}: moments {list(moments.shape)}, video {list(video.shape)}")
+    return 0
+
+
+TILED_CASES_TILING = "32x40:16x24"
 
 
 # --- the benchmark ------------------------------------------------------------------------------
@@ -247,6 +351,9 @@ def bench(args, official):
     t0 = time.perf_counter()
     vae, config = full_size(official, args.fixtures)
     randomize(vae, args.seed)
+    tiling = parse_tiling(args.tiling)
+    if tiling:
+        enable_tiling(vae, tiling)
     flops = count_conv_flops(vae) if args.count_flops else None
     load_s = time.perf_counter() - t0
     rss_loaded = proc_status_mib("VmRSS:")
@@ -258,7 +365,7 @@ def bench(args, official):
             frames = 1 + 4 * (args.latent_frames - 1)
             video = torch.rand(1, 3, frames, args.height * f, args.width * f) * 2 - 1
             t, c = time.perf_counter(), time.process_time()
-            z = encode(vae, video).mean
+            z = encode_moments(vae, video, tiling)[:, :z_ch]
             encode_s, encode_cpu_s = time.perf_counter() - t, time.process_time() - c
             del video
         else:
@@ -266,7 +373,7 @@ def bench(args, official):
         latent_shape = list(z.shape)
         if args.mode != "encode":
             t, c = time.perf_counter(), time.process_time()
-            out = decode(vae, z)
+            out = decode_video(vae, z, tiling)
             decode_s, decode_cpu_s = time.perf_counter() - t, time.process_time() - c
             assert torch.isfinite(out.view(-1)[0])
             video_shape = list(out.shape)
@@ -274,6 +381,7 @@ def bench(args, official):
             "mkldnn": torch.backends.mkldnn.is_available(), "mode": args.mode, "dtype": "f32",
             "latent_frames": args.latent_frames, "height": args.height, "width": args.width,
             "latent": latent_shape, "video": video_shape, "threads": args.threads,
+            "tiling": "-".join(map(str, tiling)) if tiling else "off",
             "torch": torch.__version__, "load_s": round(load_s, 2),
             "encode_s": round(encode_s, 2), "decode_s": round(decode_s, 2),
             "encode_cpu_s": round(encode_cpu_s, 2), "decode_cpu_s": round(decode_cpu_s, 2),
@@ -303,6 +411,10 @@ def main():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--fixtures", default=os.path.join(here, "../../../shared/fixtures/cogvideox_vae"),
                    help=f"the folder of {NAMES_JSON}")
+    p.add_argument("--tiling", default="off",
+                   help="off, on (240x360 tiles every 200x288) or HxW:SHxSW video pixels")
+    p.add_argument("--tiled_cases", metavar="DIR",
+                   help="write the tiled test cases (official tiled_encode / tiled_decode) to DIR")
     p.add_argument("--json", metavar="FILE", help="also append the JSON line to FILE")
     p.add_argument("--count_flops", action="store_true",
                    help="add the conv FLOPs of the run (forward hooks) as conv_tflop")
@@ -310,6 +422,8 @@ def main():
     official = import_official(args.diffusers_vae_py)
     if args.verify:
         return verify(args.verify, official)
+    if args.tiled_cases:
+        return tiled_cases(args.tiled_cases, args.fixtures, official)
     if args.bench:
         return bench(args, official)
     p.print_help()

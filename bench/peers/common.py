@@ -56,6 +56,24 @@ def read_safetensors(path):
     return out, meta
 
 
+def write_safetensors(path, tensors, metadata=None):
+    """Writes dict name -> CPU tensor (in its own dtype) and optional string metadata."""
+    names = {dtype: name for name, dtype in _ST_DTYPES.items()}
+    header, chunks, offset = {}, [], 0
+    if metadata:
+        header["__metadata__"] = {k: str(v) for k, v in metadata.items()}
+    for name, t in tensors.items():
+        raw = t.contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        header[name] = {"dtype": names[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(raw)]}
+        chunks.append(raw)
+        offset += len(raw)
+    text = json.dumps(header, separators=(",", ":"))
+    text += " " * ((8 - (8 + len(text)) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text.encode() + b"".join(chunks))
+
+
 # ---------------------------------------------------------------------------------------
 # Which BLAS did this process load?
 # ---------------------------------------------------------------------------------------

@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <functional>
+#include <tuple>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "models/checkpoint_util.h"
 #include "nn/checkpoint_io.h"
@@ -514,6 +517,158 @@ class VaeDecoder : public nn::Module {
   CausalConv3d* conv_out_;
 };
 
+// --- one tile through the VAE, and the tiles --------------------------------------------------
+
+namespace {
+
+// x [B, C, T, H, W] through the encoder piece by piece (the official frame pieces when `batched`),
+// every causal conv's cache carried from piece to piece: the moments, in the output dtype.
+Tensor RunEncoder(const VaeEncoder& encoder, const CogVideoXVaeConfig& c, const Tensor& x,
+                  bool batched, std::map<std::string, std::vector<Tensor>>* recorded) {
+  const int64_t batch = batched ? c.encode_frame_batch : x.size(2);
+  VaeStream stream;
+  stream.caches.resize(encoder.slots());
+  stream.recorded = recorded;
+  std::vector<Tensor> outs;
+  for (const auto& [start, length] : FramePieces(x.size(2), batch)) {
+    outs.push_back(encoder.Forward(ops::Contiguous(ops::Narrow(x, 2, start, length)), stream));
+  }
+  stream.caches.clear();
+  return ops::Cast(outs.size() == 1 ? outs[0] : ops::Concat(outs, 2), OutputDType(x.dtype()));
+}
+
+// z [B, latent_channels, Tl, h, w] through the decoder piece by piece, each piece written into
+// the output as it comes (the output dtype) so that only one piece's activations live at a time.
+Tensor RunDecoder(const VaeDecoder& decoder, const CogVideoXVaeConfig& c, const Tensor& z,
+                  bool batched, std::map<std::string, std::vector<Tensor>>* recorded) {
+  const int64_t frames = z.size(2), f = c.spatial_factor();
+  const int64_t batch = batched ? c.decode_latent_batch : frames;
+  const int64_t total = FramesThroughPieces(frames, batch, c.temporal_levels(), UpsampledFrames);
+  Tensor out = Tensor::Empty({z.size(0), c.out_channels, total, f * z.size(3), f * z.size(4)},
+                             OutputDType(z.dtype()), z.device());
+  VaeStream stream;
+  stream.caches.resize(decoder.slots());
+  stream.recorded = recorded;
+  int64_t written = 0;
+  for (const auto& [start, length] : FramePieces(frames, batch)) {
+    Tensor part = decoder.Forward(ops::Contiguous(ops::Narrow(z, 2, start, length)), stream);
+    SDPO_CHECK(part.size(2) + written <= total && part.size(3) == out.size(3) &&
+                   part.size(4) == out.size(4),
+               "AutoencoderKLCogVideoX decode: a piece of ", part.str(),
+               " does not fit the output ", out.str(), " at frame ", written);
+    ops::CopyInto(ops::Narrow(out, 2, written, part.size(2)), part);
+    written += part.size(2);
+  }
+  SDPO_CHECK(written == total, "AutoencoderKLCogVideoX decode: produced ", written,
+             " frames, expected ", total);
+  return out;
+}
+
+// One spatial axis of a tiling: the input is cut every `stride` into tiles of `size` (the last
+// ones cut at the edge); each tile's output is blended over `blend` with its predecessor's and
+// keeps its first `keep`; the joined axis is `out` long. Input and output units differ by the
+// spatial factor (video pixels vs latent cells).
+struct TileAxis {
+  int64_t size, stride, blend, keep, out, count;
+};
+
+// The axis of `extent` input units for tiles of min / stride video pixels (diffusers'
+// tiled_encode: latent blend and keep; tiled_decode: latent tiles, video blend and keep).
+TileAxis Tiles(int64_t extent, int64_t min, int64_t stride, int64_t f, bool decode) {
+  TileAxis a;
+  a.size = decode ? min / f : min;
+  a.stride = decode ? stride / f : stride;
+  a.blend = decode ? min - stride : (min - stride) / f;
+  a.keep = decode ? stride : stride / f;
+  a.out = decode ? extent * f : extent / f;
+  a.count = (extent + a.stride - 1) / a.stride;
+  return a;
+}
+
+// diffusers' blend_v / blend_h: b's first rows (columns) along `dim` become a linear ramp from
+// a's last ones to b's own, over min(a's, b's, extent) of them. In place in b.
+void BlendEdge(const Tensor& a, const Tensor& b, int64_t dim, int64_t extent) {
+  const int64_t e = std::min({a.size(dim), b.size(dim), extent});
+  for (int64_t y = 0; y < e; ++y) {
+    const double w = static_cast<double>(y) / e;
+    const Tensor by = ops::Narrow(b, dim, y, 1);
+    ops::CopyInto(by, ops::Add(ops::MulScalar(ops::Narrow(a, dim, a.size(dim) - e + y, 1), 1 - w),
+                               ops::MulScalar(by, w)));
+  }
+}
+
+// diffusers' tiled_encode / tiled_decode around `run` (one tile through the VAE). A tile is
+// blended with the tile above and the tile to its left after both were blended themselves
+// (row-major order), so tiles are taken in that order and written out as soon as they are final:
+// only the previous row of tile outputs is kept.
+Tensor RunTiled(const Tensor& x, const TileAxis& rows, const TileAxis& cols,
+                const std::function<Tensor(const Tensor&)>& run) {
+  Tensor out;
+  std::vector<Tensor> above, current;
+  for (int64_t r = 0; r < rows.count; ++r) {
+    const int64_t i = r * rows.stride, h = std::min(rows.size, x.size(3) - i);
+    for (int64_t c = 0; c < cols.count; ++c) {
+      const int64_t j = c * cols.stride, w = std::min(cols.size, x.size(4) - j);
+      Tensor tile =
+          ops::Contiguous(run(ops::Contiguous(ops::Narrow(ops::Narrow(x, 3, i, h), 4, j, w))));
+      if (!out.defined()) {
+        out = Tensor::Empty({tile.size(0), tile.size(1), tile.size(2), rows.out, cols.out},
+                            tile.dtype(), tile.device());
+      }
+      if (r > 0) BlendEdge(above[c], tile, 3, rows.blend);
+      if (c > 0) BlendEdge(current[c - 1], tile, 4, cols.blend);
+      const int64_t oi = r * rows.keep, oj = c * cols.keep;
+      const int64_t kh = std::min({rows.keep, tile.size(3), rows.out - oi});
+      const int64_t kw = std::min({cols.keep, tile.size(4), cols.out - oj});
+      if (kh > 0 && kw > 0) {
+        ops::CopyInto(ops::Narrow(ops::Narrow(out, 3, oi, kh), 4, oj, kw),
+                      ops::Narrow(ops::Narrow(tile, 3, 0, kh), 4, 0, kw));
+      }
+      current.push_back(std::move(tile));
+    }
+    above = std::move(current);
+    current.clear();
+  }
+  return out;
+}
+
+void CheckTilingWithoutCapture(const VaeRunOptions& options, const char* what) {
+  SDPO_CHECK(options.capture == nullptr, "AutoencoderKLCogVideoX ", what,
+             ": stage capture (the parity fixtures' stages) is not available with tiling");
+}
+
+}  // namespace
+
+std::string VaeTiling::str() const {
+  return absl::StrCat(min_height, "x", min_width, ":", stride_height, "x", stride_width);
+}
+
+std::optional<VaeTiling> ParseVaeTiling(const std::string& spec, int64_t spatial_factor) {
+  if (spec == "off" || spec.empty()) return std::nullopt;
+  VaeTiling t;
+  if (spec == "on") return t;
+  const auto pair = [&](const std::string& s, int64_t* a, int64_t* b) {
+    const size_t x = s.find('x');
+    return x != std::string::npos && absl::SimpleAtoi(s.substr(0, x), a) &&
+           absl::SimpleAtoi(s.substr(x + 1), b);
+  };
+  const size_t colon = spec.find(':');
+  SDPO_CHECK(colon != std::string::npos &&
+                 pair(spec.substr(0, colon), &t.min_height, &t.min_width) &&
+                 pair(spec.substr(colon + 1), &t.stride_height, &t.stride_width),
+             "VAE tiling '", spec,
+             "': expected off, on, or TILE_HxTILE_W:STRIDE_HxSTRIDE_W in video pixels "
+             "(e.g. 256x256:192x192)");
+  for (const auto& [min, stride, axis] : {std::tuple{t.min_height, t.stride_height, "height"},
+                                          std::tuple{t.min_width, t.stride_width, "width"}}) {
+    SDPO_CHECK(min > 0 && stride > 0 && stride <= min && min % spatial_factor == 0 &&
+                   stride % spatial_factor == 0,
+               "VAE tiling '", spec, "': the tile ", axis, " ", min, " and its stride ", stride,
+               " must be positive multiples of ", spatial_factor, " with stride <= tile");
+  }
+  return t;
+}
+
 // --- CogVideoXVae -------------------------------------------------------------------------------
 
 CogVideoXVae::CogVideoXVae(const CogVideoXVaeConfig& config) : config_(config) {
@@ -542,7 +697,6 @@ VaeEncoding CogVideoXVae::Encode(const Tensor& video, const VaeRunOptions& optio
   NoGradGuard no_grad;
   const Tensor weight = encoder_->FindParameter("conv_in.conv.weight");
   const DType dtype = weight.dtype();
-  const Device device = weight.device();
   SDPO_CHECK(video.dim() == 5 && video.size(1) == config_.in_channels,
              "AutoencoderKLCogVideoX encode: the video must be [B, ", config_.in_channels,
              ", T, H, W], got ", video.str());
@@ -550,23 +704,23 @@ VaeEncoding CogVideoXVae::Encode(const Tensor& video, const VaeRunOptions& optio
   SDPO_CHECK(video.size(2) >= 1 && video.size(3) >= f && video.size(4) >= f,
              "AutoencoderKLCogVideoX encode: the video ", video.str(),
              " needs at least 1 frame and ", f, "x", f, " pixels");
-  Tensor x = ops::To(ops::Cast(video, dtype), device);
-  const std::vector<std::pair<int64_t, int64_t>> pieces =
-      options.batched ? FramePieces(x.size(2), config_.encode_frame_batch)
-                      : std::vector<std::pair<int64_t, int64_t>>{{0, x.size(2)}};
+  const Tensor x = ops::To(ops::Cast(video, dtype), weight.device());
   std::map<std::string, std::vector<Tensor>> recorded;
-  VaeStream stream;
-  stream.caches.resize(encoder_->slots());
-  if (options.capture != nullptr) stream.recorded = &recorded;
-  std::vector<Tensor> outs;
-  for (const auto& [start, length] : pieces) {
-    outs.push_back(encoder_->Forward(ops::Contiguous(ops::Narrow(x, 2, start, length)), stream));
+  auto run = [&](const Tensor& tile) {
+    return RunEncoder(*encoder_, config_, tile, options.batched,
+                      options.capture != nullptr ? &recorded : nullptr);
+  };
+  Tensor moments;
+  const std::optional<VaeTiling>& tiling = options.tiling;
+  if (tiling && (x.size(3) > tiling->min_height || x.size(4) > tiling->min_width)) {
+    CheckTilingWithoutCapture(options, "encode");
+    SDPO_CHECK(x.size(3) % f == 0 && x.size(4) % f == 0, "AutoencoderKLCogVideoX tiled encode: ",
+               "the video's height and width must be multiples of ", f, ", got ", video.str());
+    moments = RunTiled(x, Tiles(x.size(3), tiling->min_height, tiling->stride_height, f, false),
+                       Tiles(x.size(4), tiling->min_width, tiling->stride_width, f, false), run);
+  } else {
+    moments = run(x);
   }
-  x = Tensor();
-  stream.caches.clear();
-  const DType out_dtype = OutputDType(dtype);
-  Tensor moments = ops::Cast(outs.size() == 1 ? outs[0] : ops::Concat(outs, 2), out_dtype);
-  outs.clear();
   const int64_t z = config_.latent_channels;
   VaeEncoding e;
   e.mean = ops::Contiguous(ops::Narrow(moments, 1, 0, z));
@@ -592,42 +746,26 @@ Tensor CogVideoXVae::Decode(const Tensor& latents, const VaeRunOptions& options)
 Tensor CogVideoXVae::DecodeUnscaled(const Tensor& z_in, const VaeRunOptions& options) const {
   NoGradGuard no_grad;
   const Tensor weight = decoder_->FindParameter("conv_in.conv.weight");
-  const DType dtype = weight.dtype();
-  const Device device = weight.device();
   SDPO_CHECK(z_in.dim() == 5 && z_in.size(1) == config_.latent_channels && z_in.size(2) >= 1 &&
                  z_in.size(3) >= 1 && z_in.size(4) >= 1,
              "AutoencoderKLCogVideoX decode: the latent must be [B, ", config_.latent_channels,
              ", T >= 1, h, w], got ", z_in.str());
-  Tensor z = ops::To(ops::Cast(z_in, dtype), device);
-  const int64_t frames = z.size(2), f = config_.spatial_factor();
-  const std::vector<std::pair<int64_t, int64_t>> pieces =
-      options.batched ? FramePieces(frames, config_.decode_latent_batch)
-                      : std::vector<std::pair<int64_t, int64_t>>{{0, frames}};
-  int64_t total = 0;
-  for (const auto& [start, length] : pieces) {
-    int64_t t = length;
-    for (int64_t l = 0; l < config_.temporal_levels(); ++l) t = UpsampledFrames(t);
-    total += t;
-  }
-  const DType out_dtype = OutputDType(dtype);
-  Tensor out = Tensor::Empty({z.size(0), config_.out_channels, total, f * z.size(3), f * z.size(4)},
-                             out_dtype, device);
+  const Tensor z = ops::To(ops::Cast(z_in, weight.dtype()), weight.device());
+  const int64_t f = config_.spatial_factor();
   std::map<std::string, std::vector<Tensor>> recorded;
-  VaeStream stream;
-  stream.caches.resize(decoder_->slots());
-  if (options.capture != nullptr) stream.recorded = &recorded;
-  int64_t written = 0;
-  for (const auto& [start, length] : pieces) {
-    Tensor part = decoder_->Forward(ops::Contiguous(ops::Narrow(z, 2, start, length)), stream);
-    SDPO_CHECK(part.size(2) + written <= total && part.size(3) == out.size(3) &&
-                   part.size(4) == out.size(4),
-               "AutoencoderKLCogVideoX decode: a piece of ", part.str(),
-               " does not fit the output ", out.str(), " at frame ", written);
-    ops::CopyInto(ops::Narrow(out, 2, written, part.size(2)), part);
-    written += part.size(2);
+  auto run = [&](const Tensor& tile) {
+    return RunDecoder(*decoder_, config_, tile, options.batched,
+                      options.capture != nullptr ? &recorded : nullptr);
+  };
+  Tensor out;
+  const std::optional<VaeTiling>& tiling = options.tiling;
+  if (tiling && (z.size(3) > tiling->min_height / f || z.size(4) > tiling->min_width / f)) {
+    CheckTilingWithoutCapture(options, "decode");
+    out = RunTiled(z, Tiles(z.size(3), tiling->min_height, tiling->stride_height, f, true),
+                   Tiles(z.size(4), tiling->min_width, tiling->stride_width, f, true), run);
+  } else {
+    out = run(z);
   }
-  SDPO_CHECK(written == total, "AutoencoderKLCogVideoX decode: produced ", written,
-             " frames, expected ", total);
   if (options.capture != nullptr) {
     JoinRecorded(recorded, options.capture);
     (*options.capture)["video"] = out;

@@ -26,10 +26,35 @@ namespace sdpo::cogvideox {
 class VaeEncoder;
 class VaeDecoder;
 
+// diffusers' `enable_tiling()`: the frame is cut into overlapping tiles of min_height x min_width
+// video pixels starting every stride_height / stride_width pixels (the last tile of a row or
+// column is cut at the edge); each tile goes through the VAE alone (its own frame pieces, conv
+// caches and GroupNorm statistics) and is blended linearly into the tile above it and the tile to
+// its left over their overlap (min - stride pixels of video, (min - stride) / 8 of latent), in
+// diffusers' order; each tile keeps its first `stride` pixels. Tiles bound activation memory by
+// one tile instead of one frame, and change the numbers (a tile sees only its part of the frame).
+// Encode tiles a video wider than min_width or taller than min_height, decode a latent wider
+// than min_width / 8 or taller than min_height / 8. All four values are multiples of 8 (the
+// spatial factor) with 0 < stride <= min.
+struct VaeTiling {
+  // The CogVideoX pipelines' tiles for 480x720: half the sample size, overlap factors 1/6 and
+  // 1/5 (diffusers 0.30-0.31's `enable_tiling()` defaults). Newer diffusers default to
+  // 256x256 tiles every 192 pixels: ParseVaeTiling("256x256:192x192").
+  int64_t min_height = 240, min_width = 360;
+  int64_t stride_height = 200, stride_width = 288;
+  std::string str() const;  // "240x360:200x288"
+};
+
+// "off" -> none; "on" -> the defaults; "HxW:SHxSW" (e.g. "256x256:192x192") -> tiles of HxW
+// video pixels every SH, SW pixels. Throws naming `spec` and the rule it breaks.
+std::optional<VaeTiling> ParseVaeTiling(const std::string& spec, int64_t spatial_factor = 8);
+
 struct VaeRunOptions {
   // The official frame batching (bounded memory; the reference numbers). false: the whole clip
   // as one piece (different numbers, see the fixture README; for experiments only).
   bool batched = true;
+  // Spatial tiles (VaeTiling); none by default, as in diffusers. Not with `capture`.
+  std::optional<VaeTiling> tiling;
   // Receives every stage output under the fixtures' names ("act.encoder.conv_in",
   // "act.encoder.down_blocks.N", "act.decoder.up_blocks.N", "moments", ...), the pieces joined in
   // time. Costs the memory of every stage.

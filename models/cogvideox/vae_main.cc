@@ -2,7 +2,7 @@
 //
 //   bazel run //models/cogvideox:vae -- --weights W --inputs CASE.safetensors
 //       --out OUT.safetensors [--config CONFIG.json] [--dtype f32|f64] [--threads N] [--nobatched]
-//       [--device cpu|cuda|cuda:N]
+//       [--device cpu|cuda|cuda:N] [--tiling off|on|HxW:SHxSW]
 //
 // W: a diffusers `vae/` folder, a .safetensors file or a shard index. A case holding `x`
 // ([B, 3, T, H, W] in [-1, 1]) is encoded: the output holds `mean`, `logvar` and
@@ -12,7 +12,8 @@
 // CogVideoX-2B values. --nobatched runs the clip as one piece instead of the official frame
 // batches (different numbers). Relative paths are taken from the directory `bazel run` was
 // started in. --device=cuda runs the VAE on a GPU (the outputs come back to the host and are
-// written the same way).
+// written the same way). --tiling cuts the frames into tiles as diffusers' enable_tiling() (the
+// tiled cases of tests/models/cogvideox/testdata/tiled).
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -32,6 +33,8 @@ ABSL_FLAG(bool, batched, true,
           "the official frame batches with the causal conv cache; --nobatched: the clip as one "
           "piece");
 ABSL_FLAG(std::string, device, "cpu", "cpu, cuda or cuda:N");
+ABSL_FLAG(std::string, tiling, "off",
+          "diffusers' enable_tiling(): off | on (240x360 pixels every 200x288) | HxW:SHxSW");
 
 namespace {
 
@@ -41,7 +44,7 @@ using forward_tool::ReadCaseTensor;
 constexpr char kUsage[] =
     "usage: vae --weights W --inputs CASE.safetensors --out OUT.safetensors\n"
     "           [--config CONFIG.json] [--dtype f32|f64] [--threads N] [--nobatched]\n"
-    "           [--device cpu|cuda|cuda:N]\n"
+    "           [--device cpu|cuda|cuda:N] [--tiling off|on|HxW:SHxSW]\n"
     "CogVideoX VAE on a case file: a case with x is encoded (mean, logvar, latents), a case\n"
     "with z (latents / scaling_factor) is decoded (video).\n";
 
@@ -65,6 +68,7 @@ int Run(int argc, char** argv) {
   std::unique_ptr<SafetensorsFile> in = SafetensorsFile::Open(inputs_path);
   cogvideox::VaeRunOptions options;
   options.batched = absl::GetFlag(FLAGS_batched);
+  options.tiling = cogvideox::ParseVaeTiling(absl::GetFlag(FLAGS_tiling));
 
   std::map<std::string, Tensor> outputs;
   if (in->contains("x")) {
@@ -84,7 +88,8 @@ int Run(int argc, char** argv) {
                                   {"weights", report.path},
                                   {"inputs", inputs_path},
                                   {"compute_dtype", DTypeName(dtype)},
-                                  {"batched", options.batched ? "true" : "false"}});
+                                  {"batched", options.batched ? "true" : "false"},
+                                  {"tiling", options.tiling ? options.tiling->str() : "off"}});
   std::fprintf(stderr, "wrote %zu tensors to %s (%.3f s)\n", written, out_path.c_str(),
                std::chrono::duration<double>(t1 - t0).count());
   return 0;

@@ -5,7 +5,8 @@
 # under transformers names with a transformers config.json; tokenizer/spiece.model: the umt5
 # fixtures' SentencePiece model): mp4 clips -> //trainers:prepare --model=cogvideox-2b ->
 # //trainers:sdpo 4 LoRA steps -> //trainers:sample --prompt (DDIM) to an mp4 that ffprobe reads;
-# the 5B architecture samples with DPM; a folder without its tokenizer is refused by name.
+# prepare --vae_tiling (diffusers' enable_tiling) gives other latents of the same shapes; the 5B
+# architecture samples with DPM; a folder without its tokenizer is refused by name.
 set -euo pipefail
 ulimit -v 8000000
 tmp="$TEST_TMPDIR"
@@ -38,6 +39,19 @@ grep -q '"shape":\[16,3,4,4\]\|"shape": \[16, 3, 4, 4\]' "$tmp"/data/*.safetenso
   || fail "no [16, 3, 4, 4] latent in the shards"
 grep -q '"shape":\[226,48\]\|"shape": \[226, 48\]' "$tmp"/data/*.safetensors \
   || fail "no [226, 48] context in the shards"
+
+# --- VAE tiles (diffusers' enable_tiling): same shapes, other latents; Wan2.1 refuses the flag ------
+trainers/prepare "${clip[@]}" --vae_tiling=16x16:8x8 --out="$tmp/data_tiled" \
+  --text_cache="$tmp/cache" > "$tmp/pt.out" 2>&1 || { cat "$tmp/pt.out"; fail "prepare --vae_tiling"; }
+grep -q "wrote 4 pairs" "$tmp/pt.out" || { cat "$tmp/pt.out"; fail "tiled prepare summary"; }
+grep -q '"shape":\[16,3,4,4\]\|"shape": \[16, 3, 4, 4\]' "$tmp"/data_tiled/*.safetensors \
+  || fail "no [16, 3, 4, 4] latent in the tiled shards"
+cmp -s <(cat "$tmp"/data/*.safetensors) <(cat "$tmp"/data_tiled/*.safetensors) \
+  && fail "tiled latents equal the untiled ones"
+if trainers/prepare --model=wan21 --vae_tiling=on > "$tmp/wt.out" 2>&1; then
+  fail "prepare --model=wan21 --vae_tiling=on succeeded"
+fi
+grep -q "vae_tiling is for the CogVideoX VAE" "$tmp/wt.out" || { cat "$tmp/wt.out"; fail "wan21 tiling message"; }
 
 # --- train 4 LoRA steps on it ------------------------------------------------------------------------
 trainers/sdpo --model=cogvideox-2b --checkpoint="$ckpt" --data="$tmp/data" --steps=4 --batch=2 \
@@ -83,4 +97,4 @@ if trainers/prepare "${clip[@]}" --out="$tmp/data2" --text_cache="$tmp/cache2" >
   fail "prepare without tokenizer/spiece.model succeeded"
 fi
 grep -q "tokenizer/spiece.model" "$tmp/bad.out" || { cat "$tmp/bad.out"; fail "error does not name the tokenizer"; }
-echo "PASS: videos -> prepare (cogvideox-2b) -> 4 LoRA steps -> mp4; 5B DPM samples; missing tokenizer named"
+echo "PASS: videos -> prepare (cogvideox-2b, untiled and tiled) -> 4 LoRA steps -> mp4; 5B DPM samples; missing tokenizer named"

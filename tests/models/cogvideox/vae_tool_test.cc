@@ -1,7 +1,8 @@
 // The command-line parity tool (//models/cogvideox:vae) reproduces the fixtures from the command
 // line: an encode case (x -> mean, logvar, latents) and a decode case (z -> video) in f32, a
-// decode in f64 with the config read from a diffusers-style vae/ folder, and bad inputs fail with
-// a nonzero exit and a message.
+// decode in f64 with the config read from a diffusers-style vae/ folder, a tiled decode
+// (--tiling) against the official tiled_decode, and bad inputs fail with a nonzero exit and a
+// message.
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -78,6 +79,30 @@ TEST(CogVideoXVaeToolTest, ReadsADiffusersFolderAndRunsF64) {
   EXPECT_LE(RelL2(LoadFixtureTensor(*got, "video", kF64),
                   LoadFixtureTensor(*SafetensorsFile::Open(in), "video_f64", kF64)),
             1e-9);
+}
+
+TEST(CogVideoXVaeToolTest, TilingReproducesTheOfficialTiledDecode) {
+  SDPO_SKIP_WITHOUT_COG_VAE_FIXTURES();
+  const std::string dir = ::sdpo::testing::FreshTmpDir("cog_vae_tool_tiled");
+  const std::string in = "tests/models/cogvideox/testdata/tiled/tiny_a.tiled_dec.safetensors";
+  const std::string weights = VaeFixtureFile("tiny_a.weights.safetensors");
+  const std::string config = VaeFixtureFile("tiny_a.config.json");
+  ASSERT_EQ(RunTool(absl::StrCat("--weights=", weights, " --config=", config, " --inputs=", in,
+                                 " --out=", dir, "/out.safetensors --tiling=32x40:16x24"),
+                    dir),
+            0)
+      << ReadFile(dir + "/stderr.txt");
+  auto got = SafetensorsFile::Open(dir + "/out.safetensors");
+  EXPECT_EQ(got->metadata().at("tiling"), "32x40:16x24");
+  EXPECT_LE(RelL2(LoadFixtureTensor(*got, "video"),
+                  LoadFixtureTensor(*SafetensorsFile::Open(in), "video")),
+            1e-5);
+  // A spec that cannot tile is refused before any work, naming the rule.
+  EXPECT_NE(RunTool(absl::StrCat("--weights=", weights, " --config=", config, " --inputs=", in,
+                                 " --out=", dir, "/bad.safetensors --tiling=30x40:16x24"),
+                    dir),
+            0);
+  EXPECT_NE(ReadFile(dir + "/stderr.txt").find("multiples of 8"), std::string::npos);
 }
 
 TEST(CogVideoXVaeToolTest, ReportsBadInputs) {
