@@ -24,6 +24,7 @@
 #include "absl/strings/str_split.h"
 #include "io/command_line.h"
 #include "io/json.h"
+#include "models/cogvideox/vae.h"
 #include "models/umt5/prompt_encoder.h"
 #include "models/wan21/checkpoint.h"
 #include "nn/checkpoint_io.h"
@@ -161,6 +162,9 @@ ABSL_FLAG(std::string, validation_negative_prompt, "",
           "validation videos: the negative prompt of prompts that give none");
 ABSL_FLAG(double, validation_fps, 0,
           "validation videos: frame rate of the mp4 and GIF (0: Wan2.1 16, CogVideoX 8)");
+ABSL_FLAG(std::string, validation_vae_tiling, "off",
+          "validation videos, CogVideoX: VAE tiles as diffusers' enable_tiling(): off | on "
+          "(240x360 pixels every 200x288) | HxW:SHxSW (less memory at 480x720; docs/cogvideox.md)");
 ABSL_FLAG(std::string, text_encoder, "",
           "validation prompts: text encoder weights (default: the checkpoint folder's "
           "models_t5_umt5-xxl-enc-bf16.safetensors or .pth; CogVideoX: text_encoder/)");
@@ -434,6 +438,8 @@ std::unique_ptr<VideoRenderer> PrepareWanValidation(const std::string& checkpoin
              "to be the Wan2.1 checkpoint folder (with ",
              kWanVaePth, " or ", kWanVaeSafetensors,
              " and the umT5 text encoder), found --checkpoint=", checkpoint);
+  SDPO_CHECK(absl::GetFlag(FLAGS_validation_vae_tiling) == "off",
+             "--validation_vae_tiling is for the CogVideoX VAE (the Wan2.1 VAE runs untiled)");
   const WanCheckpointFolder folder = FindWanCheckpoint(checkpoint);
   SDPO_CHECK(!folder.vae.empty(), "--validation_prompts: ", checkpoint,
              " has no VAE to decode "
@@ -474,7 +480,9 @@ std::unique_ptr<VideoRenderer> PrepareCogVideoXValidation(const std::string& mod
   text.text_len = dit.max_text_seq_length;
   EncodeValidationPrompts(*OpenCogVideoXTextEncoder(folder, text), cache, v);
   std::string why_not;
-  std::unique_ptr<CogVideoXVaeRunner> vae = CogVideoXVaeRunner::Open(folder, device, &why_not);
+  std::unique_ptr<CogVideoXVaeRunner> vae = CogVideoXVaeRunner::Open(
+      folder, device, &why_not,
+      cogvideox::ParseVaeTiling(absl::GetFlag(FLAGS_validation_vae_tiling)));
   SDPO_CHECK(vae != nullptr, "--validation_prompts: ", why_not);
   const ValidationDefaults d{true};
   samplers::DdpmSampleOptions o;

@@ -4,7 +4,8 @@
 # validation/step_NNNNNN/pK.{mp4,gif} through DDIM with guidance and the CogVideoX VAE at step 0,
 # every --eval_every and at the end; ffprobe reads them; the bytes are the same whether or not the
 # run was stopped and resumed in between (fixed noise), and report.md shows them; --val_fraction
-# reports held-out loss and accuracy; DPM renders too; a 5B scheduler under --model=cogvideox-2b
+# reports held-out loss and accuracy; DPM renders too; --validation_vae_tiling decodes through VAE
+# tiles (other pixels); a 5B scheduler under --model=cogvideox-2b
 # and a folder without vae/ are refused by name.
 set -euo pipefail
 ulimit -v 8000000
@@ -103,6 +104,14 @@ done
 diff -r "$tmp/d1/validation" "$tmp/d2/validation" || fail "DPM validation videos are not reproducible"
 cmp -s "$tmp/d1/validation/step_000000/p0.mp4" "$tmp/a/validation/step_000000/p0.mp4" &&
   fail "DPM and DDIM gave the same video of the same policy"
+
+# --- VAE tiles (--validation_vae_tiling) decode the same latents to other pixels -----------------
+train "$tmp/t1" 1 --eval_every=0 --val_fraction=0 --validation_sampler=dpm \
+  --validation_prompts="$tmp/one.jsonl" --validation_vae_tiling=16x16:8x8 \
+  > "$tmp/t1.out" 2>&1 || { cat "$tmp/t1.out"; fail "tiled validation run"; }
+[[ -s "$tmp/t1/validation/step_000001/p0.mp4" ]] || fail "no tiled video: $(ls -R "$tmp/t1/validation")"
+cmp -s "$tmp/t1/validation/step_000001/p0.mp4" "$tmp/d1/validation/step_000001/p0.mp4" &&
+  fail "tiled and untiled VAE decodes gave the same video"
 
 # --- refusals, each named ----------------------------------------------------------------------
 expect_error() {  # expect_error PATTERN CMD...
