@@ -72,7 +72,7 @@ int Run(int argc, char** argv) {
   SDPO_CHECK(frames >= 1 && h >= 1 && w >= 1, "--latent_frames, --height and --width must be >= 1");
 
   cogvideox::VaeRunOptions options;
-  options.tiling = cogvideox::ParseVaeTiling(absl::GetFlag(FLAGS_tiling));
+  options.tiling = cogvideox::ParseVaeTiling(absl::GetFlag(FLAGS_tiling), "--tiling");
   PhaseTimer load;
   cogvideox::CogVideoXVae vae(cogvideox::CogVideoXVaeConfig::CogVideoX2B());
   const std::string names = absl::GetFlag(FLAGS_names);

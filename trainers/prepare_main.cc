@@ -141,7 +141,7 @@ Encoders OpenCogVideoX(const std::string& model, const std::string& checkpoint, 
   std::string why_not;
   Encoders e;
   const std::optional<cogvideox::VaeTiling> tiling =
-      cogvideox::ParseVaeTiling(absl::GetFlag(FLAGS_vae_tiling));
+      cogvideox::ParseVaeTiling(absl::GetFlag(FLAGS_vae_tiling), "--vae_tiling");
   std::unique_ptr<CogVideoXVaeRunner> vae =
       CogVideoXVaeRunner::Open(folder, device, &why_not, tiling);
   SDPO_CHECK(vae != nullptr, "--checkpoint=", folder.dir, ": ", why_not);

@@ -340,7 +340,8 @@ int CogVideoXMain(const std::string& model_name, const std::string& out, const D
 
   std::string why_not;
   std::unique_ptr<CogVideoXVaeRunner> vae = CogVideoXVaeRunner::Open(
-      folder, device, &why_not, cogvideox::ParseVaeTiling(absl::GetFlag(FLAGS_vae_tiling)));
+      folder, device, &why_not,
+      cogvideox::ParseVaeTiling(absl::GetFlag(FLAGS_vae_tiling), "--vae_tiling"));
   std::function<Tensor(const Tensor&)> decode;
   if (vae != nullptr) decode = [&](const Tensor& z) { return vae->Decode(z); };
   WriteSamples(latents, out, OrDefault(absl::GetFlag(FLAGS_fps), 8.0), decode, why_not);

@@ -173,6 +173,9 @@ ABSL_FLAG(std::string, tokenizer, "",
           "CogVideoX: tokenizer/spiece.model)");
 ABSL_FLAG(std::string, text_cache, "",
           "validation prompts: embedding cache directory (default: text_cache in --out)");
+ABSL_FLAG(std::string, text_compute, "f32",
+          "validation and --reward_cmd prompts: text encoder numerics, f32 | bf16 (projections "
+          "on bf16-rounded inputs, f32 accumulation; docs/text.md)");
 ABSL_FLAG(int, zero, 0,
           "0: every rank holds the whole optimizer state (gradients all-reduced); 1: ZeRO-1, f32 "
           "master weights and AdamW moments sharded over the ranks (docs/distributed.md)");
@@ -265,6 +268,17 @@ struct ScoredRoundSetup {
   Shape latent_shape;
 };
 
+// --text_compute, checked.
+umt5::ProjectionInputs TextCompute() {
+  return umt5::ParseProjectionInputs(absl::GetFlag(FLAGS_text_compute), "--text_compute");
+}
+
+// --validation_vae_tiling, checked.
+std::optional<cogvideox::VaeTiling> ParseVaeTilingFlag() {
+  return cogvideox::ParseVaeTiling(absl::GetFlag(FLAGS_validation_vae_tiling),
+                                   "--validation_vae_tiling");
+}
+
 ScoredRoundSetup OpenScoredRounds(const std::string& checkpoint, const TrainModel& model,
                                   const std::string& out, Device device) {
   ScoredRoundSetup s;
@@ -284,9 +298,10 @@ ScoredRoundSetup OpenScoredRounds(const std::string& checkpoint, const TrainMode
   }
   SDPO_CHECK(!s.prompts.empty(), "--prompts=", absl::GetFlag(FLAGS_prompts), ": no prompt");
   const std::string cache = absl::GetFlag(FLAGS_text_cache);
-  const umt5::PromptEncoderOptions o = FolderPromptEncoderOptions(
+  umt5::PromptEncoderOptions o = FolderPromptEncoderOptions(
       folder.dir, absl::GetFlag(FLAGS_text_encoder), absl::GetFlag(FLAGS_tokenizer),
       cache.empty() ? (std::filesystem::path(out) / "text_cache").string() : cache, "--reward_cmd");
+  o.projection_inputs = TextCompute();
   std::vector<std::string> texts = s.prompts;
   texts.push_back(absl::GetFlag(FLAGS_negative_prompt));
   std::vector<Tensor> encoded = umt5::PromptEncoder::Open(o)->EncodePrompts(texts);
@@ -445,10 +460,11 @@ std::unique_ptr<VideoRenderer> PrepareWanValidation(const std::string& checkpoin
              " has no VAE to decode "
              "the videos (expected ",
              kWanVaePth, " or ", kWanVaeSafetensors, ")");
-  EncodeValidationPrompts(*umt5::PromptEncoder::Open(FolderPromptEncoderOptions(
-                              checkpoint, absl::GetFlag(FLAGS_text_encoder),
-                              absl::GetFlag(FLAGS_tokenizer), cache, "--validation_prompts")),
-                          cache, v);
+  umt5::PromptEncoderOptions text =
+      FolderPromptEncoderOptions(checkpoint, absl::GetFlag(FLAGS_text_encoder),
+                                 absl::GetFlag(FLAGS_tokenizer), cache, "--validation_prompts");
+  text.projection_inputs = TextCompute();
+  EncodeValidationPrompts(*umt5::PromptEncoder::Open(text), cache, v);
   std::string why_not;
   // As //trainers:sample: the VAE decodes on the DiT's device, in f32.
   std::unique_ptr<WanVideoDecoder> decoder = WanVideoDecoder::Open(folder, device, kF32, &why_not);
@@ -478,11 +494,11 @@ std::unique_ptr<VideoRenderer> PrepareCogVideoXValidation(const std::string& mod
   text.cache_dir = cache;
   text.text_dim = dit.text_embed_dim;
   text.text_len = dit.max_text_seq_length;
+  text.projection_inputs = TextCompute();
   EncodeValidationPrompts(*OpenCogVideoXTextEncoder(folder, text), cache, v);
   std::string why_not;
-  std::unique_ptr<CogVideoXVaeRunner> vae = CogVideoXVaeRunner::Open(
-      folder, device, &why_not,
-      cogvideox::ParseVaeTiling(absl::GetFlag(FLAGS_validation_vae_tiling)));
+  std::unique_ptr<CogVideoXVaeRunner> vae =
+      CogVideoXVaeRunner::Open(folder, device, &why_not, ParseVaeTilingFlag());
   SDPO_CHECK(vae != nullptr, "--validation_prompts: ", why_not);
   const ValidationDefaults d{true};
   samplers::DdpmSampleOptions o;
@@ -993,6 +1009,8 @@ int main(int argc, char** argv) {
   sdpo::Device device;
   try {
     device = sdpo::trainers::ParseDevice(absl::GetFlag(FLAGS_device));
+    sdpo::trainers::TextCompute();  // a bad --text_compute fails before anything loads
+    sdpo::trainers::ParseVaeTilingFlag();
     sdpo::distributed::CommOptions options;
     options.timeout_s = absl::GetFlag(FLAGS_collective_timeout_s);
     options.bucket_bytes = static_cast<int64_t>(absl::GetFlag(FLAGS_bucket_mb) * (1 << 20));

@@ -643,7 +643,8 @@ std::string VaeTiling::str() const {
   return absl::StrCat(min_height, "x", min_width, ":", stride_height, "x", stride_width);
 }
 
-std::optional<VaeTiling> ParseVaeTiling(const std::string& spec, int64_t spatial_factor) {
+std::optional<VaeTiling> ParseVaeTiling(const std::string& spec, const std::string& name,
+                                        int64_t spatial_factor) {
   if (spec == "off" || spec.empty()) return std::nullopt;
   VaeTiling t;
   if (spec == "on") return t;
@@ -656,14 +657,14 @@ std::optional<VaeTiling> ParseVaeTiling(const std::string& spec, int64_t spatial
   SDPO_CHECK(colon != std::string::npos &&
                  pair(spec.substr(0, colon), &t.min_height, &t.min_width) &&
                  pair(spec.substr(colon + 1), &t.stride_height, &t.stride_width),
-             "VAE tiling '", spec,
-             "': expected off, on, or TILE_HxTILE_W:STRIDE_HxSTRIDE_W in video pixels "
+             name, "=", spec,
+             ": expected off, on, or TILE_HxTILE_W:STRIDE_HxSTRIDE_W in video pixels "
              "(e.g. 256x256:192x192)");
   for (const auto& [min, stride, axis] : {std::tuple{t.min_height, t.stride_height, "height"},
                                           std::tuple{t.min_width, t.stride_width, "width"}}) {
     SDPO_CHECK(min > 0 && stride > 0 && stride <= min && min % spatial_factor == 0 &&
                    stride % spatial_factor == 0,
-               "VAE tiling '", spec, "': the tile ", axis, " ", min, " and its stride ", stride,
+               name, "=", spec, ": the tile ", axis, " ", min, " and its stride ", stride,
                " must be positive multiples of ", spatial_factor, " with stride <= tile");
   }
   return t;

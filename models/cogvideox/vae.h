@@ -46,8 +46,10 @@ struct VaeTiling {
 };
 
 // "off" -> none; "on" -> the defaults; "HxW:SHxSW" (e.g. "256x256:192x192") -> tiles of HxW
-// video pixels every SH, SW pixels. Throws naming `spec` and the rule it breaks.
-std::optional<VaeTiling> ParseVaeTiling(const std::string& spec, int64_t spatial_factor = 8);
+// video pixels every SH, SW pixels. Throws naming `name` (the flag), `spec` and the rule it breaks.
+std::optional<VaeTiling> ParseVaeTiling(const std::string& spec,
+                                        const std::string& name = "VAE tiling",
+                                        int64_t spatial_factor = 8);
 
 struct VaeRunOptions {
   // The official frame batching (bounded memory; the reference numbers). false: the whole clip

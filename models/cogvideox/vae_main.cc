@@ -68,7 +68,7 @@ int Run(int argc, char** argv) {
   std::unique_ptr<SafetensorsFile> in = SafetensorsFile::Open(inputs_path);
   cogvideox::VaeRunOptions options;
   options.batched = absl::GetFlag(FLAGS_batched);
-  options.tiling = cogvideox::ParseVaeTiling(absl::GetFlag(FLAGS_tiling));
+  options.tiling = cogvideox::ParseVaeTiling(absl::GetFlag(FLAGS_tiling), "--tiling");
 
   std::map<std::string, Tensor> outputs;
   if (in->contains("x")) {

@@ -130,4 +130,7 @@ five="$tmp/five"; cp -r "$ckpt" "$five"
 cp tests/trainers/testdata/CogVideoX-5b/scheduler/scheduler_config.json "$five/scheduler/"
 expect_error "snr_shift_scale 1 (cogvideox-2b: 3)" trainers/sdpo --model=cogvideox-2b \
   --checkpoint="$five" --data="$tmp/data" --steps=1 --out="$tmp/e4"
+expect_error "validation_vae_tiling=20x16:8x8: the tile height 20" train "$tmp/e5" 1 \
+  --validation_vae_tiling=20x16:8x8
+expect_error "text_compute must be f32 or bf16" train "$tmp/e6" 1 --text_compute=fp8
 echo "PASS: CogVideoX validation videos (DDIM and DPM, fixed noise, resume-safe, in report.md), held-out pairs"

@@ -94,7 +94,7 @@ TEST(CogVideoXVaeTilingTest, SpecsParseAndBadOnesAreRefusedWithTheRule) {
   EXPECT_EQ(ParseVaeTiling("on")->str(), "240x360:200x288");
   EXPECT_EQ(ParseVaeTiling("256x256:192x192")->str(), "256x256:192x192");
   ExpectErrorContains([] { ParseVaeTiling("256x256"); }, {"TILE_HxTILE_W:STRIDE_HxSTRIDE_W"});
-  ExpectErrorContains([] { ParseVaeTiling("256xabc:192x192"); }, {"256xabc:192x192"});
+  ExpectErrorContains([] { ParseVaeTiling("256xabc:192x192"); }, {"VAE tiling=256xabc:192x192"});
   ExpectErrorContains([] { ParseVaeTiling("252x256:192x192"); }, {"multiples of 8"});
   ExpectErrorContains([] { ParseVaeTiling("256x256:192x264"); }, {"stride <= tile"});
   ExpectErrorContains([] { ParseVaeTiling("0x256:0x192"); }, {"positive"});
