@@ -10,6 +10,7 @@
 #include "tensor/cpu/dnnl_gemm.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -148,6 +149,20 @@ TEST(DnnlGemmTest, FallbackAgreesWithOneDnn) {
   for (size_t i = 0; i < f.size(); ++i) {
     ASSERT_LE(std::fabs(f[i] - s[i]), 2 * gamma * bound[i]) << "element " << i;
   }
+}
+
+// dnnl_gemm_avx2_test runs this file with ONEDNN_MAX_CPU_ISA=AVX2: oneDNN then has no optimised
+// bf16 matmul, as on a CPU without AVX-512, so DnnlGemmBf16 declines and ops::Matmul's bf16 x
+// bf16 -> f32 products go through the converting fallback, still within the bound.
+TEST(DnnlGemmTest, WithoutAvx512TheKernelDeclinesAndMatmulStillMatches) {
+  const char* isa = std::getenv("ONEDNN_MAX_CPU_ISA");
+  if (isa == nullptr || std::string(isa) != "AVX2") {
+    GTEST_SKIP() << "runs in dnnl_gemm_avx2_test (ONEDNN_MAX_CPU_ISA=AVX2)";
+  }
+  EXPECT_FALSE(cpu::DnnlGemmAvailable());
+  Tensor a = RandomTensor({1, 4, 8}, 1, kBF16), b = RandomTensor({1, 8, 4}, 2, kBF16);
+  EXPECT_FALSE(cpu::DnnlGemmBf16(Tensor::Empty({1, 4, 4}, kF32), a, false, b, false));
+  CheckAllCases();
 }
 
 TEST(DnnlGemmTest, OtherResultDtypesAreRefused) {
