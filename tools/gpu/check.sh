@@ -16,7 +16,8 @@
 #             PyTorch peer (bench/peers/wan_vae_peer.py): time and peak device memory
 #   cogvideox_vae  the group norm parity cases, then a bf16 CogVideoX-2B VAE decode of 13 latent
 #             frames at 60x90 to 49x480x720 (random weights of the released shapes,
-#             `cuda_check cogvideox_vae`): time and peak device memory
+#             `cuda_check cogvideox_vae`), untiled and with --tiling=on: time and peak device
+#             memory
 #   wan_step  one Wan2.1-1.3B SDPO step (tools/gpu/wan_step.sh) and the PyTorch peer's eager step,
 #             without and with per-block checkpointing, 9,360 tokens per sample
 #   trainer   the trainer binary (sdpo --device=cuda --precision=bf16) on a generated 1.3B-shaped
@@ -320,6 +321,9 @@ if has_part cogvideox_vae; then
     --gtest_output="json:$OUTDIR/parity_cogvideox_vae.json"
   step cogvideox_vae_sdpo 150 "$OUTDIR/cogvideox_vae_sdpo.log" "$BUNDLE/cuda_check" cogvideox_vae \
     --latent_frames=13 --height=480 --width=720 --dtype=bf16 --json "$OUTDIR/cogvideox_vae_sdpo.jsonl"
+  step cogvideox_vae_sdpo_tiled 150 "$OUTDIR/cogvideox_vae_sdpo_tiled.log" "$BUNDLE/cuda_check" \
+    cogvideox_vae --latent_frames=13 --height=480 --width=720 --dtype=bf16 --tiling=on \
+    --json "$OUTDIR/cogvideox_vae_sdpo_tiled.jsonl"
 fi
 if has_part wan_step; then
   # One SDPO step of Wan2.1-1.3B (bench/cuda/wan_step.h), tried in decreasing sizes (see

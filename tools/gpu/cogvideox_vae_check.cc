@@ -47,7 +47,9 @@ std::string RunCogVideoXVaeDecode(const CogVideoXVaeCheckOptions& o) {
   cuda::SynchronizeStream(device.index);
   cuda::ResetPeakStats(device.index);
   auto t1 = Clock::now();
-  const Tensor video = vae.DecodeUnscaled(z);
+  cogvideox::VaeRunOptions run;
+  run.tiling = o.tiling;
+  const Tensor video = vae.DecodeUnscaled(z, run);
   cuda::SynchronizeStream(device.index);
   const double decode_s = Since(t1);
   const cuda::AllocatorStats stats = cuda::GetAllocatorStats(device.index);
@@ -57,10 +59,12 @@ std::string RunCogVideoXVaeDecode(const CogVideoXVaeCheckOptions& o) {
   SDPO_CHECK(std::isfinite(first[0]), "cogvideox_vae: the decode produced a non-finite value");
   return absl::StrFormat(
       "{\"bench\": \"cogvideox_vae\", \"mode\": \"decode\", \"dtype\": \"%s\", \"device\": "
-      "\"%s\", \"latent\": \"%s\", \"video\": \"%s\", \"load_s\": %.2f, \"decode_s\": %.2f, "
+      "\"%s\", \"latent\": \"%s\", \"video\": \"%s\", \"tiling\": \"%s\", \"load_s\": %.2f, "
+      "\"decode_s\": %.2f, "
       "\"peak_allocated_mib\": %.0f, \"peak_reserved_mib\": %.0f}",
-      DTypeName(o.dtype), device.str(), ShapeStr(z.shape()), ShapeStr(video.shape()), load_s,
-      decode_s, stats.peak_allocated_bytes / 1048576.0, stats.peak_reserved_bytes / 1048576.0);
+      DTypeName(o.dtype), device.str(), ShapeStr(z.shape()), ShapeStr(video.shape()),
+      o.tiling ? o.tiling->str() : "off", load_s, decode_s, stats.peak_allocated_bytes / 1048576.0,
+      stats.peak_reserved_bytes / 1048576.0);
 }
 
 }  // namespace sdpo::tools

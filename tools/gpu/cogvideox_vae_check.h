@@ -4,8 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
+#include "models/cogvideox/vae.h"
 #include "tensor/dtype.h"
 
 namespace sdpo::tools {
@@ -15,12 +17,13 @@ struct CogVideoXVaeCheckOptions {
   int64_t height = 480, width = 720;  // the video's (the latent is 8x smaller)
   DType dtype = kBF16;                // bf16 or f32 compute
   uint64_t seed = 1;
+  std::optional<cogvideox::VaeTiling> tiling;  // diffusers' enable_tiling(); none by default
 };
 
 // Decodes an N(0, 1) latent [1, 16, latent_frames, height / 8, width / 8] (already divided by
-// the scaling factor) with the official frame batches; returns the JSON line: load and decode
-// seconds (the decode synchronised), the video's shape and the caching allocator's peak
-// allocated and reserved MiB over the decode.
+// the scaling factor) with the official frame batches (and tiles when set); returns the JSON line:
+// load and decode seconds (the decode synchronised), the video's shape and the caching allocator's
+// peak allocated and reserved MiB over the decode.
 std::string RunCogVideoXVaeDecode(const CogVideoXVaeCheckOptions& options);
 
 }  // namespace sdpo::tools

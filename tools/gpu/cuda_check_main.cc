@@ -2,8 +2,9 @@
 // cuda_check bench [--json FILE] [--only SUBSTRING]   the CUDA micro-benchmarks
 // cuda_check wan_step [...]          one SDPO step of Wan2.1-1.3B (bench/cuda/wan_step_cli.cc)
 // cuda_check nccl                    the NCCL communicator on one GPU (tools/gpu/nccl_check.h)
-// cuda_check make_data [...]         full-scale random checkpoint and data (tools/data/full_scale.h)
-// cuda_check vae [--mode=decode --frames=81 --height=480 --width=832 --dtype=bf16 --json FILE]
+// cuda_check make_data [...]         full-scale random checkpoint and data
+// (tools/data/full_scale.h) cuda_check vae [--mode=decode --frames=81 --height=480 --width=832
+// --dtype=bf16 --json FILE]
 //                                    the Wan2.1 VAE on GPU 0 (bench/wan_vae_bench_lib.h)
 // cuda_check cogvideox_vae [--latent_frames=13 --height=480 --width=720 --dtype=bf16
 //                           --json FILE]
@@ -51,6 +52,9 @@ ABSL_FLAG(int64_t, width, 832, "vae: video width");
 ABSL_FLAG(std::string, dtype, "bf16", "vae, cogvideox_vae: f32 or bf16");
 // cogvideox_vae (also --height, --width: the video's, --dtype and --json)
 ABSL_FLAG(int64_t, latent_frames, 13, "cogvideox_vae: latent frames to decode");
+ABSL_FLAG(std::string, tiling, "off",
+          "cogvideox_vae: diffusers' enable_tiling(): off | on (240x360 every 200x288) | "
+          "HxW:SHxSW");
 
 namespace {
 
@@ -111,6 +115,7 @@ int RunCogVideoXVae() {
   o.height = absl::GetFlag(FLAGS_height);
   o.width = absl::GetFlag(FLAGS_width);
   o.dtype = VaeDtypeFlag();
+  o.tiling = sdpo::cogvideox::ParseVaeTiling(absl::GetFlag(FLAGS_tiling), "--tiling");
   return PrintJsonLine(sdpo::tools::RunCogVideoXVaeDecode(o));
 }
 

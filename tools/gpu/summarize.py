@@ -359,20 +359,24 @@ def vae(outdir, status):
 
 
 def cogvideox_vae(outdir, status):
-    """The bf16 CogVideoX-2B VAE decode (part cogvideox_vae), from cogvideox_vae_sdpo.jsonl."""
-    step = "cogvideox_vae_sdpo"
-    r = (json_lines(os.path.join(outdir, step + ".jsonl")) or [None])[-1]
-    if r is None and step not in status:
+    """The bf16 CogVideoX-2B VAE decode (part cogvideox_vae), untiled and tiled, from
+    cogvideox_vae_sdpo{,_tiled}.jsonl."""
+    steps = ["cogvideox_vae_sdpo", "cogvideox_vae_sdpo_tiled"]
+    recs = {s: (json_lines(os.path.join(outdir, s + ".jsonl")) or [None])[-1] for s in steps}
+    if all(recs[s] is None and s not in status for s in steps):
         return
+    shape = next((r for r in recs.values() if r), None)
     print()
     print("CogVideoX-2B VAE decode, bf16, random weights of the released shapes, "
-          f"latent {r['latent'] if r else '-'} -> video {r['video'] if r else '-'}")
+          f"latent {shape['latent'] if shape else '-'} -> video {shape['video'] if shape else '-'}")
     print(f"  {'run':<28} {'decode s':>9} {'peak alloc MiB':>15} {'peak reserved MiB':>18}")
-    if r is None:
-        print(f"  {'sdpo (cogvideox_vae)':<28} {'-':>9}  {why_not(status, step)}")
-    else:
-        print(f"  {'sdpo (cogvideox_vae)':<28} {r['decode_s']:>9.2f} {r['peak_allocated_mib']:>15.0f} "
-              f"{r['peak_reserved_mib']:>18.0f}")
+    for s, label in zip(steps, ["sdpo (untiled)", "sdpo (tiling on)"]):
+        r = recs[s]
+        if r is None:
+            print(f"  {label:<28} {'-':>9}  {why_not(status, s)}")
+        else:
+            print(f"  {label:<28} {r['decode_s']:>9.2f} {r['peak_allocated_mib']:>15.0f} "
+                  f"{r['peak_reserved_mib']:>18.0f}")
 
 
 def targets(outdir):
