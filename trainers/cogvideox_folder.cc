@@ -208,6 +208,13 @@ std::string VaeHash(const std::string& dir) {
 
 }  // namespace
 
+std::optional<cogvideox::VaeTiling> VaeTilingFlag(const std::string& value, const std::string& flag,
+                                                  bool cogvideox) {
+  SDPO_CHECK(cogvideox || value == "off", flag,
+             " is for the CogVideoX VAE (the Wan2.1 VAE runs untiled), got ", value);
+  return cogvideox::ParseVaeTiling(value, flag);
+}
+
 std::unique_ptr<CogVideoXVaeRunner> CogVideoXVaeRunner::Open(
     const CogVideoXFolder& folder, Device device, std::string* why_not,
     const std::optional<cogvideox::VaeTiling>& tiling) {

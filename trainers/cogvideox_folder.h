@@ -85,6 +85,13 @@ std::unique_ptr<umt5::PromptEncoder> OpenCogVideoXTextEncoder(const CogVideoXFol
 //           centre), f32 on the CPU;
 //   Decode: a sampled latent [C, F, h, w] -> pixels [3, T, 8 h, 8 w] in [-1, 1] (unclamped),
 //           latent / scaling_factor through the decoder, as the pipeline's decode_latents.
+// The value of a VAE tiling flag (prepare's and sample's --vae_tiling, the trainer's
+// --validation_vae_tiling): the tiles, none for "off". Throws naming `flag` when the spec cannot
+// tile (cogvideox::ParseVaeTiling) or when tiles are asked of a model that is not CogVideoX (the
+// Wan2.1 VAE runs untiled).
+std::optional<cogvideox::VaeTiling> VaeTilingFlag(const std::string& value, const std::string& flag,
+                                                  bool cogvideox);
+
 class CogVideoXVaeRunner {
  public:
   // nullptr when the folder has no vae/ (`why_not` says so); load errors throw. `tiling`:

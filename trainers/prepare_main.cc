@@ -141,7 +141,7 @@ Encoders OpenCogVideoX(const std::string& model, const std::string& checkpoint, 
   std::string why_not;
   Encoders e;
   const std::optional<cogvideox::VaeTiling> tiling =
-      cogvideox::ParseVaeTiling(absl::GetFlag(FLAGS_vae_tiling), "--vae_tiling");
+      VaeTilingFlag(absl::GetFlag(FLAGS_vae_tiling), "--vae_tiling", true);
   std::unique_ptr<CogVideoXVaeRunner> vae =
       CogVideoXVaeRunner::Open(folder, device, &why_not, tiling);
   SDPO_CHECK(vae != nullptr, "--checkpoint=", folder.dir, ": ", why_not);
@@ -172,8 +172,7 @@ int Main() {
   const bool cogvideox = model == "cogvideox-2b" || model == "cogvideox-5b";
   SDPO_CHECK(model == "wan21" || cogvideox, "--model=", model,
              ": expected wan21, cogvideox-2b or cogvideox-5b");
-  SDPO_CHECK(cogvideox || absl::GetFlag(FLAGS_vae_tiling) == "off",
-             "--vae_tiling is for the CogVideoX VAE (the Wan2.1 VAE runs untiled)");
+  VaeTilingFlag(absl::GetFlag(FLAGS_vae_tiling), "--vae_tiling", cogvideox);  // checked first
   for (const auto& [flag, value] :
        {std::pair<const char*, std::string>{"--checkpoint", absl::GetFlag(FLAGS_checkpoint)},
         {"--pairs", absl::GetFlag(FLAGS_pairs)},

@@ -341,7 +341,7 @@ int CogVideoXMain(const std::string& model_name, const std::string& out, const D
   std::string why_not;
   std::unique_ptr<CogVideoXVaeRunner> vae = CogVideoXVaeRunner::Open(
       folder, device, &why_not,
-      cogvideox::ParseVaeTiling(absl::GetFlag(FLAGS_vae_tiling), "--vae_tiling"));
+      VaeTilingFlag(absl::GetFlag(FLAGS_vae_tiling), "--vae_tiling", true));
   std::function<Tensor(const Tensor&)> decode;
   if (vae != nullptr) decode = [&](const Tensor& z) { return vae->Decode(z); };
   WriteSamples(latents, out, OrDefault(absl::GetFlag(FLAGS_fps), 8.0), decode, why_not);
@@ -354,8 +354,7 @@ int CheckpointMain(const Device device, const DType dtype) {
   SDPO_CHECK(absl::EndsWith(out, ".mp4"), "--out=", out,
              ": name the video file to write (ending in .mp4); the latents go next to it");
   if (model == "wan21") {
-    SDPO_CHECK(absl::GetFlag(FLAGS_vae_tiling) == "off",
-               "--vae_tiling is for the CogVideoX VAE (the Wan2.1 VAE runs untiled)");
+    VaeTilingFlag(absl::GetFlag(FLAGS_vae_tiling), "--vae_tiling", false);  // refuses tiles
     return WanMain(out, device, dtype);
   }
   SDPO_CHECK(model == "cogvideox-2b" || model == "cogvideox-5b", "--model=", model,

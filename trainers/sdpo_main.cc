@@ -273,12 +273,6 @@ umt5::ProjectionInputs TextCompute() {
   return umt5::ParseProjectionInputs(absl::GetFlag(FLAGS_text_compute), "--text_compute");
 }
 
-// --validation_vae_tiling, checked.
-std::optional<cogvideox::VaeTiling> ParseVaeTilingFlag() {
-  return cogvideox::ParseVaeTiling(absl::GetFlag(FLAGS_validation_vae_tiling),
-                                   "--validation_vae_tiling");
-}
-
 ScoredRoundSetup OpenScoredRounds(const std::string& checkpoint, const TrainModel& model,
                                   const std::string& out, Device device) {
   ScoredRoundSetup s;
@@ -379,6 +373,12 @@ struct ValidationDefaults {
 
 bool IsCogVideoX(const std::string& model_name) { return model_name != "wan21"; }
 
+// --validation_vae_tiling for --model, checked.
+std::optional<cogvideox::VaeTiling> ValidationVaeTiling() {
+  return VaeTilingFlag(absl::GetFlag(FLAGS_validation_vae_tiling), "--validation_vae_tiling",
+                       IsCogVideoX(absl::GetFlag(FLAGS_model)));
+}
+
 // The held-out and validation flags: they need real data and, for videos, a checkpoint folder
 // with its VAE and text encoder.
 void CheckValidationFlags(bool demo, const std::string& model_name) {
@@ -453,8 +453,6 @@ std::unique_ptr<VideoRenderer> PrepareWanValidation(const std::string& checkpoin
              "to be the Wan2.1 checkpoint folder (with ",
              kWanVaePth, " or ", kWanVaeSafetensors,
              " and the umT5 text encoder), found --checkpoint=", checkpoint);
-  SDPO_CHECK(absl::GetFlag(FLAGS_validation_vae_tiling) == "off",
-             "--validation_vae_tiling is for the CogVideoX VAE (the Wan2.1 VAE runs untiled)");
   const WanCheckpointFolder folder = FindWanCheckpoint(checkpoint);
   SDPO_CHECK(!folder.vae.empty(), "--validation_prompts: ", checkpoint,
              " has no VAE to decode "
@@ -498,7 +496,7 @@ std::unique_ptr<VideoRenderer> PrepareCogVideoXValidation(const std::string& mod
   EncodeValidationPrompts(*OpenCogVideoXTextEncoder(folder, text), cache, v);
   std::string why_not;
   std::unique_ptr<CogVideoXVaeRunner> vae =
-      CogVideoXVaeRunner::Open(folder, device, &why_not, ParseVaeTilingFlag());
+      CogVideoXVaeRunner::Open(folder, device, &why_not, ValidationVaeTiling());
   SDPO_CHECK(vae != nullptr, "--validation_prompts: ", why_not);
   const ValidationDefaults d{true};
   samplers::DdpmSampleOptions o;
@@ -1010,7 +1008,7 @@ int main(int argc, char** argv) {
   try {
     device = sdpo::trainers::ParseDevice(absl::GetFlag(FLAGS_device));
     sdpo::trainers::TextCompute();  // a bad --text_compute fails before anything loads
-    sdpo::trainers::ParseVaeTilingFlag();
+    sdpo::trainers::ValidationVaeTiling();
     sdpo::distributed::CommOptions options;
     options.timeout_s = absl::GetFlag(FLAGS_collective_timeout_s);
     options.bucket_bytes = static_cast<int64_t>(absl::GetFlag(FLAGS_bucket_mb) * (1 << 20));

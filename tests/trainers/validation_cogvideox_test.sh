@@ -133,4 +133,6 @@ expect_error "snr_shift_scale 1 (cogvideox-2b: 3)" trainers/sdpo --model=cogvide
 expect_error "validation_vae_tiling=20x16:8x8: the tile height 20" train "$tmp/e5" 1 \
   --validation_vae_tiling=20x16:8x8
 expect_error "text_compute must be f32 or bf16" train "$tmp/e6" 1 --text_compute=fp8
+expect_error "validation_vae_tiling is for the CogVideoX VAE" trainers/sdpo --model=wan21 \
+  --validation_vae_tiling=on --out="$tmp/e7"
 echo "PASS: CogVideoX validation videos (DDIM and DPM, fixed noise, resume-safe, in report.md), held-out pairs"
